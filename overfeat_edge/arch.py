@@ -1,0 +1,238 @@
+"""Network architectures as plain data, and the size arithmetic that follows from them.
+
+No torch here: the pyramid planner, the ``models`` listing and the runtime all read these
+tables. ``overfeat_edge.models`` turns an :class:`Arch` into a torch module.
+
+Layer tables follow ``shared/spec/overfeat.md`` (paper Tables 1 and 3). Every conv is followed
+by ReLU; pooling is max-pooling with kernel == stride. The last pool of ``features`` is the one
+fine stride acts on; the heads read its output.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from overfeat_edge.errors import InputError
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One feature layer: a conv (``channels`` outputs, then ReLU) or a max pool."""
+
+    op: Literal["conv", "pool"]
+    k: int
+    s: int
+    p: int = 0
+    channels: int = 0
+
+    def out_size(self, n: int) -> int:
+        """Spatial size after this layer for an input of size ``n`` (floor, as torch and ONNX)."""
+        return (n + 2 * self.p - self.k) // self.s + 1
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A fully convolutional OverFeat-style network.
+
+    ``features`` ends with the pool that fine stride acts on. The classifier head is
+    ``head_kernel`` x ``head_kernel`` conv -> 1x1 convs through ``cls_hidden`` -> classes
+    (+1 background); the regression head likewise through ``reg_hidden`` -> 4 per class.
+    """
+
+    name: str
+    window: int
+    features: tuple[Layer, ...]
+    head_kernel: int
+    cls_hidden: tuple[int, ...]
+    reg_hidden: tuple[int, ...]
+    num_classes: int
+    background: bool = True
+    in_channels: int = 3
+    width: float = 1.0
+    base: str = field(default="", compare=False)
+
+    # ---- derived geometry -------------------------------------------------------------
+    @property
+    def stride(self) -> int:
+        """Total (coarse) stride of the classifier map in input pixels."""
+        return math.prod(layer.s for layer in self.features)
+
+    @property
+    def fine_factor(self) -> int:
+        """Stride of the last pool: fine stride divides the output stride by this."""
+        return self.features[-1].s
+
+    def out_stride(self, fine: bool) -> int:
+        return self.stride // self.fine_factor if fine else self.stride
+
+    @property
+    def num_outputs(self) -> int:
+        """Channels of the ``scores`` output (classes, plus one if there is a background)."""
+        return self.num_classes + int(self.background)
+
+    @property
+    def feature_channels(self) -> int:
+        return [layer.channels for layer in self.features if layer.op == "conv"][-1]
+
+    def prepool_size(self, n: int) -> int:
+        """Spatial size of the map entering the last pool for an input side of ``n``."""
+        for layer in self.features[:-1]:
+            n = layer.out_size(n)
+        return n
+
+    def out_size(self, n: int, fine: bool) -> int:
+        """Classifier map size for an input side ``n``; <= 0 means the input is too small."""
+        size = self.prepool_size(n)
+        s, k = self.fine_factor, self.head_kernel
+        if fine:  # pool k=s stride 1, then head conv dilated by s
+            return size - k * s + 1
+        return (size - s) // s + 1 - k + 1
+
+    # ---- cost -------------------------------------------------------------------------
+    def _convs(self) -> list[tuple[str, int, int, int, int]]:
+        """(name, cin, cout, kernel, output size at the training window) of every conv."""
+        rows, cin, n = [], self.in_channels, self.window
+        for i, layer in enumerate(self.features):
+            n = layer.out_size(n)
+            if layer.op == "conv":
+                rows.append((f"conv{i}", cin, layer.channels, layer.k, n))
+                cin = layer.channels
+        for head, hidden, last in (
+            ("cls", self.cls_hidden, self.num_outputs),
+            ("reg", self.reg_hidden, 4 * self.num_classes),
+        ):
+            c, k = cin, self.head_kernel
+            for j, cout in enumerate((*hidden, last)):
+                rows.append((f"{head}{j}", c, cout, k, 1))
+                c, k = cout, 1
+        return rows
+
+    def params(self) -> int:
+        return sum(cin * cout * k * k + cout for _, cin, cout, k, _ in self._convs())
+
+    def gflops_per_window(self) -> float:
+        """Multiply-adds x 2 of one forward pass on the training window, both heads."""
+        return sum(2 * cin * cout * k * k * n * n for _, cin, cout, k, n in self._convs()) / 1e9
+
+    def with_width(self, width: float) -> Arch:
+        """The same topology with every hidden channel count multiplied by ``width``."""
+        if not 0 < width <= 4:
+            raise InputError(f"width multiplier must be in (0, 4], got {width}")
+
+        def w(c: int) -> int:
+            return max(1, round(c * width))
+
+        feats = tuple(replace(x, channels=w(x.channels)) if x.op == "conv" else x for x in self.features)
+        return replace(
+            self,
+            name=f"{self.base or self.name}@{width:g}" if width != 1 else self.base or self.name,
+            features=feats,
+            cls_hidden=tuple(w(c) for c in self.cls_hidden),
+            reg_hidden=tuple(w(c) for c in self.reg_hidden),
+            width=width,
+            base=self.base or self.name,
+        )
+
+    # ---- serialization ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "base": self.base or self.name,
+            "window": self.window,
+            "features": [[x.op, x.k, x.s, x.p, x.channels] for x in self.features],
+            "head_kernel": self.head_kernel,
+            "cls_hidden": list(self.cls_hidden),
+            "reg_hidden": list(self.reg_hidden),
+            "num_classes": self.num_classes,
+            "background": self.background,
+            "in_channels": self.in_channels,
+            "width": self.width,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Arch:
+        return cls(
+            name=d["name"],
+            base=d.get("base", d["name"]),
+            window=int(d["window"]),
+            features=tuple(Layer(op, k, s, p, c) for op, k, s, p, c in d["features"]),
+            head_kernel=int(d["head_kernel"]),
+            cls_hidden=tuple(d["cls_hidden"]),
+            reg_hidden=tuple(d["reg_hidden"]),
+            num_classes=int(d["num_classes"]),
+            background=bool(d["background"]),
+            in_channels=int(d.get("in_channels", 3)),
+            width=float(d.get("width", 1.0)),
+        )
+
+
+def _c(k: int, s: int, p: int, ch: int) -> Layer:
+    return Layer("conv", k, s, p, ch)
+
+
+def _p(k: int) -> Layer:
+    return Layer("pool", k, k)
+
+
+# Paper Table 1: fast model, 231x231 window, stride 32, fine factor 2.
+OVERFEAT_FAST = Arch(
+    name="overfeat-fast",
+    window=231,
+    features=(_c(11, 4, 0, 96), _p(2), _c(5, 1, 0, 256), _p(2), _c(3, 1, 1, 512),
+              _c(3, 1, 1, 1024), _c(3, 1, 1, 1024), _p(2)),
+    head_kernel=6,
+    cls_hidden=(3072, 4096),
+    reg_hidden=(4096, 1024),
+    num_classes=1000,
+)
+
+# Paper Table 3: accurate model, 221x221 window, stride 36, fine factor 3.
+OVERFEAT_ACCURATE = Arch(
+    name="overfeat-accurate",
+    window=221,
+    features=(_c(7, 2, 0, 96), _p(3), _c(7, 1, 0, 256), _p(2), _c(3, 1, 1, 512),
+              _c(3, 1, 1, 512), _c(3, 1, 1, 1024), _c(3, 1, 1, 1024), _p(3)),
+    head_kernel=5,
+    cls_hidden=(4096, 4096),
+    reg_hidden=(4096, 1024),
+    num_classes=1000,
+)
+
+# The course example (seed 000): 14x14 window, stride 2; "FC 4" = 3 classes + background.
+SEED_NET = Arch(
+    name="seed-net",
+    window=14,
+    features=(_c(5, 1, 0, 16), _p(2)),
+    head_kernel=5,
+    cls_hidden=(400, 400),
+    reg_hidden=(400, 100),
+    num_classes=3,
+)
+
+ARCHS: dict[str, Arch] = {a.name: a for a in (OVERFEAT_FAST, OVERFEAT_ACCURATE, SEED_NET)}
+
+_NAME = re.compile(r"^(?P<base>[a-z0-9-]+?)(?:@(?P<width>[0-9.]+))?$")
+
+
+def get_arch(name: str, num_classes: int | None = None, background: bool | None = None) -> Arch:
+    """Look up ``name`` (``overfeat-fast``, ``overfeat-fast@0.25``...) and adapt its classes."""
+    m = _NAME.match(name.strip())
+    if not m or m["base"] not in ARCHS:
+        raise InputError(f"unknown model {name!r}; expected one of {', '.join(ARCHS)} (optionally @WIDTH)")
+    arch = ARCHS[m["base"]]
+    if m["width"] is not None:
+        try:
+            width = float(m["width"])
+        except ValueError:
+            raise InputError(f"bad width multiplier in {name!r}") from None
+        arch = arch.with_width(width)
+    if num_classes is not None:
+        if num_classes < 1:
+            raise InputError(f"num_classes must be >= 1, got {num_classes}")
+        arch = replace(arch, num_classes=num_classes)
+    if background is not None:
+        arch = replace(arch, background=background)
+    return arch

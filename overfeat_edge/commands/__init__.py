@@ -1,0 +1,54 @@
+"""The Typer app. Commands parse options and call the library, nothing else.
+
+Every :class:`~overfeat_edge.errors.OverfeatEdgeError` becomes one ``error: ...`` line on stderr
+and the error's exit code; Ctrl-C exits 130. No traceback reaches the user.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from overfeat_edge.commands import detect, model
+from overfeat_edge.commands.common import err_console
+from overfeat_edge.errors import OverfeatEdgeError
+
+app = typer.Typer(
+    name="overfeat-edge",
+    help="OverFeat detectors on the edge: export, build engines, calibrate, detect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model.register(app)
+detect.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code instead of raising."""
+    try:
+        app(args=argv, prog_name="overfeat-edge", standalone_mode=False)
+    except OverfeatEdgeError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except typer.Exit as exc:  # --help and friends
+        return int(exc.exit_code or 0)
+    except typer.Abort:
+        return 130
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        raise
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Shared console objects and option helpers for the commands."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+from rich.console import Console
+
+from overfeat_edge.errors import InputError
+
+console = Console()
+err_console = Console(stderr=True)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def expand_images(items: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and globs -> image paths, in the order given."""
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"folder {p} has no images ({', '.join(IMAGE_SUFFIXES)})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        elif any(ch in item for ch in "*?["):
+            found = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"no image matches {item!r}")
+            out += found
+        else:
+            raise InputError(f"image not found: {item}")
+    return out

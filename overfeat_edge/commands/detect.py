@@ -1,0 +1,85 @@
+"""detect: images in, annotated images and a JSON file of detections out."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import typer
+
+from overfeat_edge.commands.common import console, err_console, expand_images
+from overfeat_edge.errors import InputError
+from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+
+Backend = Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")]
+
+
+def load_detector(model: str, backend: str, weights: Path | None, device: str, threads: int | None,
+                  scales: list[str] | None, threshold: float, merge: str, merge_threshold: float,
+                  nms_iou: float, top_k_classes: int | None) -> object:
+    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+    from overfeat_edge.runtime import load_runner
+
+    config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, merge_threshold=merge_threshold,
+                            nms_iou=nms_iou, top_k_classes=top_k_classes)
+    runner = load_runner(backend, model, weights=str(weights) if weights else None, device=device, threads=threads)
+    return Detector(runner, config)
+
+
+def detect(
+    images: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
+    out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
+    backend: Backend = "onnxruntime",
+    weights: Annotated[Path | None, typer.Option(help="torch backend: a checkpoint.")] = None,
+    device: Annotated[str, typer.Option(help="torch backend: cpu or cuda.")] = "cpu",
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")] = None,
+    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
+    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
+    merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
+    nms_iou: Annotated[float, typer.Option(help="nms: IoU above which a box is suppressed.")] = 0.5,
+    top_k_classes: Annotated[int | None, typer.Option(help="Keep only the k best classes per scale (paper).")] = None,
+    save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
+) -> None:
+    """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
+    from overfeat_edge.pipeline.draw import draw_detections
+
+    paths = expand_images(images)
+    det = load_detector(model, backend, weights, device, threads, scales, threshold, merge, merge_threshold,
+                        nms_iou, top_k_classes)
+    spec = det.spec  # type: ignore[attr-defined]
+    out.mkdir(parents=True, exist_ok=True)
+    results, failed = [], []
+    for path in paths:
+        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            failed.append(str(path))
+            err_console.print(f"[yellow]skipped:[/] {path} is not a readable image")
+            continue
+        t0 = time.perf_counter()
+        d = det.detect(frame)  # type: ignore[attr-defined]
+        ms = (time.perf_counter() - t0) * 1000
+        results.append({"image": str(path), "height": int(frame.shape[0]), "width": int(frame.shape[1]),
+                        "time_ms": round(ms, 2), "detections": d.to_records(spec.class_names)})
+        if save_images:
+            from overfeat_edge.pipeline.preprocess import to_bgr8
+
+            ok, buf = cv2.imencode(".jpg", draw_detections(to_bgr8(frame), d, spec.class_names))
+            if not ok:
+                raise InputError(f"cannot encode the annotated {path}")
+            atomic_write_bytes(out / (path.stem + ".jpg"), buf.tobytes())
+        console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
+    payload = {"model": model, "backend": det.runner.describe(), "scales": [str(s) for s in det.scales],  # type: ignore[attr-defined]
+               "fine_stride": spec.fine_stride, "merge": merge, "images": results}
+    atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
+    console.print(f"wrote {out / 'detections.json'}" + (f" and {len(results)} annotated images" if save_images else ""))
+    if failed:
+        raise InputError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(detect)

@@ -1,0 +1,96 @@
+"""models, export, import-weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from overfeat_edge.arch import ARCHS, get_arch
+from overfeat_edge.commands.common import console
+from overfeat_edge.errors import InputError
+from overfeat_edge.lazy import require
+
+
+def models(
+    names: Annotated[list[str] | None, typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")] = None,
+) -> None:
+    """List the registered networks with window, strides, parameters and GFLOPs per window."""
+    from overfeat_edge.runtime.base import shipped_models
+
+    table = Table(title="overfeat-edge models")
+    for col in ("name", "window", "stride", "fine", "out stride", "params M", "GFLOP/win"):
+        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
+    for name in names or list(ARCHS):
+        a = get_arch(name)
+        table.add_row(a.name, str(a.window), str(a.stride), f"x{a.fine_factor}", str(a.out_stride(True)),
+                      f"{a.params() / 1e6:.2f}", f"{a.gflops_per_window():.3f}")
+    console.print(table)
+    shipped = shipped_models()
+    if shipped:
+        console.print("shipped (usable as --model NAME): " + ", ".join(shipped))
+
+
+def export(
+    model: Annotated[str, typer.Option(help="Registry name (overfeat-fast@0.25...) or a checkpoint .pt.")],
+    out: Annotated[Path, typer.Option(help="Output .onnx file.")],
+    weights: Annotated[Path | None, typer.Option(help="Checkpoint to export (default: random weights).")] = None,
+    num_classes: Annotated[int | None, typer.Option(help="Classes, for a registry model without weights.")] = None,
+    fine_stride: Annotated[bool | None, typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")] = None,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
+) -> None:
+    """Export a network to ONNX (dynamic batch/height/width; spec in the metadata)."""
+    require("torch", "export")
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models import create_model, load_checkpoint
+    from overfeat_edge.spec import default_spec
+
+    if out.suffix.lower() != ".onnx":
+        raise InputError(f"--out must end in .onnx, got {out}")
+    ckpt = weights or (Path(model) if Path(model).suffix in (".pt", ".pth", ".ckpt") else None)
+    if ckpt is not None:
+        net, spec, _ = load_checkpoint(ckpt)
+        if weights is not None and get_arch(model).base != spec.arch.base:
+            raise InputError(f"--model {model} does not match the checkpoint's {spec.arch.name}")
+    else:
+        net = create_model(model, num_classes=num_classes, seed=0)
+        spec = default_spec(net.arch)
+        console.print(f"[yellow]note:[/] no --weights: exporting {net.arch.name} with random weights")
+    if fine_stride is not None:
+        spec = spec.with_fine_stride(fine_stride)
+    report = export_onnx(net, spec, out, check=check)
+    console.print(f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride})")
+    for name, err in report.max_abs_error.items():
+        console.print(f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
+                      f"at {', '.join(f'{h}x{w}' for h, w in report.sizes)}")
+
+
+def import_weights(
+    file: Annotated[Path, typer.Argument(help="net_weight_0 (fast) or net_weight_1 (accurate).")],
+    model: Annotated[str, typer.Option(help="overfeat-fast or overfeat-accurate.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt).")],
+    classes: Annotated[Path | None, typer.Option(help="Text file with 1000 class names, one a line.")] = None,
+) -> None:
+    """Load the original OverFeat release's weights into a checkpoint."""
+    require("torch", "import-weights")
+    from overfeat_edge.models import import_original_weights, save_checkpoint
+
+    names = None
+    if classes is not None:
+        if not classes.is_file():
+            raise InputError(f"class names file not found: {classes}")
+        names = [ln.strip() for ln in classes.read_text().splitlines() if ln.strip()]
+        if len(names) != 1000:
+            raise InputError(f"{classes}: expected 1000 class names, found {len(names)}")
+    net, spec = import_original_weights(file, model, names)
+    save_checkpoint(out, net, spec, {"source": str(file), "note": "classifier from the OverFeat release; box head untrained"})
+    console.print(f"wrote {out}: {spec.arch.name}, {spec.arch.params() / 1e6:.1f} M parameters "
+                  "(classifier imported; the box-regression head is untrained)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(models)
+    app.command()(export)
+    app.command("import-weights")(import_weights)

@@ -1,0 +1,99 @@
+"""[torch] Export an :class:`OverFeatNet` to ONNX and prove ONNX Runtime agrees with torch."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from overfeat_edge.errors import ParityError
+from overfeat_edge.io import atomic_path
+from overfeat_edge.lazy import require
+from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES
+from overfeat_edge.spec import METADATA_KEY, ModelSpec
+
+OPSET = 17
+# float32 parity: max |onnx - torch| <= ATOL + RTOL * max |torch|, per output
+ATOL, RTOL = 1e-4, 1e-4
+
+
+@dataclass
+class ExportReport:
+    path: Path
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    max_abs_error: dict[str, float] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+
+
+def parity_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
+    """Two input sizes: the training window, and a larger non-square one off the stride grid."""
+    w, s = spec.arch.window, spec.arch.stride
+    return [(w, w), (w + 2 * s + 5, w + 3 * s + 11)]
+
+
+def export_onnx(net: object, spec: ModelSpec, out: str | Path, check: bool = True, seed: int = 0) -> ExportReport:
+    """Write ``out`` (atomically) with dynamic batch/height/width, outputs ``scores``/``boxes``.
+
+    ``scores`` are softmax probabilities (N, C', Ho, Wo), ``boxes`` the regressor's edges
+    (N, 4 * classes, Ho, Wo). With ``check``, ONNX Runtime and torch are compared on two input
+    sizes and :class:`ParityError` is raised above tolerance.
+    """
+    torch = require("torch", "ONNX export")
+    onnx = require("onnx", "ONNX export")
+    from overfeat_edge.models.overfeat import OverFeatNet, _Predict
+
+    assert isinstance(net, OverFeatNet)
+    net.eval()
+    net.set_fine_stride(spec.fine_stride)
+    wrapper = _Predict(net).eval()
+    w = spec.arch.window
+    dummy = torch.zeros(1, spec.arch.in_channels, w, w)
+    dyn = {0: "batch", 2: "height", 3: "width"}
+    out = Path(out)
+    report = ExportReport(path=out)
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
+                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                dynamic_axes={INPUT_NAME: dyn, OUTPUT_NAMES[0]: dyn, OUTPUT_NAMES[1]: dyn},
+            )
+        model = onnx.load(str(tmp))
+        model.producer_name = "overfeat-edge"
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, spec.to_json()
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, str(tmp))
+        if check:
+            _parity(net, spec, tmp, report, seed)
+    return report
+
+
+def _parity(net: object, spec: ModelSpec, path: Path, report: ExportReport, seed: int) -> None:
+    torch = require("torch", "ONNX export")
+    from overfeat_edge.runtime.onnxruntime import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(path)
+    rng = np.random.default_rng(seed)
+    for hw in parity_sizes(spec):
+        x = rng.standard_normal((1, spec.arch.in_channels, *hw)).astype(np.float32)
+        with torch.inference_mode():
+            ref = [t.numpy() for t in net.predict(torch.from_numpy(x))]  # type: ignore[attr-defined]
+        got = runner.infer(x)
+        report.sizes.append(hw)
+        for name, a, b in zip(OUTPUT_NAMES, got, ref, strict=True):
+            if a.shape != b.shape:
+                raise ParityError(f"export parity: {name} shape {a.shape} from ONNX Runtime, {b.shape} from torch at input {hw}")
+            err = float(np.abs(a - b).max())
+            tol = ATOL + RTOL * float(np.abs(b).max())
+            report.max_abs_error[name] = max(err, report.max_abs_error.get(name, 0.0))
+            report.tolerance[name] = tol
+            if err > tol:
+                raise ParityError(
+                    f"export parity: {name} differs by {err:.3g} (tolerance {tol:.3g}) between ONNX Runtime "
+                    f"and torch at input {hw[0]}x{hw[1]}; the ONNX was not written"
+                )

@@ -1,0 +1,1 @@
+"""[no torch] preprocess -> pyramid -> (backend) -> decode -> merge."""

@@ -1,0 +1,36 @@
+"""Overlays: boxes, class names and scores drawn on a BGR frame."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from overfeat_edge.types import Detections
+
+
+def color(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct BGR colour per class (golden-ratio hue steps)."""
+    hue = int((class_id * 0.618033988749895 % 1.0) * 179)
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
+
+
+def draw_detections(frame: np.ndarray, det: Detections, class_names: tuple[str, ...] | list[str],
+                    text: str | None = None) -> np.ndarray:
+    """A copy of ``frame`` (H, W, 3 uint8 BGR) with every box and label, and ``text`` top-left."""
+    out = frame.copy()
+    thick = max(1, round(min(out.shape[:2]) / 300))
+    for box, score, cid in zip(det.xyxy, det.score, det.class_id, strict=True):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        c = color(int(cid))
+        cv2.rectangle(out, (x1, y1), (x2, y2), c, thick)
+        name = class_names[int(cid)] if 0 <= int(cid) < len(class_names) else str(int(cid))
+        label = f"{name} {score:.2f}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, 1)
+        ty = max(y1, th + base)
+        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), c, -1)
+        cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 0, 0), 1, cv2.LINE_AA)
+    if text:
+        cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

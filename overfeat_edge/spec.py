@@ -1,0 +1,107 @@
+"""ModelSpec: everything the runtime needs besides the graph, stored as JSON in ONNX metadata."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from overfeat_edge.arch import Arch
+from overfeat_edge.errors import ModelError
+
+METADATA_KEY = "overfeat_edge.spec"
+SPEC_VERSION = 1
+
+# The original OverFeat release normalizes 0-255 pixels with one mean and std for all channels.
+OVERFEAT_MEAN = 118.380948
+OVERFEAT_STD = 61.896913
+
+# Paper Table 5 (accurate model): six input sizes, height x width.
+PAPER_SCALES = ("245x245", "281x317", "317x389", "389x461", "425x497", "461x569")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture, classes, normalization and default pyramid of an exported model.
+
+    Input convention: RGB, 0-255, normalized as ``(pixel - mean) / std`` per channel, NCHW
+    float32. ``scores`` has ``arch.num_outputs`` channels; when ``arch.background`` is true,
+    channel 0 is background and channel ``c + 1`` is ``class_names[c]``. ``boxes`` has
+    ``4 * num_classes`` channels: for class ``c``, channels ``4c..4c+3`` are the box edges
+    ``(x1, y1, x2, y2)`` relative to the window's top-left corner, in units of the window size.
+    """
+
+    arch: Arch
+    class_names: tuple[str, ...]
+    fine_stride: bool = True
+    mean: tuple[float, float, float] = (OVERFEAT_MEAN,) * 3
+    std: tuple[float, float, float] = (OVERFEAT_STD,) * 3
+    channel_order: str = "rgb"
+    scales: tuple[str, ...] = field(default_factory=tuple)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.class_names) != self.arch.num_classes:
+            raise ModelError(
+                f"spec has {len(self.class_names)} class names but the network has "
+                f"{self.arch.num_classes} classes"
+            )
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ModelError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")
+        if any(s <= 0 for s in self.std):
+            raise ModelError(f"std must be positive, got {self.std}")
+
+    @property
+    def out_stride(self) -> int:
+        return self.arch.out_stride(self.fine_stride)
+
+    def with_fine_stride(self, fine: bool) -> ModelSpec:
+        return replace(self, fine_stride=fine)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": SPEC_VERSION,
+                "arch": self.arch.to_dict(),
+                "class_names": list(self.class_names),
+                "fine_stride": self.fine_stride,
+                "mean": list(self.mean),
+                "std": list(self.std),
+                "channel_order": self.channel_order,
+                "scales": list(self.scales),
+                "extra": self.extra,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> ModelSpec:
+        try:
+            d = json.loads(text)
+            if d.get("version") != SPEC_VERSION:
+                raise ModelError(f"{source}: spec version {d.get('version')} is not {SPEC_VERSION}")
+            return cls(
+                arch=Arch.from_dict(d["arch"]),
+                class_names=tuple(d["class_names"]),
+                fine_stride=bool(d["fine_stride"]),
+                mean=tuple(d["mean"]),  # type: ignore[arg-type]
+                std=tuple(d["std"]),  # type: ignore[arg-type]
+                channel_order=d["channel_order"],
+                scales=tuple(d.get("scales", ())),
+                extra=d.get("extra", {}),
+            )
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{source}: malformed overfeat-edge spec ({exc})") from None
+
+
+def default_spec(arch: Arch, class_names: list[str] | None = None, fine_stride: bool = True) -> ModelSpec:
+    """A spec with generic class names and the architecture's usual pyramid."""
+    names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(arch.num_classes))
+    if arch.base == "overfeat-accurate" or arch.name == "overfeat-accurate":
+        scales: tuple[str, ...] = PAPER_SCALES
+    else:
+        w = arch.window
+        scales = (str(w), str(round(w * 1.4)), str(round(w * 2)))
+    return ModelSpec(arch=arch, class_names=names, fine_stride=fine_stride, scales=scales)
