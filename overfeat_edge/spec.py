@@ -43,8 +43,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if len(self.class_names) != self.arch.num_classes:
             raise ModelError(
-                f"spec has {len(self.class_names)} class names but the network has "
-                f"{self.arch.num_classes} classes"
+                f"spec has {len(self.class_names)} class names but the network has {self.arch.num_classes} classes"
             )
         if self.channel_order not in ("rgb", "bgr"):
             raise ModelError(f"channel_order must be 'rgb' or 'bgr', got {self.channel_order!r}")

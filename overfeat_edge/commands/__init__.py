@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, prog_name="overfeat-edge", standalone_mode=False)
     except OverfeatEdgeError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: {exc}", style="bold red", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -9,8 +9,9 @@ from rich.console import Console
 
 from overfeat_edge.errors import InputError
 
-console = Console()
-err_console = Console(stderr=True)
+# markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]")
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 

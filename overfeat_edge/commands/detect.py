@@ -13,18 +13,34 @@ import typer
 from overfeat_edge.commands.common import console, err_console, expand_images
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 
 Backend = Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")]
 
 
-def load_detector(model: str, backend: str, weights: Path | None, device: str, threads: int | None,
-                  scales: list[str] | None, threshold: float, merge: str, merge_threshold: float,
-                  nms_iou: float, top_k_classes: int | None) -> object:
-    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+def load_detector(
+    model: str,
+    backend: str,
+    weights: Path | None,
+    device: str,
+    threads: int | None,
+    scales: list[str] | None,
+    threshold: float,
+    merge: str,
+    merge_threshold: float,
+    nms_iou: float,
+    top_k_classes: int | None,
+) -> Detector:
     from overfeat_edge.runtime import load_runner
 
-    config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, merge_threshold=merge_threshold,
-                            nms_iou=nms_iou, top_k_classes=top_k_classes)
+    config = DetectorConfig(
+        scales=scales or [],
+        threshold=threshold,
+        merge=merge,
+        merge_threshold=merge_threshold,
+        nms_iou=nms_iou,
+        top_k_classes=top_k_classes,
+    )
     runner = load_runner(backend, model, weights=str(weights) if weights else None, device=device, threads=threads)
     return Detector(runner, config)
 
@@ -37,7 +53,9 @@ def detect(
     weights: Annotated[Path | None, typer.Option(help="torch backend: a checkpoint.")] = None,
     device: Annotated[str, typer.Option(help="torch backend: cpu or cuda.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")] = None,
+    scales: Annotated[
+        list[str] | None, typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
+    ] = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
     merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
     merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
@@ -49,22 +67,30 @@ def detect(
     from overfeat_edge.pipeline.draw import draw_detections
 
     paths = expand_images(images)
-    det = load_detector(model, backend, weights, device, threads, scales, threshold, merge, merge_threshold,
-                        nms_iou, top_k_classes)
-    spec = det.spec  # type: ignore[attr-defined]
+    det = load_detector(
+        model, backend, weights, device, threads, scales, threshold, merge, merge_threshold, nms_iou, top_k_classes
+    )
+    spec = det.spec
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
     for path in paths:
         frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if frame is None:
             failed.append(str(path))
-            err_console.print(f"[yellow]skipped:[/] {path} is not a readable image")
+            err_console.print(f"skipped: {path} is not a readable image", style="yellow")
             continue
         t0 = time.perf_counter()
-        d = det.detect(frame)  # type: ignore[attr-defined]
+        d = det.detect(frame)
         ms = (time.perf_counter() - t0) * 1000
-        results.append({"image": str(path), "height": int(frame.shape[0]), "width": int(frame.shape[1]),
-                        "time_ms": round(ms, 2), "detections": d.to_records(spec.class_names)})
+        results.append(
+            {
+                "image": str(path),
+                "height": int(frame.shape[0]),
+                "width": int(frame.shape[1]),
+                "time_ms": round(ms, 2),
+                "detections": d.to_records(spec.class_names),
+            }
+        )
         if save_images:
             from overfeat_edge.pipeline.preprocess import to_bgr8
 
@@ -73,8 +99,14 @@ def detect(
                 raise InputError(f"cannot encode the annotated {path}")
             atomic_write_bytes(out / (path.stem + ".jpg"), buf.tobytes())
         console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
-    payload = {"model": model, "backend": det.runner.describe(), "scales": [str(s) for s in det.scales],  # type: ignore[attr-defined]
-               "fine_stride": spec.fine_stride, "merge": merge, "images": results}
+    payload = {
+        "model": model,
+        "backend": det.runner.describe(),
+        "scales": [str(s) for s in det.scales],
+        "fine_stride": spec.fine_stride,
+        "merge": merge,
+        "images": results,
+    }
     atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
     console.print(f"wrote {out / 'detections.json'}" + (f" and {len(results)} annotated images" if save_images else ""))
     if failed:

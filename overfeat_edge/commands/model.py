@@ -15,7 +15,9 @@ from overfeat_edge.lazy import require
 
 
 def models(
-    names: Annotated[list[str] | None, typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")
+    ] = None,
 ) -> None:
     """List the registered networks with window, strides, parameters and GFLOPs per window."""
     from overfeat_edge.runtime.base import shipped_models
@@ -25,8 +27,15 @@ def models(
         table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
     for name in names or list(ARCHS):
         a = get_arch(name)
-        table.add_row(a.name, str(a.window), str(a.stride), f"x{a.fine_factor}", str(a.out_stride(True)),
-                      f"{a.params() / 1e6:.2f}", f"{a.gflops_per_window():.3f}")
+        table.add_row(
+            a.name,
+            str(a.window),
+            str(a.stride),
+            f"x{a.fine_factor}",
+            str(a.out_stride(True)),
+            f"{a.params() / 1e6:.2f}",
+            f"{a.gflops_per_window():.3f}",
+        )
     console.print(table)
     shipped = shipped_models()
     if shipped:
@@ -38,7 +47,9 @@ def export(
     out: Annotated[Path, typer.Option(help="Output .onnx file.")],
     weights: Annotated[Path | None, typer.Option(help="Checkpoint to export (default: random weights).")] = None,
     num_classes: Annotated[int | None, typer.Option(help="Classes, for a registry model without weights.")] = None,
-    fine_stride: Annotated[bool | None, typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")] = None,
+    fine_stride: Annotated[
+        bool | None, typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
+    ] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
 ) -> None:
     """Export a network to ONNX (dynamic batch/height/width; spec in the metadata)."""
@@ -57,14 +68,18 @@ def export(
     else:
         net = create_model(model, num_classes=num_classes, seed=0)
         spec = default_spec(net.arch)
-        console.print(f"[yellow]note:[/] no --weights: exporting {net.arch.name} with random weights")
+        console.print(f"note: no --weights: exporting {net.arch.name} with random weights", style="yellow")
     if fine_stride is not None:
         spec = spec.with_fine_stride(fine_stride)
     report = export_onnx(net, spec, out, check=check)
-    console.print(f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride})")
+    console.print(
+        f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride})"
+    )
     for name, err in report.max_abs_error.items():
-        console.print(f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
-                      f"at {', '.join(f'{h}x{w}' for h, w in report.sizes)}")
+        console.print(
+            f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
+            f"at {', '.join(f'{h}x{w}' for h, w in report.sizes)}"
+        )
 
 
 def import_weights(
@@ -85,9 +100,13 @@ def import_weights(
         if len(names) != 1000:
             raise InputError(f"{classes}: expected 1000 class names, found {len(names)}")
     net, spec = import_original_weights(file, model, names)
-    save_checkpoint(out, net, spec, {"source": str(file), "note": "classifier from the OverFeat release; box head untrained"})
-    console.print(f"wrote {out}: {spec.arch.name}, {spec.arch.params() / 1e6:.1f} M parameters "
-                  "(classifier imported; the box-regression head is untrained)")
+    save_checkpoint(
+        out, net, spec, {"source": str(file), "note": "classifier from the OverFeat release; box head untrained"}
+    )
+    console.print(
+        f"wrote {out}: {spec.arch.name}, {spec.arch.params() / 1e6:.1f} M parameters "
+        "(classifier imported; the box-regression head is untrained)"
+    )
 
 
 def register(app: typer.Typer) -> None:

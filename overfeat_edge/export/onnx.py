@@ -57,8 +57,13 @@ def export_onnx(net: object, spec: ModelSpec, out: str | Path, check: bool = Tru
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                wrapper, (dummy,), str(tmp), dynamo=False, opset_version=OPSET,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                wrapper,
+                (dummy,),
+                str(tmp),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
                 dynamic_axes={INPUT_NAME: dyn, OUTPUT_NAMES[0]: dyn, OUTPUT_NAMES[1]: dyn},
             )
         model = onnx.load(str(tmp))
@@ -87,7 +92,9 @@ def _parity(net: object, spec: ModelSpec, path: Path, report: ExportReport, seed
         report.sizes.append(hw)
         for name, a, b in zip(OUTPUT_NAMES, got, ref, strict=True):
             if a.shape != b.shape:
-                raise ParityError(f"export parity: {name} shape {a.shape} from ONNX Runtime, {b.shape} from torch at input {hw}")
+                raise ParityError(
+                    f"export parity: {name} shape {a.shape} from ONNX Runtime, {b.shape} from torch at input {hw}"
+                )
             err = float(np.abs(a - b).max())
             tol = ATOL + RTOL * float(np.abs(b).max())
             report.max_abs_error[name] = max(err, report.max_abs_error.get(name, 0.0))

@@ -57,6 +57,10 @@ def load_checkpoint(path: str | Path, fine_stride: bool | None = None) -> tuple[
 
 
 # ---- the original OverFeat release ------------------------------------------------------
+def _param_count(convs: list[nn.Conv2d]) -> int:
+    return sum(c.weight.numel() + (c.bias.numel() if c.bias is not None else 0) for c in convs)
+
+
 def _classifier_convs(net: OverFeatNet) -> list[nn.Conv2d]:
     """The convs the original files hold, in file order: features, then the classifier head."""
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
@@ -72,7 +76,7 @@ def original_arch(model: str) -> Arch:
 def original_float_count(model: str) -> int:
     """Floats in ``net_weight_0`` (fast) / ``net_weight_1`` (accurate): the classifier's parameters."""
     net = OverFeatNet(original_arch(model))
-    return sum(c.weight.numel() + c.bias.numel() for c in _classifier_convs(net))  # type: ignore[union-attr]
+    return _param_count(_classifier_convs(net))
 
 
 def import_original_weights(
@@ -89,7 +93,7 @@ def import_original_weights(
         raise InputError(f"weight file not found: {path}")
     net = OverFeatNet(original_arch(model))
     convs = _classifier_convs(net)
-    expected = sum(c.weight.numel() + c.bias.numel() for c in convs)  # type: ignore[union-attr]
+    expected = _param_count(convs)
     size = os.path.getsize(path)
     if size != expected * 4:
         raise ModelError(

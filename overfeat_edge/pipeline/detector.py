@@ -64,7 +64,10 @@ class Detector:
     def postprocess(self, levels: list[ScaleLevel], maps: list[tuple[np.ndarray, np.ndarray]]) -> Detections:
         cfg = self.config
         raw = Detections.concat(
-            [decode_level(s, b, lv, self.spec, cfg.threshold, cfg.top_k_classes) for lv, (s, b) in zip(levels, maps, strict=True)]
+            [
+                decode_level(s, b, lv, self.spec, cfg.threshold, cfg.top_k_classes)
+                for lv, (s, b) in zip(levels, maps, strict=True)
+            ]
         )
         if cfg.merge == "greedy":
             merged = MERGERS["greedy"](raw, cfg.merge_threshold)

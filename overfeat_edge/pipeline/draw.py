@@ -11,17 +11,18 @@ from overfeat_edge.types import Detections
 def color(class_id: int) -> tuple[int, int, int]:
     """A stable, distinct BGR colour per class (golden-ratio hue steps)."""
     hue = int((class_id * 0.618033988749895 % 1.0) * 179)
-    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
-def draw_detections(frame: np.ndarray, det: Detections, class_names: tuple[str, ...] | list[str],
-                    text: str | None = None) -> np.ndarray:
+def draw_detections(
+    frame: np.ndarray, det: Detections, class_names: tuple[str, ...] | list[str], text: str | None = None
+) -> np.ndarray:
     """A copy of ``frame`` (H, W, 3 uint8 BGR) with every box and label, and ``text`` top-left."""
     out = frame.copy()
     thick = max(1, round(min(out.shape[:2]) / 300))
     for box, score, cid in zip(det.xyxy, det.score, det.class_id, strict=True):
-        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        x1, y1, x2, y2 = (round(float(v)) for v in box)
         c = color(int(cid))
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thick)
         name = class_names[int(cid)] if 0 <= int(cid) < len(class_names) else str(int(cid))

@@ -30,11 +30,13 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     return so
 
 
-def open_session(path: Path, threads: int | None = None, optimization: str = "all",
-                 providers: list[str] | None = None) -> ort.InferenceSession:
+def open_session(
+    path: Path, threads: int | None = None, optimization: str = "all", providers: list[str] | None = None
+) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(
-            str(path), sess_options=session_options(threads, optimization),
+            str(path),
+            sess_options=session_options(threads, optimization),
             providers=providers or ["CPUExecutionProvider"],
         )
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
@@ -55,8 +57,9 @@ def read_spec(session: ort.InferenceSession, source: str) -> ModelSpec:
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int | None = None, optimization: str = "all",
-                 providers: list[str] | None = None) -> None:
+    def __init__(
+        self, path: Path, threads: int | None = None, optimization: str = "all", providers: list[str] | None = None
+    ) -> None:
         self.path = path
         self.session = open_session(path, threads, optimization, providers)
         self.spec = read_spec(self.session, str(path))

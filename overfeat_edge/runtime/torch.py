@@ -33,8 +33,9 @@ class TorchRunner(Runner):
         return f"torch {self.torch.__version__} on {self.device}"
 
 
-def load(model: str, weights: str | None = None, device: str = "cpu", fine_stride: bool | None = None,
-         **_: object) -> TorchRunner:
+def load(
+    model: str, weights: str | None = None, device: str = "cpu", fine_stride: bool | None = None, **_: object
+) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
     require("torch", "the torch backend")
     from overfeat_edge.models import create_model, load_checkpoint

@@ -46,9 +46,17 @@ def rel_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-CASES = [("overfeat-fast@0.1", 231, 231), ("overfeat-fast@0.1", 263, 311), ("overfeat-fast@0.1", 300, 250),
-         ("overfeat-accurate@0.1", 221, 221), ("overfeat-accurate@0.1", 245, 245), ("overfeat-accurate@0.1", 281, 317),
-         ("seed-net", 14, 14), ("seed-net", 16, 16), ("seed-net", 28, 33)]
+CASES = [
+    ("overfeat-fast@0.1", 231, 231),
+    ("overfeat-fast@0.1", 263, 311),
+    ("overfeat-fast@0.1", 300, 250),
+    ("overfeat-accurate@0.1", 221, 221),
+    ("overfeat-accurate@0.1", 245, 245),
+    ("overfeat-accurate@0.1", 281, 317),
+    ("seed-net", 14, 14),
+    ("seed-net", 16, 16),
+    ("seed-net", 28, 33),
+]
 
 
 @pytest.mark.parametrize(("name", "h", "w"), CASES)

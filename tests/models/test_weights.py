@@ -17,10 +17,27 @@ from overfeat_edge.models import import_original_weights, load_checkpoint, origi
 def layer_shapes(model: str) -> list[tuple[int, ...]]:
     """(out, in, kh, kw) per layer from the spec's tables, written out by hand."""
     if model == "overfeat-fast":
-        return [(96, 3, 11, 11), (256, 96, 5, 5), (512, 256, 3, 3), (1024, 512, 3, 3), (1024, 1024, 3, 3),
-                (3072, 1024, 6, 6), (4096, 3072, 1, 1), (1000, 4096, 1, 1)]
-    return [(96, 3, 7, 7), (256, 96, 7, 7), (512, 256, 3, 3), (512, 512, 3, 3), (1024, 512, 3, 3),
-            (1024, 1024, 3, 3), (4096, 1024, 5, 5), (4096, 4096, 1, 1), (1000, 4096, 1, 1)]
+        return [
+            (96, 3, 11, 11),
+            (256, 96, 5, 5),
+            (512, 256, 3, 3),
+            (1024, 512, 3, 3),
+            (1024, 1024, 3, 3),
+            (3072, 1024, 6, 6),
+            (4096, 3072, 1, 1),
+            (1000, 4096, 1, 1),
+        ]
+    return [
+        (96, 3, 7, 7),
+        (256, 96, 7, 7),
+        (512, 256, 3, 3),
+        (512, 512, 3, 3),
+        (1024, 512, 3, 3),
+        (1024, 1024, 3, 3),
+        (4096, 1024, 5, 5),
+        (4096, 4096, 1, 1),
+        (1000, 4096, 1, 1),
+    ]
 
 
 def write_release_file(path: Path, model: str) -> None:
@@ -63,7 +80,7 @@ def test_cli_import_weights_roundtrip(tmp_path: Path, capsys: pytest.CaptureFixt
     write_release_file(path, "overfeat-fast")
     out = tmp_path / "fast.pt"
     assert main(["import-weights", str(path), "--model", "overfeat-fast", "--out", str(out)]) == 0
-    net, spec, extra = load_checkpoint(out)
+    net, _spec, extra = load_checkpoint(out)
     assert torch.all(net.cls_head[-1].bias == -8)
     assert "untrained" in extra["note"]
     # the wrong model for the file is one clear error line

@@ -31,8 +31,15 @@ def test_explicit_size_follows_orientation() -> None:
     assert Scale(hw=(281, 317)).input_hw((480, 640)) == (281, 317)
 
 
-@pytest.mark.parametrize(("image", "side", "expected"), [((480, 640), 240, (240, 320)), ((640, 480), 300, (400, 300)),
-                                                        ((100, 100), 231, (231, 231)), ((333, 500), 250, (250, 375))])
+@pytest.mark.parametrize(
+    ("image", "side", "expected"),
+    [
+        ((480, 640), 240, (240, 320)),
+        ((640, 480), 300, (400, 300)),
+        ((100, 100), 231, (231, 231)),
+        ((333, 500), 250, (250, 375)),
+    ],
+)
 def test_smallest_side_keeps_aspect(image: tuple[int, int], side: int, expected: tuple[int, int]) -> None:
     assert Scale(side=side).input_hw(image) == expected
 

@@ -1,0 +1,145 @@
+"""The CLI end to end: outputs written, and bad input as one line + non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from overfeat_edge.commands import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, timeout=300)
+
+
+def test_cli_py_and_models_listing() -> None:
+    r = run_cli("models", "overfeat-fast", "overfeat-fast@0.25")
+    assert r.returncode == 0
+    assert "overfeat-fast@0.25" in r.stdout and "231" in r.stdout and "20.63" in r.stdout  # params in millions
+
+
+def test_detect_writes_images_and_json(tmp_path: Path, seed_onnx: Path, images: list[Path]) -> None:
+    out = tmp_path / "out"
+    code = main(
+        [
+            "detect",
+            str(images[0].parent),
+            "--model",
+            str(seed_onnx),
+            "--out",
+            str(out),
+            "--scales",
+            "20",
+            "--scales",
+            "28",
+            "--threshold",
+            "0.3",
+        ]
+    )
+    assert code == 0
+    payload = json.loads((out / "detections.json").read_text())
+    assert [Path(r["image"]).name for r in payload["images"]] == ["img0.png", "img1.png"]
+    assert payload["scales"] == ["20", "28"] and payload["fine_stride"] is True
+    first = payload["images"][0]
+    assert (first["height"], first["width"]) == (48, 64)
+    for d in first["detections"]:
+        assert d["class"] in ("a", "b", "c") and len(d["box"]) == 4
+    img = cv2.imread(str(out / "img0.jpg"))
+    assert img is not None and img.shape == (48, 64, 3)
+
+
+def test_detect_greedy_and_nms_both_run(tmp_path: Path, seed_onnx: Path, images: list[Path]) -> None:
+    for merge in ("greedy", "nms"):
+        assert (
+            main(
+                [
+                    "detect",
+                    str(images[0]),
+                    "--model",
+                    str(seed_onnx),
+                    "--out",
+                    str(tmp_path / merge),
+                    "--merge",
+                    merge,
+                    "--threshold",
+                    "0.0",
+                    "--scales",
+                    "20",
+                ]
+            )
+            == 0
+        )
+        assert json.loads((tmp_path / merge / "detections.json").read_text())["merge"] == merge
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda t, m, i: ["detect", str(t / "nope.png"), "--model", str(m)], "image not found"),
+        (lambda t, m, i: ["detect", str(i[0]), "--model", str(t / "nope.onnx")], "ONNX file not found"),
+        (lambda t, m, i: ["detect", str(i[0]), "--model", "nope"], "must be an .onnx file or a shipped model"),
+        (
+            lambda t, m, i: ["detect", str(i[0]), "--model", str(m), "--scales", "10"],
+            "smaller than the model's 14x14 window",
+        ),
+        (lambda t, m, i: ["detect", str(i[0]), "--model", str(m), "--scales", "big"], "bad scale"),
+        (lambda t, m, i: ["detect", str(i[0]), "--model", str(m), "--merge", "soft"], "--merge must be one of"),
+        (lambda t, m, i: ["detect", str(i[0]), "--model", str(m), "--backend", "tpu"], "unknown backend"),
+    ],
+)
+def test_bad_input_one_line(
+    tmp_path: Path, seed_onnx: Path, images: list[Path], make_args: object, message: str
+) -> None:
+    r = run_cli(*make_args(tmp_path, seed_onnx, images), "--out", str(tmp_path / "o"))  # type: ignore[operator]
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_corrupt_image_is_skipped_counted_and_fails(tmp_path: Path, seed_onnx: Path, images: list[Path]) -> None:
+    bad = images[0].parent / "zz_bad.png"
+    bad.write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "o"
+    r = run_cli("detect", str(images[0].parent), "--model", str(seed_onnx), "--out", str(out), "--scales", "20")
+    assert r.returncode == 2 and "1 of 3 images could not be read" in r.stderr
+    # the good images' results were still written
+    assert len(json.loads((out / "detections.json").read_text())["images"]) == 2
+
+
+def test_onnx_without_metadata_one_line(tmp_path: Path, images: list[Path]) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Identity", ["input"], ["scores"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, None)],
+    )
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    r = run_cli("detect", str(images[0]), "--model", str(path))
+    assert r.returncode == 2 and "no overfeat-edge spec" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_grey_and_16bit_images(tmp_path: Path, seed_onnx: Path) -> None:
+    grey = tmp_path / "g.png"
+    cv2.imwrite(str(grey), np.full((40, 40), 128, np.uint8))
+    deep = tmp_path / "d.png"
+    cv2.imwrite(str(deep), np.full((40, 40, 3), 40000, np.uint16))
+    assert (
+        main(
+            ["detect", str(grey), str(deep), "--model", str(seed_onnx), "--out", str(tmp_path / "o"), "--scales", "20"]
+        )
+        == 0
+    )

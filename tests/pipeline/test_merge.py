@@ -1,0 +1,128 @@
+"""Greedy merge and NMS on hand-built cases, and against naive reference implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from overfeat_edge.pipeline.merge import box_iou, greedy_merge, match_score, nms
+from overfeat_edge.types import Detections
+
+
+def dets(boxes: list[list[float]], scores: list[float], classes: list[int] | None = None) -> Detections:
+    return Detections(
+        np.array(boxes, np.float32),
+        np.array(scores, np.float32),
+        np.array(classes if classes is not None else [0] * len(boxes)),
+    )
+
+
+def test_iou_hand_worked() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0, 1]], rtol=1e-6)
+
+
+def test_match_score_hand_worked() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float64)
+    b = np.array([[5, 0, 15, 10]], np.float64)
+    # 1 - IoU = 1 - 1/3; centres 5 apart; both diagonals 10*sqrt(2)
+    expected = (1 - 1 / 3) + 5 / (10 * np.sqrt(2))
+    assert match_score(a, b)[0, 0] == pytest.approx(expected)
+    assert match_score(a, a)[0, 0] == pytest.approx(0.0)
+
+
+def test_greedy_merges_close_boxes_and_sums_confidence() -> None:
+    d = dets([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], [0.6, 0.7, 0.9])
+    m = greedy_merge(d, threshold=0.5)
+    # the two close boxes (match 0.32 + 0.1 = 0.42 <= 0.5) become their mean, confidence 1.3
+    assert len(m) == 2
+    np.testing.assert_allclose(m.xyxy[0], [0.5, 0.5, 10.5, 10.5])
+    assert m.score[0] == pytest.approx(1.3)
+    np.testing.assert_allclose(m.xyxy[1], [50, 50, 60, 60])
+    assert m.score[1] == pytest.approx(0.9)
+
+
+def test_greedy_mean_counts_every_member_once() -> None:
+    d = dets([[0, 0, 10, 10], [0, 0, 10, 10], [3, 0, 13, 10]], [1, 1, 1])
+    m = greedy_merge(d, threshold=1.0)
+    assert len(m) == 1
+    np.testing.assert_allclose(m.xyxy[0], [1, 0, 11, 10], rtol=1e-6)  # mean of the three, not ((0+0)/2+3)/2
+    assert m.score[0] == pytest.approx(3)
+
+
+def test_greedy_never_merges_across_classes() -> None:
+    d = dets([[0, 0, 10, 10], [0, 0, 10, 10]], [0.5, 0.5], [0, 1])
+    assert len(greedy_merge(d, threshold=1.0)) == 2
+
+
+def naive_greedy(boxes: np.ndarray, conf: np.ndarray, t: float) -> list[tuple[tuple[float, ...], float]]:
+    """The paper's loop, literally: find the best pair among all, stop when above t."""
+    members = [[b] for b in boxes.astype(np.float64)]
+    confs = list(conf.astype(np.float64))
+    while len(members) > 1:
+        cur = np.array([np.mean(m, axis=0) for m in members])
+        best, pair = np.inf, None
+        for i in range(len(cur)):
+            for j in range(i + 1, len(cur)):
+                s = match_score(cur[i : i + 1], cur[j : j + 1])[0, 0]
+                if s < best:
+                    best, pair = s, (i, j)
+        if best > t or pair is None:
+            break
+        i, j = pair
+        members[i] += members.pop(j)
+        confs[i] += confs.pop(j)
+    return sorted(((tuple(np.round(np.mean(m, axis=0), 3)), round(c, 4)) for m, c in zip(members, confs, strict=True)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_equals_naive_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, 200, (3, 2))
+    xy = centres[rng.integers(0, 3, 25)] + rng.normal(0, 6, (25, 2))
+    wh = rng.uniform(30, 40, (25, 2))
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
+    conf = rng.uniform(0.3, 1, 25)
+    m = greedy_merge(dets(boxes.tolist(), conf.tolist()), threshold=0.6)
+    got = sorted(
+        (tuple(np.round(b.astype(np.float64), 3)), round(float(s), 4)) for b, s in zip(m.xyxy, m.score, strict=True)
+    )
+    ref = naive_greedy(boxes, conf, 0.6)
+    assert len(got) == len(ref)
+    for (gb, gs), (rb, rs) in zip(got, ref, strict=True):
+        np.testing.assert_allclose(gb, rb, atol=2e-3)
+        assert gs == pytest.approx(rs, abs=1e-3)
+
+
+def naive_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> list[int]:
+    order = sorted(range(len(boxes)), key=lambda i: -scores[i])
+    keep: list[int] = []
+    for i in order:
+        if all(classes[k] != classes[i] or box_iou(boxes[i : i + 1], boxes[k : k + 1])[0, 0] <= iou for k in keep):
+            keep.append(i)
+    return keep
+
+
+def test_nms_hand_worked() -> None:
+    d = dets([[0, 0, 10, 10], [1, 0, 11, 10], [0, 0, 10, 10], [30, 30, 40, 40]], [0.9, 0.8, 0.7, 0.6], [0, 0, 1, 0])
+    k = nms(d, 0.5)
+    np.testing.assert_allclose(k.score, [0.9, 0.7, 0.6])  # box 1 suppressed by 0; box 2 is another class
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_nms_equals_naive(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 300, (300, 2))
+    wh = rng.uniform(10, 80, (300, 2))
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    scores = rng.permutation(300).astype(np.float32) / 300  # distinct scores: one right answer
+    classes = rng.integers(0, 3, 300)
+    k = nms(Detections(boxes, scores, classes), 0.4)
+    ref = naive_nms(boxes, scores, classes, 0.4)
+    np.testing.assert_array_equal(k.score, scores[ref])
+
+
+def test_empty_inputs() -> None:
+    assert len(nms(Detections.empty())) == 0
+    assert len(greedy_merge(Detections.empty())) == 0

@@ -1,0 +1,72 @@
+"""The detector gives the same detections on onnxruntime and torch, and the edge path has no torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.runtime import load_runner
+
+
+def test_detector_same_on_both_backends(tmp_path: Path, fast_small_onnx: Path) -> None:
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models import create_model, save_checkpoint
+    from overfeat_edge.spec import default_spec
+
+    net = create_model("overfeat-fast@0.1", num_classes=2, seed=0)
+    spec = default_spec(net.arch, ["x", "y"])
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint(ckpt, net, spec)
+    onnx_path = tmp_path / "m.onnx"
+    export_onnx(net, spec, onnx_path)
+    frame = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    cfg = DetectorConfig(scales=["231", "300"], threshold=0.0, merge="nms")
+    a = Detector(load_runner("onnxruntime", str(onnx_path)), cfg)
+    b = Detector(load_runner("torch", str(ckpt)), cfg)
+    la, ma = a.infer(frame)
+    lb, mb = b.infer(frame)
+    assert la == lb and [m[0].shape for m in ma] == [(3, lv.out_hw[0], lv.out_hw[1]) for lv in la]
+    for (sa, ba), (sb, bb) in zip(ma, mb, strict=True):
+        np.testing.assert_allclose(sa, sb, atol=1e-4)
+        np.testing.assert_allclose(ba, bb, atol=1e-4)
+
+
+NO_TORCH = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "torch" or name.startswith("torch.") or name == "onnx" or name.startswith("onnx."):
+                raise ImportError(f"blocked: {name}")
+
+    sys.meta_path.insert(0, Block())
+    import overfeat_edge.runtime, overfeat_edge.pipeline.detector, overfeat_edge.commands
+    import overfeat_edge.runtime.onnxruntime, overfeat_edge.pipeline.draw
+    from overfeat_edge.commands import main
+    code = main(sys.argv[1:])
+    assert "torch" not in sys.modules, "torch was imported"
+    sys.exit(code)
+    """
+)
+
+
+def test_edge_path_runs_without_torch(tmp_path: Path, seed_onnx: Path, images: list[Path]) -> None:
+    out = tmp_path / "out"
+    args = ["detect", *map(str, images), "--model", str(seed_onnx), "--out", str(out), "--scales", "20,30"]
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (out / "detections.json").is_file() and (out / "img0.jpg").is_file()
+    # a command that needs torch fails alone, with one line naming the extra
+    r = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, "export", "--model", "seed-net", "--out", str(tmp_path / "x.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "overfeat-edge[torch]" in r.stderr and "Traceback" not in r.stderr
