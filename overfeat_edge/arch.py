@@ -85,11 +85,7 @@ class Arch:
 
     def out_size(self, n: int, fine: bool) -> int:
         """Classifier map size for an input side ``n``; <= 0 means the input is too small."""
-        size = self.prepool_size(n)
-        s, k = self.fine_factor, self.head_kernel
-        if fine:  # pool k=s stride 1, then head conv dilated by s
-            return size - k * s + 1
-        return (size - s) // s + 1 - k + 1
+        return self.out_size_from_prepool(self.prepool_size(n), fine)
 
     # ---- cost -------------------------------------------------------------------------
     def _convs(self) -> list[tuple[str, int, int, int, int]]:
@@ -116,6 +112,28 @@ class Arch:
     def gflops_per_window(self) -> float:
         """Multiply-adds x 2 of one forward pass on the training window, both heads."""
         return sum(2 * cin * cout * k * k * n * n for _, cin, cout, k, n in self._convs()) / 1e9
+
+    def dense_gflops(self, h: int, w: int, fine: bool) -> float:
+        """Multiply-adds x 2 of one dense pass over an ``h`` x ``w`` input, both heads.
+
+        A dilated head conv costs the same per output position as an undilated one, so fine
+        stride multiplies the head's cost by the number of extra output positions only.
+        """
+        macs, cin = 0, self.in_channels
+        for layer in self.features[:-1]:
+            h, w = layer.out_size(h), layer.out_size(w)
+            if layer.op == "conv":
+                macs += h * w * layer.k * layer.k * cin * layer.channels
+                cin = layer.channels
+        oh = self.out_size_from_prepool(h, fine)
+        ow = self.out_size_from_prepool(w, fine)
+        per_position = sum(c_in * c_out * k * k for name, c_in, c_out, k, _ in self._convs() if name[:3] in ("cls", "reg"))
+        return 2 * (macs + max(oh, 0) * max(ow, 0) * per_position) / 1e9
+
+    def out_size_from_prepool(self, size: int, fine: bool) -> int:
+        """Classifier map size from the pre-pool size: fine = pool stride 1 + head dilated by s."""
+        s, k = self.fine_factor, self.head_kernel
+        return size - k * s + 1 if fine else (size - s) // s + 1 - k + 1
 
     def with_width(self, width: float) -> Arch:
         """The same topology with every hidden channel count multiplied by ``width``."""

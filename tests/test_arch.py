@@ -74,3 +74,16 @@ def test_gflops_hand_worked_seed() -> None:
     # 5x5x16x400, 400x100, 100x12 (reg: 4 edges x 3 classes); FLOPs = 2 * MACs
     macs = 10 * 10 * 25 * 3 * 16 + 25 * 16 * 400 + 400 * 400 + 400 * 4 + 25 * 16 * 400 + 400 * 100 + 100 * 12
     assert get_arch("seed-net").gflops_per_window() == pytest.approx(2 * macs / 1e9)
+
+
+def test_dense_gflops_at_window_equals_per_window() -> None:
+    for name in ("overfeat-fast", "overfeat-accurate", "seed-net"):
+        a = get_arch(name)
+        assert a.dense_gflops(a.window, a.window, fine=True) == pytest.approx(a.gflops_per_window())
+
+
+def test_dense_gflops_hand_worked_seed_16() -> None:
+    # seed-net on 16x16, coarse: conv over 12x12, then 2x2 head positions
+    a = get_arch("seed-net")
+    head = 25 * 16 * 400 + 400 * 400 + 400 * 4 + 25 * 16 * 400 + 400 * 100 + 100 * 12
+    assert a.dense_gflops(16, 16, fine=False) == pytest.approx(2 * (12 * 12 * 25 * 3 * 16 + 4 * head) / 1e9)
