@@ -26,10 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from overfeat_edge.models import create_model  # noqa: E402
-from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels  # noqa: E402
-from overfeat_edge.runtime.torch import GpuPyramid, TorchRunner  # noqa: E402
-from overfeat_edge.spec import default_spec  # noqa: E402
+from overfeat_edge.models import create_model
+from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
+from overfeat_edge.runtime.torch import GpuPyramid, TorchRunner
+from overfeat_edge.spec import default_spec
 
 
 def matmul_tflops(dtype: torch.dtype, n: int = 8192, reps: int = 10) -> float:
@@ -81,9 +81,13 @@ def main() -> None:
 
     ref_runner = TorchRunner(net, spec, "cuda")
     ref = GpuPyramid(ref_runner, levels, hw).run(frames[0])
-    variants = [("fp32", {}, False, False), ("fp32+tf32", {}, False, True), ("fp16", {"half": True}, False, False),
-                ("fp16+channels_last", {"half": True, "channels_last": True}, False, False),
-                ("fp16+channels_last+cuda_graphs", {"half": True, "channels_last": True}, True, False)]
+    variants = [
+        ("fp32", {}, False, False),
+        ("fp32+tf32", {}, False, True),
+        ("fp16", {"half": True}, False, False),
+        ("fp16+channels_last", {"half": True, "channels_last": True}, False, False),
+        ("fp16+channels_last+cuda_graphs", {"half": True, "channels_last": True}, True, False),
+    ]
     rows = []
     for name, opts, graphs, tf32 in variants:
         torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -93,8 +97,16 @@ def main() -> None:
         out = pyr.run(frames[0])
         err = max(float(np.abs(o[0] - r[0]).max() / np.abs(r[0]).max()) for o, r in zip(out, ref, strict=True))
         sec = time_frames(pyr, frames)
-        rows.append({"variant": name, "ms_per_frame": sec * 1e3, "fps": 1 / sec, "gflops_per_s": gflop / sec,
-                     "graphs_active": pyr.graphs is not None, "max_rel_err_scores_vs_fp32": err})
+        rows.append(
+            {
+                "variant": name,
+                "ms_per_frame": sec * 1e3,
+                "fps": 1 / sec,
+                "gflops_per_s": gflop / sec,
+                "graphs_active": pyr.graphs is not None,
+                "max_rel_err_scores_vs_fp32": err,
+            }
+        )
     result = {
         "date": datetime.date.today().isoformat(),
         "device": torch.cuda.get_device_name(0),
@@ -109,13 +121,17 @@ def main() -> None:
     }
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
-    print(f"{result['device']}, torch {result['torch']}, {args.model}, {len(levels)} scales fine stride, "
-          f"{gflop:.1f} GFLOP/frame; matmul peak fp16 {peak16:.0f} TFLOP/s, fp32 {peak32:.0f} TFLOP/s")
+    print(
+        f"{result['device']}, torch {result['torch']}, {args.model}, {len(levels)} scales fine stride, "
+        f"{gflop:.1f} GFLOP/frame; matmul peak fp16 {peak16:.0f} TFLOP/s, fp32 {peak32:.0f} TFLOP/s"
+    )
     print("| variant | ms/frame | frames/s | GFLOP/s | % of fp16 matmul peak | max rel err (scores) |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['variant']} | {r['ms_per_frame']:.2f} | {r['fps']:.1f} | {r['gflops_per_s']:.0f} | "
-              f"{100 * r['gflops_per_s'] / (peak16 * 1e3):.1f}% | {r['max_rel_err_scores_vs_fp32']:.1e} |")
+        print(
+            f"| {r['variant']} | {r['ms_per_frame']:.2f} | {r['fps']:.1f} | {r['gflops_per_s']:.0f} | "
+            f"{100 * r['gflops_per_s'] / (peak16 * 1e3):.1f}% | {r['max_rel_err_scores_vs_fp32']:.1e} |"
+        )
 
 
 if __name__ == "__main__":

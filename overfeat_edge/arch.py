@@ -127,7 +127,9 @@ class Arch:
                 cin = layer.channels
         oh = self.out_size_from_prepool(h, fine)
         ow = self.out_size_from_prepool(w, fine)
-        per_position = sum(c_in * c_out * k * k for name, c_in, c_out, k, _ in self._convs() if name[:3] in ("cls", "reg"))
+        per_position = sum(
+            c_in * c_out * k * k for name, c_in, c_out, k, _ in self._convs() if name[:3] in ("cls", "reg")
+        )
         return 2 * (macs + max(oh, 0) * max(ow, 0) * per_position) / 1e9
 
     def out_size_from_prepool(self, size: int, fine: bool) -> int:

@@ -22,8 +22,9 @@ from overfeat_edge.types import ScaleLevel
 class TorchRunner(Runner):
     name = "torch"
 
-    def __init__(self, net: Any, spec: ModelSpec, device: str = "cpu", half: bool = False,
-                 channels_last: bool = False) -> None:
+    def __init__(
+        self, net: Any, spec: ModelSpec, device: str = "cpu", half: bool = False, channels_last: bool = False
+    ) -> None:
         torch = require("torch", "the torch backend")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for, but torch sees no CUDA GPU")
@@ -63,8 +64,9 @@ class GpuPyramid:
     replayed; if capture fails the plain path is used. One synchronization per frame.
     """
 
-    def __init__(self, runner: TorchRunner, levels: list[ScaleLevel], frame_hw: tuple[int, int],
-                 graphs: bool = False) -> None:
+    def __init__(
+        self, runner: TorchRunner, levels: list[ScaleLevel], frame_hw: tuple[int, int], graphs: bool = False
+    ) -> None:
         torch = runner.torch
         self.torch, self.runner, self.levels = torch, runner, levels
         spec = runner.spec
@@ -125,8 +127,15 @@ class GpuPyramid:
         return [(s.numpy(), b.numpy()) for s, b in host]
 
 
-def load(model: str, weights: str | None = None, device: str = "cpu", fine_stride: bool | None = None,
-         half: bool = False, channels_last: bool = False, **_: object) -> TorchRunner:
+def load(
+    model: str,
+    weights: str | None = None,
+    device: str = "cpu",
+    fine_stride: bool | None = None,
+    half: bool = False,
+    channels_last: bool = False,
+    **_: object,
+) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
     require("torch", "the torch backend")
     from overfeat_edge.models import create_model, load_checkpoint

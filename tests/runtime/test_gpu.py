@@ -12,15 +12,20 @@ from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
 from overfeat_edge.runtime.torch import GpuPyramid, TorchRunner
 from overfeat_edge.spec import default_spec
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)"),
+]
 
 
 def rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize(("half", "channels_last", "graphs", "tol"),
-                         [(False, False, False, 1e-2), (True, True, False, 3e-2), (True, True, True, 3e-2)])
+@pytest.mark.parametrize(
+    ("half", "channels_last", "graphs", "tol"),
+    [(False, False, False, 1e-2), (True, True, False, 3e-2), (True, True, True, 3e-2)],
+)
 def test_gpu_pyramid_matches_cpu_pipeline(half: bool, channels_last: bool, graphs: bool, tol: float) -> None:
     torch.backends.cudnn.allow_tf32 = False
     net = create_model("overfeat-fast@0.25", num_classes=3, seed=0).eval()
@@ -29,8 +34,9 @@ def test_gpu_pyramid_matches_cpu_pipeline(half: bool, channels_last: bool, graph
     levels = plan_levels(net.arch, True, frame.shape[:2], parse_scales(["231", "300x400", "400"]))
     cpu = TorchRunner(create_model("overfeat-fast@0.25", num_classes=3, seed=0), spec, "cpu")
     ref = [cpu.infer(x) for x in level_inputs(frame, levels, spec)]
-    gpu = GpuPyramid(TorchRunner(net, spec, "cuda", half=half, channels_last=channels_last), levels, frame.shape[:2],
-                     graphs=graphs)
+    gpu = GpuPyramid(
+        TorchRunner(net, spec, "cuda", half=half, channels_last=channels_last), levels, frame.shape[:2], graphs=graphs
+    )
     if graphs:
         assert gpu.graphs is not None, "CUDA graph capture fell back"
     for _ in range(2):  # a replayed graph must give the same as the first run
