@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from overfeat_edge.commands import detect, model
+from overfeat_edge.commands import data, detect, model
 from overfeat_edge.commands.common import err_console
 from overfeat_edge.errors import OverfeatEdgeError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 model.register(app)
 detect.register(app)
+data.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,1 @@
+"""Datasets (COCO JSON, YOLO txt), the synthetic scene generator; training lands here too [torch]."""

@@ -1,0 +1,121 @@
+"""Detection datasets in the two formats users have: COCO JSON and YOLO txt.
+
+Both read into :class:`DetectionDataset`: per image a path, boxes (N, 4) float32 xyxy in
+pixels and labels (N,) int64, 0-based indices into ``class_names``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from overfeat_edge.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+@dataclass
+class Sample:
+    path: Path
+    boxes: np.ndarray  # (N, 4) float32 xyxy pixels
+    labels: np.ndarray  # (N,) int64, 0-based
+    image_id: int = 0
+
+
+@dataclass
+class DetectionDataset:
+    class_names: list[str]
+    samples: list[Sample] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def read_coco(path: str | Path) -> DetectionDataset:
+    """A COCO detection JSON (or a folder holding ``annotations.json``); image paths relative to it."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "annotations.json"
+    if not path.is_file():
+        raise InputError(f"COCO annotations not found: {path}")
+    try:
+        d = json.loads(path.read_text())
+        cats = sorted(d["categories"], key=lambda c: c["id"])
+        index = {c["id"]: i for i, c in enumerate(cats)}
+        per_image: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in d["images"]}
+        for a in d["annotations"]:
+            if a.get("iscrowd", 0):
+                continue
+            per_image[a["image_id"]].append((a["bbox"], index[a["category_id"]]))
+        samples = []
+        for im in d["images"]:
+            anns = per_image[im["id"]]
+            xywh = np.array([b for b, _ in anns], np.float32).reshape(-1, 4)
+            boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+            labels = np.array([c for _, c in anns], np.int64)
+            samples.append(Sample(path.parent / im["file_name"], boxes, labels, int(im["id"])))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a COCO detection file ({type(exc).__name__}: {exc})") from None
+    return DetectionDataset([c["name"] for c in cats], samples)
+
+
+def _yolo_names(root: Path) -> list[str]:
+    for name in ("classes.txt", "obj.names"):
+        if (root / name).is_file():
+            return [ln.strip() for ln in (root / name).read_text().splitlines() if ln.strip()]
+    yaml = root / "data.yaml"
+    if yaml.is_file():  # the common 'names: [a, b]' or 'names:\n  0: a' forms, without a YAML parser
+        text = yaml.read_text()
+        inline = [ln for ln in text.splitlines() if ln.strip().startswith("names:") and "[" in ln]
+        if inline:
+            return [n.strip(" '\"") for n in inline[0].split("[", 1)[1].rsplit("]", 1)[0].split(",") if n.strip()]
+        block = text.split("names:", 1)[1].splitlines()[1:] if "names:" in text else []
+        names = [ln.split(":", 1)[1].strip(" '\"") for ln in block if ":" in ln and ln.startswith((" ", "\t"))]
+        if names:
+            return names
+    raise InputError(f"{root}: a YOLO dataset needs classes.txt, obj.names or data.yaml with names")
+
+
+def read_yolo(root: str | Path) -> DetectionDataset:
+    """``root/images/*`` with ``root/labels/<stem>.txt`` lines ``class cx cy w h`` (normalized)."""
+    root = Path(root)
+    images_dir = root / "images"
+    if not images_dir.is_dir():
+        raise InputError(f"{root}: a YOLO dataset needs an images/ folder")
+    names = _yolo_names(root)
+    samples = []
+    for i, img_path in enumerate(sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)):
+        label = root / "labels" / img_path.relative_to(images_dir).with_suffix(".txt")
+        rows = np.zeros((0, 5), np.float32)
+        if label.is_file() and label.stat().st_size:
+            try:
+                rows = np.loadtxt(label, dtype=np.float32, ndmin=2)
+            except ValueError:
+                raise InputError(f"{label}: expected lines 'class cx cy w h'") from None
+            if rows.shape[1] != 5:
+                raise InputError(f"{label}: expected 5 numbers per line, got {rows.shape[1]}")
+        img = cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise InputError(f"{img_path}: not a readable image")
+        h, w = img.shape[:2]
+        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
+        labels = rows[:, 0].astype(np.int64)
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+            raise InputError(f"{label}: class index outside 0..{len(names) - 1}")
+        samples.append(Sample(img_path, boxes, labels, i + 1))
+    if not samples:
+        raise InputError(f"{images_dir}: no images")
+    return DetectionDataset(names, samples)
+
+
+def read_dataset(path: str | Path) -> DetectionDataset:
+    """COCO if ``path`` is a JSON file or a folder with annotations.json, else YOLO."""
+    path = Path(path)
+    if path.suffix == ".json" or (path / "annotations.json").is_file():
+        return read_coco(path)
+    return read_yolo(path)

@@ -1,0 +1,184 @@
+"""Synthetic detection scenes, written as a COCO dataset: the project's test and demo data.
+
+Objects of three classes (square, disc, triangle) at sizes spanning 5x (48 to 240 px on a
+384x512 image), rotated, in random colours with shading and a texture, partly overlapping and
+occluding each other, over varied backgrounds (smooth multi-octave noise, stripes, gradients,
+blotchy "natural" textures) with clutter: lines, rings and crosses that belong to no class.
+Everything comes from ``numpy.random.default_rng(seed)``: the same seed gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+
+CLASSES = ("square", "disc", "triangle")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    height: int = 384
+    width: int = 512
+    min_size: int = 48
+    max_size: int = 240
+    max_objects: int = 5
+    max_overlap: float = 0.35  # IoU allowed between a new object and any placed one
+
+
+def _noise(rng: np.random.Generator, h: int, w: int, octaves: int = 4) -> np.ndarray:
+    """Multi-octave value noise in [0, 1], (h, w) float32."""
+    out = np.zeros((h, w), np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        cells = 2 ** (o + 1)
+        grid = rng.random((cells + 1, cells + 1)).astype(np.float32)
+        out += amp * cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
+        total += amp
+        amp *= 0.5
+    out /= total
+    return np.clip((out - out.min()) / max(float(np.ptp(out)), 1e-6), 0, 1)
+
+
+def background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    kind = rng.integers(0, 4)
+    c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    if kind == 0:  # smooth noise between two colours
+        t = _noise(rng, h, w)[..., None]
+    elif kind == 1:  # stripes at a random angle and period
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = rng.uniform(0, np.pi)
+        t = (0.5 + 0.5 * np.sin((xx * np.cos(a) + yy * np.sin(a)) * 2 * np.pi / rng.uniform(8, 60)))[..., None]
+    elif kind == 2:  # linear gradient
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        t = ((xx / w * rng.uniform(-1, 1) + yy / h * rng.uniform(-1, 1)) % 1.0)[..., None]
+    else:  # blotchy "natural" texture: thresholded noise, blurred
+        t = cv2.GaussianBlur((_noise(rng, h, w, 6) > 0.5).astype(np.float32), (0, 0), 3)[..., None]
+    img = c1 * (1 - t) + c2 * t
+    img += rng.normal(0, rng.uniform(2, 12), img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _shape_mask(cls: int, size: int, angle: float) -> np.ndarray:
+    """A (size, size) uint8 mask of the class shape filling its box."""
+    m = np.zeros((size, size), np.uint8)
+    c = size / 2
+    if cls == 1:
+        cv2.circle(m, (round(c), round(c)), max(1, round(c) - 1), 255, -1, cv2.LINE_AA)
+        return m
+    if cls == 0:
+        pts = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float32)
+    else:
+        pts = np.array([[0, -1], [0.866, 0.5], [-0.866, 0.5]], np.float32)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], np.float32)
+    p = pts @ rot.T
+    p = (p - p.min(0)) / np.ptp(p, 0).max() * (size - 1)  # fill the box on its longer side
+    p += (size - 1 - p.max(0)) / 2
+    cv2.fillPoly(m, [np.round(p).astype(np.int32)], 255, cv2.LINE_AA)
+    return m
+
+
+def _clutter(rng: np.random.Generator, img: np.ndarray) -> None:
+    h, w = img.shape[:2]
+    for _ in range(rng.integers(2, 8)):
+        col = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        kind = rng.integers(0, 3)
+        if kind == 0:
+            cv2.line(img, (x, y), (int(rng.integers(0, w)), int(rng.integers(0, h))), col, int(rng.integers(1, 4)))
+        elif kind == 1:
+            cv2.circle(img, (x, y), int(rng.integers(5, 40)), col, int(rng.integers(2, 5)))  # a ring, not a disc
+        else:
+            s = int(rng.integers(6, 30))
+            cv2.line(img, (x - s, y), (x + s, y), col, 3)
+            cv2.line(img, (x, y - s), (x, y + s), col, 3)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    lt, rb = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    inter = float(np.prod(np.clip(rb - lt, 0, None)))
+    return inter / (float(np.prod(a[2:] - a[:2])) + float(np.prod(b[2:] - b[:2])) - inter)
+
+
+def scene(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image (H, W, 3) uint8 BGR, its boxes (N, 4) xyxy float32 and labels (N,) int64 (0-based)."""
+    h, w = cfg.height, cfg.width
+    img = background(rng, h, w)
+    _clutter(rng, img)
+    boxes: list[np.ndarray] = []
+    labels: list[int] = []
+    for _ in range(int(rng.integers(1, cfg.max_objects + 1))):
+        for _attempt in range(20):
+            size = int(np.exp(rng.uniform(np.log(cfg.min_size), np.log(min(cfg.max_size, h, w)))))
+            x, y = int(rng.integers(0, w - size + 1)), int(rng.integers(0, h - size + 1))
+            box = np.array([x, y, x + size, y + size], np.float32)
+            if all(_iou(box, b) <= cfg.max_overlap for b in boxes):
+                break
+        else:
+            continue
+        cls = int(rng.integers(0, len(CLASSES)))
+        mask = _shape_mask(cls, size, float(rng.uniform(0, np.pi)))
+        colour = rng.integers(0, 256, 3).astype(np.float32)
+        shade = np.linspace(rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0), size, dtype=np.float32)[:, None, None]
+        fill = colour * shade + rng.normal(0, rng.uniform(0, 15), (size, size, 3))
+        alpha = (mask.astype(np.float32) / 255)[..., None]
+        roi = img[y : y + size, x : x + size].astype(np.float32)
+        img[y : y + size, x : x + size] = np.clip(roi * (1 - alpha) + fill * alpha, 0, 255).astype(np.uint8)
+        ys, xs = np.nonzero(mask > 127)  # the box is the shape's own extent, not the square it sits in
+        boxes.append(np.array([x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1], np.float32))
+        labels.append(cls)
+    if rng.random() < 0.3:
+        _clutter(rng, img)  # clutter in front of objects too
+    xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+    return img, xyxy, np.array(labels, np.int64)
+
+
+def write_coco(
+    out: str | Path,
+    images: int,
+    seed: int,
+    cfg: SynthConfig = SynthConfig(),
+    on_image: Callable[[], None] | None = None,
+) -> Path:
+    """Write ``out/images/*.jpg`` and ``out/annotations.json``; returns the JSON path."""
+    if images < 1:
+        raise InputError(f"--images must be >= 1, got {images}")
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    coco: dict[str, list[dict[str, object]]] = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+    }
+    for i in range(images):
+        img, xyxy, labels = scene(rng, cfg)
+        name = f"images/{seed}_{i:05d}.jpg"
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise InputError("JPEG encoding failed")
+        atomic_write_bytes(out / name, buf.tobytes())
+        coco["images"].append({"id": i + 1, "file_name": name, "height": cfg.height, "width": cfg.width})
+        for b, c in zip(xyxy, labels, strict=True):
+            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+            coco["annotations"].append(
+                {
+                    "id": len(coco["annotations"]) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "bbox": [float(b[0]), float(b[1]), bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": 0,
+                }
+            )
+        if on_image is not None:
+            on_image()
+    path = out / "annotations.json"
+    atomic_write_text(path, json.dumps({**coco, "info": {"generator": "overfeat-edge data synth", "seed": seed}}))
+    return path
