@@ -8,12 +8,11 @@ from pathlib import Path
 from rich.console import Console
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.io import IMAGE_SUFFIXES
 
 # markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]")
 console = Console(markup=False, highlight=False)
 err_console = Console(stderr=True, markup=False, highlight=False)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def expand_images(items: list[str]) -> list[Path]:

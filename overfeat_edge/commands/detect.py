@@ -14,6 +14,7 @@ from overfeat_edge.commands.common import console, err_console, expand_images
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.pipeline.preprocess import to_bgr8
 
 Backend = Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")]
 
@@ -79,6 +80,7 @@ def detect(
             failed.append(str(path))
             err_console.print(f"skipped: {path} is not a readable image", style="yellow")
             continue
+        frame = to_bgr8(frame)  # once: the detector and the overlay both take it as is
         t0 = time.perf_counter()
         d = det.detect(frame)
         ms = (time.perf_counter() - t0) * 1000
@@ -92,9 +94,7 @@ def detect(
             }
         )
         if save_images:
-            from overfeat_edge.pipeline.preprocess import to_bgr8
-
-            ok, buf = cv2.imencode(".jpg", draw_detections(to_bgr8(frame), d, spec.class_names))
+            ok, buf = cv2.imencode(".jpg", draw_detections(frame, d, spec.class_names))
             if not ok:
                 raise InputError(f"cannot encode the annotated {path}")
             atomic_write_bytes(out / (path.stem + ".jpg"), buf.tobytes())

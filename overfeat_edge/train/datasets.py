@@ -14,8 +14,7 @@ import cv2
 import numpy as np
 
 from overfeat_edge.errors import InputError
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from overfeat_edge.io import IMAGE_SUFFIXES
 
 
 @dataclass
