@@ -249,7 +249,29 @@ SEED_NET = Arch(
     num_classes=3,
 )
 
-ARCHS: dict[str, Arch] = {a.name: a for a in (OVERFEAT_FAST, OVERFEAT_ACCURATE, SEED_NET)}
+# A CPU-sized OverFeat-fast: the same layer pattern (strided conv, pool, conv, pool, three padded
+# 3x3 convs, pool, conv-as-FC heads), scaled to a 59x59 window with stride 16 and fine factor 2.
+# It is the shipped demo model's architecture: small enough to train on a laptop CPU in minutes.
+OVERFEAT_MINI = Arch(
+    name="overfeat-mini",
+    window=59,
+    features=(
+        _c(5, 2, 0, 32),
+        _p(2),
+        _c(3, 1, 0, 64),
+        _p(2),
+        _c(3, 1, 1, 96),
+        _c(3, 1, 1, 128),
+        _c(3, 1, 1, 128),
+        _p(2),
+    ),
+    head_kernel=3,
+    cls_hidden=(256, 256),
+    reg_hidden=(256, 128),
+    num_classes=3,
+)
+
+ARCHS: dict[str, Arch] = {a.name: a for a in (OVERFEAT_FAST, OVERFEAT_ACCURATE, OVERFEAT_MINI, SEED_NET)}
 
 _NAME = re.compile(r"^(?P<base>[a-z0-9-]+?)(?:@(?P<width>[0-9.]+))?$")
 

@@ -14,6 +14,7 @@ _EXTRAS = {
     "tensorrt": "tensorrt",
     "pycuda": "tensorrt",
     "cuda": "tensorrt",
+    "pycocotools": "eval",
 }
 
 

@@ -19,6 +19,10 @@ OVERFEAT_STD = 61.896913
 # Paper Table 5 (accurate model): six input sizes, height x width.
 PAPER_SCALES = ("245x245", "281x317", "317x389", "389x461", "425x497", "461x569")
 
+# overfeat-mini (59 px window): six smallest sides, ratio ~0.76, for objects of 48 to 240 px in a
+# 384-px-high frame (each object is 25 to 62 px, about half a window to a window, at some scale).
+MINI_SCALES = ("384", "293", "224", "171", "131", "100")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -98,8 +102,10 @@ class ModelSpec:
 def default_spec(arch: Arch, class_names: list[str] | None = None, fine_stride: bool = True) -> ModelSpec:
     """A spec with generic class names and the architecture's usual pyramid."""
     names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(arch.num_classes))
-    if arch.base == "overfeat-accurate" or arch.name == "overfeat-accurate":
+    if (arch.base or arch.name) == "overfeat-accurate":
         scales: tuple[str, ...] = PAPER_SCALES
+    elif (arch.base or arch.name) == "overfeat-mini":
+        scales = MINI_SCALES
     else:
         w = arch.window
         scales = (str(w), str(round(w * 1.4)), str(round(w * 2)))

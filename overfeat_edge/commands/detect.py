@@ -31,6 +31,7 @@ def load_detector(
     merge_threshold: float,
     nms_iou: float,
     top_k_classes: int | None,
+    min_score: float = 0.0,
 ) -> Detector:
     from overfeat_edge.runtime import load_runner
 
@@ -41,6 +42,7 @@ def load_detector(
         merge_threshold=merge_threshold,
         nms_iou=nms_iou,
         top_k_classes=top_k_classes,
+        min_score=min_score,
     )
     runner = load_runner(backend, model, weights=str(weights) if weights else None, device=device, threads=threads)
     return Detector(runner, config)
@@ -62,6 +64,7 @@ def detect(
     merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
     nms_iou: Annotated[float, typer.Option(help="nms: IoU above which a box is suppressed.")] = 0.5,
     top_k_classes: Annotated[int | None, typer.Option(help="Keep only the k best classes per scale (paper).")] = None,
+    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")] = 0.0,
     save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
 ) -> None:
     """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
@@ -69,7 +72,18 @@ def detect(
 
     paths = expand_images(images)
     det = load_detector(
-        model, backend, weights, device, threads, scales, threshold, merge, merge_threshold, nms_iou, top_k_classes
+        model,
+        backend,
+        weights,
+        device,
+        threads,
+        scales,
+        threshold,
+        merge,
+        merge_threshold,
+        nms_iou,
+        top_k_classes,
+        min_score,
     )
     spec = det.spec
     out.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ class DetectorConfig:
     nms_iou: float = 0.5
     top_k_classes: int | None = None
     max_detections: int = 100
+    min_score: float = 0.0  # after merging: greedy scores are summed window confidences, NMS's are one window's
 
     def __post_init__(self) -> None:
         if self.merge not in MERGERS:
@@ -73,6 +74,8 @@ class Detector:
             merged = MERGERS["greedy"](raw, cfg.merge_threshold)
         else:
             merged = MERGERS["nms"](raw, cfg.nms_iou)
+        if cfg.min_score > 0:
+            merged = merged[merged.score >= cfg.min_score]
         return merged[: cfg.max_detections]
 
     def detect(self, frame: np.ndarray) -> Detections:

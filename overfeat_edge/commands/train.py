@@ -1,0 +1,140 @@
+"""train, eval: fit a detector on a COCO/YOLO dataset and measure it with COCO mAP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from overfeat_edge.commands.common import console
+from overfeat_edge.errors import InputError
+from overfeat_edge.io import atomic_write_text
+from overfeat_edge.lazy import require
+
+
+def train(
+    data: Annotated[Path, typer.Option(help="COCO (folder with annotations.json, or the JSON) or YOLO folder.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its .state.pt makes the run resumable.")],
+    model: Annotated[str, typer.Option(help="Registered network, e.g. overfeat-mini or overfeat-fast@0.25.")] = (
+        "overfeat-mini"
+    ),
+    epochs: Annotated[int, typer.Option(help="Epochs of --steps-per-epoch batches.")] = 16,
+    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 200,
+    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 4e-3,
+    box_weight: Annotated[float, typer.Option(help="Weight of the L2 box loss.")] = 5.0,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed, data and threads give the same weights.")] = 0,
+    scales: Annotated[
+        list[str] | None, typer.Option("--scales", "-s", help="Default pyramid stored in the model.")
+    ] = None,
+    hard_fraction: Annotated[
+        float, typer.Option(help="Share of each batch drawn from mined hard negatives (0 = no mining).")
+    ] = 0.15,
+    mine_images: Annotated[int, typer.Option(help="Images searched for hard negatives after each epoch.")] = 64,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")] = True,
+) -> None:
+    """Train an OverFeat detector on windows (classes + background, L2 box regression)."""
+    require("torch", "train")
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from overfeat_edge.train.datasets import read_dataset
+    from overfeat_edge.train.trainer import TrainConfig, Trainer, state_path
+
+    if out.suffix not in (".pt", ".pth"):
+        raise InputError(f"--out must end in .pt, got {out}")
+    cfg = TrainConfig(
+        model=model,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        lr=lr,
+        box_weight=box_weight,
+        seed=seed,
+        scales=list(scales or []),
+        threads=threads,
+        hard_fraction=hard_fraction,
+        mine_images=mine_images,
+    )
+    dataset = read_dataset(data)
+    console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
+    trainer = Trainer(dataset, cfg, out)
+    if resume and trainer.resume():
+        console.print(f"resumed from {state_path(out)} at epoch {trainer.epoch}/{epochs}")
+    elif state_path(out).is_file():
+        console.print(f"--no-resume: starting over (overwriting {out})")
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("train", total=epochs * steps_per_epoch, epoch=0, loss=0.0)
+        progress.update(task, completed=trainer.epoch * steps_per_epoch)
+
+        def on_step(e: int, _step: int, loss: float) -> None:
+            progress.update(task, advance=1, epoch=f"{e + 1}/{epochs}", loss=loss)
+
+        def on_epoch(st: object) -> None:
+            progress.console.print(
+                "epoch {epoch}: loss {loss:.4f} (cls {cls_loss:.4f}, box {box_loss:.4f}), "
+                "window accuracy {accuracy:.3f}, {windows_per_s:.0f} windows/s".format(**vars(st))
+            )
+
+        trainer.run(on_step, on_epoch)
+    console.print(f"wrote {out} ({trainer.spec.arch.name}, {trainer.epoch} epochs)")
+
+
+def evaluate(
+    data: Annotated[Path, typer.Option(help="COCO or YOLO dataset with labels.")],
+    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
+    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
+    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
+    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 0.0,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="Paper Table 2 style: stride x scales x merge (needs torch).")
+    ] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+) -> None:
+    """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table."""
+    from rich.progress import Progress
+
+    from overfeat_edge.train.ablation import ablation_rows, run_ablation
+    from overfeat_edge.train.datasets import read_dataset
+
+    dataset = read_dataset(data)
+    n = min(limit, len(dataset)) if limit else len(dataset)
+    rows = ablation_rows(model, scales, threshold, merge, one=not ablation, min_score=min_score)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("evaluating", total=n * len(rows))
+        table_rows = run_ablation(rows, dataset, threads, limit, lambda: progress.advance(task), model)
+    table = Table(title=f"COCO evaluation on {data} ({n} images)")
+    for col in ("stride", "scales", "merge", "mAP@[.5:.95]", "mAP@.5", "ms/frame", "detections"):
+        table.add_column(col, justify="left" if col in ("stride", "merge") else "right")
+    for r in table_rows:
+        table.add_row(
+            r["stride"],
+            str(r["n_scales"]),
+            r["merge"],
+            f"{r['mAP']:.3f}",
+            f"{r['mAP50']:.3f}",
+            f"{r['ms_per_frame']:.1f}",
+            str(r["detections"]),
+        )
+    console.print(table)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps({"data": str(data), "images": n, "rows": table_rows}, indent=1))
+        console.print(f"wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command("eval")(evaluate)

@@ -1,0 +1,115 @@
+"""The paper's Table 2, for detection: coarse vs fine stride, 1/3/6 scales, greedy merge vs NMS.
+
+Every row is a real run: the coarse rows use a coarse graph exported from the model's checkpoint
+(so their time is the coarse network's time, not the fine one's subsampled), the scale subsets
+come from the model's own pyramid, and each row is scored with pycocotools.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.lazy import require
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.pipeline.pyramid import parse_scales
+from overfeat_edge.runtime import load_runner
+from overfeat_edge.runtime.base import resolve_onnx
+from overfeat_edge.train.datasets import DetectionDataset
+from overfeat_edge.train.evaluate import evaluate
+
+
+@dataclass(frozen=True)
+class Row:
+    stride: str  # "fine" or "coarse"
+    scales: tuple[str, ...]
+    merge: str
+    threshold: float
+    min_score: float = 0.0
+
+
+def scale_subsets(scales: list[str]) -> dict[int, tuple[str, ...]]:
+    """{6: all, 3: every other one from the largest, 1: the middle one} of a pyramid (fewer if short)."""
+    s = tuple(str(x) for x in parse_scales(scales))
+    return {len(s): s, len(s[::2]): s[::2], 1: (s[(len(s) - 1) // 2],)}
+
+
+def ablation_rows(
+    model: str, scales: list[str] | None, threshold: float, merge: str, one: bool = False, min_score: float = 0.0
+) -> list[Row]:
+    """The rows to run: just the one configuration, or stride x scale subsets x merge."""
+    spec = load_runner("onnxruntime", model, threads=1).spec
+    pyramid = list(scales or spec.scales or [str(spec.arch.window)])
+    if one:
+        return [Row("fine" if spec.fine_stride else "coarse", tuple(pyramid), merge, threshold, min_score)]
+    subsets = scale_subsets(pyramid)
+    return [
+        Row(stride, subsets[n], m, threshold, min_score)
+        for stride in ("coarse", "fine")
+        for n in sorted(subsets)
+        for m in ("greedy", "nms")
+    ]
+
+
+def checkpoint_for(model: str) -> Path:
+    """The checkpoint an ONNX was exported from: ``model.pt`` beside a shipped ``model.onnx``, or
+    ``X.pt`` beside ``X.onnx``."""
+    onnx = resolve_onnx(model)
+    pt = onnx.with_suffix(".pt")
+    if not pt.is_file():
+        raise InputError(f"the coarse-stride rows need the checkpoint {pt} (exported from it) to build a coarse graph")
+    return pt
+
+
+def _coarse_onnx(model: str, workdir: Path) -> str:
+    require("torch", "eval --ablation (coarse-stride graph)")
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models import load_checkpoint
+
+    net, spec, _ = load_checkpoint(checkpoint_for(model), fine_stride=False)
+    out = workdir / "coarse.onnx"
+    export_onnx(net, spec, out, check=False)
+    return str(out)
+
+
+def run_ablation(
+    rows: list[Row],
+    data: DetectionDataset,
+    threads: int | None,
+    limit: int | None,
+    on_image: Callable[[], None] | None = None,
+    model: str | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every row; returns one dict per row (configuration + mAP, mAP50, ms/frame)."""
+    if model is None:
+        raise InputError("run_ablation needs the model")
+    fine_model = str(resolve_onnx(model))
+    model_is_fine = load_runner("onnxruntime", fine_model, threads=1).spec.fine_stride
+    out: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="overfeat-ablation-") as tmp:
+        graphs: dict[str, str] = {}
+        for row in rows:
+            if row.stride not in graphs:
+                same = (row.stride == "fine") == model_is_fine
+                graphs[row.stride] = fine_model if same else _coarse_onnx(model, Path(tmp))
+            runner = load_runner("onnxruntime", graphs[row.stride], threads=threads)
+            cfg = DetectorConfig(
+                scales=list(row.scales), threshold=row.threshold, merge=row.merge, min_score=row.min_score
+            )
+            r = evaluate(Detector(runner, cfg), data, on_image, limit)
+            out.append(
+                {
+                    "stride": row.stride,
+                    "n_scales": len(row.scales),
+                    "scales": ",".join(row.scales),
+                    "merge": row.merge,
+                    "threshold": row.threshold,
+                    **r.row(),
+                    "per_class_ap50": {k: round(v, 4) for k, v in r.per_class_ap50.items()},
+                }
+            )
+    return out
