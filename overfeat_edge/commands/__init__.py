@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from overfeat_edge.commands import data, detect, model
+from overfeat_edge.commands import data, demo, detect, model, train
 from overfeat_edge.commands.common import err_console
 from overfeat_edge.errors import OverfeatEdgeError
 
@@ -21,9 +21,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+demo.register(app)
 model.register(app)
 detect.register(app)
 data.register(app)
+train.register(app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ Everything comes from ``numpy.random.default_rng(seed)``: the same seed gives th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,3 +182,72 @@ def write_coco(
     path = out / "annotations.json"
     atomic_write_text(path, json.dumps({**coco, "info": {"generator": "overfeat-edge data synth", "seed": seed}}))
     return path
+
+
+# ---- video: moving, scaling objects ----------------------------------------------------------
+@dataclass
+class _Track:
+    cls: int
+    colour: np.ndarray
+    size: tuple[float, float, float]  # (min, max, period in frames): the size breathes between min and max
+    pos: np.ndarray  # centre (x, y)
+    vel: np.ndarray  # pixels per frame
+    angle: float
+    spin: float
+    phase: float
+
+
+def video(
+    seed: int, frames: int, cfg: SynthConfig = SynthConfig(), objects: int = 4
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Frames of a scene whose objects move, spin and grow/shrink over the 5x size range.
+
+    Yields ``(frame (H, W, 3) uint8 BGR, boxes (N, 4) float32 xyxy, labels (N,) int64)`` per frame.
+    The background pans slowly; clutter stays put. Deterministic in ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = cfg.height, cfg.width
+    pad = 64
+    back = background(rng, h + 2 * pad, w + 2 * pad)
+    _clutter(rng, back)
+    tracks = []
+    for k in range(objects):
+        lo = float(np.exp(rng.uniform(np.log(cfg.min_size), np.log(cfg.min_size * 2))))
+        hi = float(np.exp(rng.uniform(np.log(cfg.max_size / 2), np.log(cfg.max_size * 0.9))))
+        tracks.append(
+            _Track(
+                cls=k % len(CLASSES),
+                colour=rng.integers(30, 256, 3).astype(np.float32),
+                size=(lo, hi, float(rng.uniform(60, 140))),
+                pos=rng.uniform([0.2 * w, 0.2 * h], [0.8 * w, 0.8 * h]),
+                vel=rng.uniform(1.0, 3.0, 2) * rng.choice([-1, 1], 2),
+                angle=float(rng.uniform(0, np.pi)),
+                spin=float(rng.uniform(-0.03, 0.03)),
+                phase=float(rng.uniform(0, 2 * np.pi)),
+            )
+        )
+    for t in range(frames):
+        ox, oy = round(pad + pad * np.sin(t / 90)), round(pad + pad * 0.5 * np.sin(t / 70))
+        img = back[oy : oy + h, ox : ox + w].copy()
+        boxes, labels = [], []
+        for tr in tracks:
+            lo, hi, period = tr.size
+            size = int(lo + (hi - lo) * 0.5 * (1 + np.sin(2 * np.pi * t / period + tr.phase)))
+            half = size / 2
+            for d in range(2):  # bounce off the frame's edges, keeping the object whole
+                limit = (w, h)[d]
+                if not half <= tr.pos[d] <= limit - half:
+                    tr.pos[d] = np.clip(tr.pos[d], half, limit - half)
+                    tr.vel[d] = -tr.vel[d]
+            x, y = round(tr.pos[0] - half), round(tr.pos[1] - half)
+            x, y = int(np.clip(x, 0, w - size)), int(np.clip(y, 0, h - size))
+            mask = _shape_mask(tr.cls, size, tr.angle + tr.spin * t)
+            alpha = (mask.astype(np.float32) / 255)[..., None]
+            shade = np.linspace(1.0, 0.7, size, dtype=np.float32)[:, None, None]
+            roi = img[y : y + size, x : x + size].astype(np.float32)
+            img[y : y + size, x : x + size] = np.clip(roi * (1 - alpha) + tr.colour * shade * alpha, 0, 255)
+            ys, xs = np.nonzero(mask > 127)
+            boxes.append([x + xs.min(), y + ys.min(), x + xs.max() + 1, y + ys.max() + 1])
+            labels.append(tr.cls)
+            tr.pos += tr.vel
+        yield img, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)

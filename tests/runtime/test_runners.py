@@ -47,7 +47,7 @@ NO_TORCH = textwrap.dedent(
 
     sys.meta_path.insert(0, Block())
     import overfeat_edge.runtime, overfeat_edge.pipeline.detector, overfeat_edge.commands
-    import overfeat_edge.runtime.onnxruntime, overfeat_edge.pipeline.draw
+    import overfeat_edge.runtime.onnxruntime, overfeat_edge.pipeline.draw, overfeat_edge.stream.sinks
     from overfeat_edge.commands import main
     code = main(sys.argv[1:])
     assert "torch" not in sys.modules, "torch was imported"
@@ -65,6 +65,21 @@ def test_edge_path_runs_without_torch(tmp_path: Path, seed_onnx: Path, images: l
     # a command that needs torch fails alone, with one line naming the extra
     r = subprocess.run(
         [sys.executable, "-c", NO_TORCH, "export", "--model", "seed-net", "--out", str(tmp_path / "x.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "overfeat-edge[torch]" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_demo_runs_without_torch(tmp_path: Path) -> None:
+    args = ["demo", "--out", str(tmp_path), "--frames", "3"]
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "demo.mp4").is_file() and len((tmp_path / "detections.jsonl").read_text().splitlines()) == 3
+    # training needs torch and says so in one line
+    r = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, "train", "--data", str(tmp_path), "--out", str(tmp_path / "m.pt")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,0 +1,1 @@
+"""[no torch] Sources, sinks, the threaded loop and its stats."""

@@ -1,0 +1,104 @@
+"""[no torch] Sinks: where annotated frames and detections go.
+
+Every file sink writes to a hidden temporary name beside its target and renames it on
+:meth:`close`, which also runs when the run is interrupted: the MP4 is finalized (its index
+written) and the JSON Lines file holds whole lines only, so both stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import cv2
+import numpy as np
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.types import Detections
+
+
+class Sink:
+    """Takes ``(index, timestamp_s, frame BGR uint8 annotated, detections)``; closed exactly once."""
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _partial(path: Path) -> Path:
+    """``dir/.name.partial.ext``: the container format follows the extension, so it is kept."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+class VideoSink(Sink):
+    """An MP4 (``mp4v``) or AVI (``MJPG``) file at the source's frame rate, opened on the first frame."""
+
+    FOURCC: ClassVar[dict[str, str]] = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+
+    def __init__(self, path: str | Path, fps: float) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in self.FOURCC:
+            raise InputError(f"--output must end in one of {', '.join(self.FOURCC)}, got {self.path}")
+        self.fps = fps if fps and fps > 0 else 30.0
+        self.tmp = _partial(self.path)
+        self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
+        self.size: tuple[int, int] | None = None
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        h, w = frame.shape[:2]
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter.fourcc(*self.FOURCC[self.path.suffix.lower()])
+            self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (w, h))
+            if not self.writer.isOpened():
+                self.writer = None
+                raise InputError(f"OpenCV cannot write {self.path.suffix} video here (no encoder for it); try .avi")
+            self.size = (w, h)
+        if (w, h) != self.size:
+            frame = cv2.resize(frame, self.size)  # a source that changes size mid-stream
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+            os.replace(self.tmp, self.path)
+
+
+class JsonlSink(Sink):
+    """One JSON object per frame: ``{"frame", "t", "detections": [{class_id, class, score, box}]}``."""
+
+    def __init__(self, path: str | Path, class_names: tuple[str, ...] | list[str], extra: dict[str, Any] | None = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = _partial(self.path)
+        self.class_names = class_names
+        self.extra = extra or {}
+        self.file = self.tmp.open("w", encoding="utf-8")
+        self.frames = 0
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        dets = det.to_records(self.class_names)
+        record = {"frame": index, "t": round(timestamp, 4), **self.extra, "detections": dets}
+        self.file.write(json.dumps(record) + "\n")  # close() flushes: whole lines only
+        self.frames += 1
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+            os.replace(self.tmp, self.path)

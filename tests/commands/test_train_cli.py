@@ -1,0 +1,75 @@
+"""train, eval and demo from the command line: outputs, resuming, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from overfeat_edge.commands import main
+
+pytest.importorskip("torch", reason="train and export need torch")
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    assert main(["data", "synth", "--out", str(root), "--images", "4", "--seed", "5"]) == 0
+    return root
+
+
+TINY = ["--steps-per-epoch", "2", "--batch-size", "8", "--mine-images", "2", "--threads", "1"]
+
+
+def test_train_resumes_then_export_and_eval(synth_root: Path, tmp_path: Path, capsys) -> None:
+    ckpt = tmp_path / "m.pt"
+    assert main(["train", "--data", str(synth_root), "--out", str(ckpt), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(synth_root), "--out", str(ckpt), "--epochs", "2", *TINY]) == 0
+    assert "resumed" in capsys.readouterr().out
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "--model", str(ckpt), "--out", str(onnx), "--no-check"]) == 0
+    js = tmp_path / "eval.json"
+    assert main(["eval", "--data", str(synth_root), "--model", str(onnx), "--ablation", "--json", str(js)]) == 0
+    rows = json.loads(js.read_text())["rows"]
+    got = {(r["stride"], r["n_scales"], r["merge"]) for r in rows}
+    assert got == {(s, n, m) for s in ("coarse", "fine") for n in (1, 3, 6) for m in ("greedy", "nms")}
+    for r in rows:
+        assert 0 <= r["mAP"] <= r["mAP50"] <= 1 and r["ms_per_frame"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "nowhere", "--out", "x.pt"], "needs an images/ folder"),
+        (["train", "--data", "{data}", "--out", "x.txt"], "--out must end in .pt"),
+        (["train", "--data", "{data}", "--out", "{tmp}/x.pt", "--epochs", "0"], "--epochs must be >= 1"),
+        (["eval", "--data", "{data}", "--model", "missing.onnx"], "missing.onnx"),
+    ],
+)
+def test_bad_input_is_one_line(args, message, synth_root: Path, tmp_path: Path, capsys) -> None:
+    args = [a.format(data=synth_root, tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) <= 2 and "Traceback" not in err
+
+
+def test_eval_refuses_a_model_with_other_classes(synth_root: Path, fast_small_onnx: Path, capsys) -> None:
+    assert main(["eval", "--data", str(synth_root), "--model", str(fast_small_onnx), "--scales", "240"]) == 2
+    assert "the model has 2 classes, the dataset 3" in capsys.readouterr().err
+
+
+def test_demo_writes_video_and_jsonl(tmp_path: Path) -> None:
+    from overfeat_edge.runtime.base import shipped_models
+
+    if "overfeat-mini-shapes" not in shipped_models():
+        pytest.fail("the demo model overfeat-mini-shapes is not shipped in overfeat_edge/assets")
+    assert main(["demo", "--out", str(tmp_path), "--frames", "6", "--threads", "2"]) == 0
+    cap = cv2.VideoCapture(str(tmp_path / "demo.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+    recs = [json.loads(x) for x in (tmp_path / "detections.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in recs] == list(range(6))
+    assert not list(tmp_path.glob(".*partial*"))
