@@ -11,6 +11,7 @@ import sys
 import typer
 
 from overfeat_edge.commands import data, demo, detect, model, train
+from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import err_console
 from overfeat_edge.errors import OverfeatEdgeError
 
@@ -24,6 +25,7 @@ app = typer.Typer(
 demo.register(app)
 model.register(app)
 detect.register(app)
+run_command.register(app)
 data.register(app)
 train.register(app)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -102,3 +103,54 @@ class JsonlSink(Sink):
         if not self.file.closed:
             self.file.close()
             os.replace(self.tmp, self.path)
+
+
+class ImageFolderSink(Sink):
+    """Annotated frames as ``DIR/frame_000000.jpg`` (each written under a temporary name, then renamed)."""
+
+    def __init__(self, folder: str | Path, quality: int = 90) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.quality = quality
+        self.frames = 0
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        from overfeat_edge.io import atomic_write_bytes
+
+        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise InputError(f"cannot encode frame {index} as JPEG")
+        atomic_write_bytes(self.folder / f"frame_{index:06d}.jpg", buf.tobytes())
+        self.frames += 1
+
+
+def display_problem() -> str | None:
+    """Why a window cannot be shown here, or None when it can."""
+    import re
+    import sys
+
+    if re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
+        return "this OpenCV has no GUI (opencv-python-headless); pip install opencv-python for --display"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no screen (DISPLAY is not set)"
+    return None
+
+
+class DisplaySink(Sink):
+    """A window with the annotated frames; 'q' or Esc calls ``on_quit``."""
+
+    def __init__(self, title: str = "overfeat-edge", on_quit: Callable[[], None] | None = None) -> None:
+        self.title = title
+        self.on_quit = on_quit
+        self.opened = False
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        cv2.imshow(self.title, frame)
+        self.opened = True
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27) and self.on_quit is not None:
+            self.on_quit()
+
+    def close(self) -> None:
+        if self.opened:
+            cv2.destroyWindow(self.title)
+            self.opened = False

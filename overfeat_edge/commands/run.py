@@ -1,0 +1,146 @@
+"""run: live video detection from a camera, stream, file or folder into several sinks at once."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from overfeat_edge.commands.common import console, err_console
+from overfeat_edge.errors import InputError
+from overfeat_edge.io import atomic_write_text
+
+
+def _table(summary: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    t = Table(title=f"{summary['frames']} frames, {summary['fps']} FPS", title_justify="left")
+    for col in ("stage", "p50 ms", "p95 ms", "p99 ms"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for name, v in summary["stages"].items():
+        t.add_row(name, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['p99_ms']:.1f}")
+    return t
+
+
+def run(
+    source: Annotated[
+        str, typer.Argument(help="0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob.")
+    ],
+    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
+    output: Annotated[Path | None, typer.Option(help="Annotated video (.mp4/.avi).")] = None,
+    jsonl: Annotated[Path | None, typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
+    save_frames: Annotated[Path | None, typer.Option(help="Folder for annotated JPEG frames.")] = None,
+    display: Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")] = (
+        False
+    ),
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    stats_json: Annotated[Path | None, typer.Option(help="Write FPS, latency percentiles and counters here.")] = None,
+    width: Annotated[int | None, typer.Option(help="Camera: requested width.")] = None,
+    height: Annotated[int | None, typer.Option(help="Camera: requested height.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Camera: requested frame rate.")] = None,
+    reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
+    backend: Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")] = "onnxruntime",
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
+    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
+    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 1.5,
+    live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
+) -> None:
+    """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
+    from overfeat_edge.commands.detect import load_detector
+    from overfeat_edge.stream.loop import StreamLoop
+    from overfeat_edge.stream.sinks import DisplaySink, ImageFolderSink, JsonlSink, Sink, VideoSink, display_problem
+    from overfeat_edge.stream.sources import Source, parse_source
+    from overfeat_edge.stream.stats import Stats
+
+    for name, v in (("--max-frames", max_frames), ("--duration", duration)):
+        if v is not None and v <= 0:
+            raise InputError(f"{name} must be > 0, got {v}")
+    if output is not None and output.suffix.lower() not in VIDEO_OUT:
+        raise InputError(f"--output must end in one of {', '.join(VIDEO_OUT)}, got {output}")
+    spec = parse_source(source, width, height, fps)
+    det = load_detector(model, backend, None, "cpu", threads, scales, threshold, merge, 0.5, 0.5, None, min_score)
+
+    def log(msg: str) -> None:
+        err_console.print(msg, style="yellow")
+
+    src = Source(spec, reconnects=reconnects, log=log)
+    stats = Stats()
+    sinks: list[Sink] = []
+    loop: StreamLoop | None = None
+    try:
+        if output is not None:
+            sinks.append(VideoSink(output, src.fps))
+        if jsonl is not None:
+            sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source}))
+        if save_frames is not None:
+            sinks.append(ImageFolderSink(save_frames))
+        overlay = f"{det.runner.name} {len(det.scales)} scales"
+        loop = StreamLoop(src, det, sinks, stats, max_frames, overlay)
+        if display:
+            problem = display_problem()
+            if problem:
+                log(f"--display off: {problem}")
+            else:
+                sinks.append(DisplaySink(on_quit=lambda: loop.stop("window closed") if loop else None))
+        console.print(f"{spec.describe()} -> {det.runner.describe()}, {len(sinks)} sink(s); Ctrl-C stops cleanly")
+        _run_with_signals(loop, duration, stats, live_view and console.is_terminal)
+    finally:
+        for s in sinks:
+            s.close()
+        src.close()
+    summary = stats.summary()
+    summary["stopped_by"] = loop.stop_reason if loop else ""
+    console.print(_table(summary))
+    console.print(
+        f"captured {summary['captured']}, processed {summary['frames']}, dropped {summary['dropped']} (stale), "
+        f"skipped {summary['skipped']} (unreadable), reconnects {summary['reconnects']}; stopped by: "
+        f"{summary['stopped_by']}"
+    )
+    if stats_json is not None:
+        atomic_write_text(stats_json, json.dumps(summary, indent=1))
+    for s in sinks:
+        path = getattr(s, "path", None) or getattr(s, "folder", None)
+        if path is not None:
+            console.print(f"wrote {path}")
+
+
+VIDEO_OUT = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
+
+
+def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:
+    """SIGINT and SIGTERM stop the loop cleanly (the frame in flight is finished and written)."""
+    handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handlers[sig] = signal.signal(sig, lambda s, _f: loop.stop(signal.Signals(s).name))
+    try:
+        if live_view:
+            from rich.live import Live
+
+            with Live(console=console, refresh_per_second=2, transient=True) as live:
+
+                def tick() -> None:
+                    s = stats.summary()
+                    lat = s["stages"].get("latency", {})
+                    live.update(
+                        f"{s['frames']} frames  {stats.fps():.1f} FPS  latency p50 {lat.get('p50_ms', 0):.0f} ms  "
+                        f"dropped {s['dropped']}  skipped {s['skipped']}"
+                    )
+
+                loop.run(duration, tick)
+        else:
+            loop.run(duration)
+    finally:
+        for signum, previous in handlers.items():
+            signal.signal(signum, previous)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(run)

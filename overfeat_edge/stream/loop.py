@@ -1,0 +1,229 @@
+"""[no torch] The streaming loop: capture -> infer -> postprocess + sinks, in three threads.
+
+Bounded queues join the stages, so a slow stage slows the ones before it instead of filling
+memory. A live source feeds a one-slot mailbox instead: a new frame replaces one that inference
+has not taken yet (counted as dropped), so what is shown is never more than a frame or two old.
+Files and folders use a blocking queue: every frame is processed, in order.
+
+Stopping (``stop()``: SIGINT, SIGTERM, ``--duration``, ``--max-frames``, end of input) stops the
+capture; the frame already in inference finishes and is written; then every thread ends and the
+caller closes the sinks. An exception in any stage stops the others and is re-raised by :meth:`run`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+
+from overfeat_edge.pipeline.detector import Detector
+from overfeat_edge.pipeline.draw import draw_detections
+from overfeat_edge.pipeline.preprocess import level_inputs
+from overfeat_edge.stream.sinks import Sink
+from overfeat_edge.stream.sources import Frame, Source
+from overfeat_edge.stream.stats import Stats
+from overfeat_edge.types import ScaleLevel
+
+_END = object()
+
+
+class Mailbox:
+    """A one-slot queue whose ``put`` replaces the unread item; returns whether it replaced one."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: object | None = None
+        self._full = False
+
+    def put(self, item: object) -> bool:
+        with self._cond:
+            replaced = self._full and self._item is not _END
+            self._item, self._full = item, True
+            self._cond.notify()
+            return replaced
+
+    def get(self, timeout: float) -> object:
+        with self._cond:
+            if not self._full and not self._cond.wait_for(lambda: self._full, timeout):
+                raise queue.Empty
+            item, self._item, self._full = self._item, None, False
+            return item
+
+
+@dataclass
+class _Inferred:
+    frame: Frame
+    levels: list[ScaleLevel]
+    maps: list[tuple[np.ndarray, np.ndarray]]
+    t_captured: float
+
+
+class StreamLoop:
+    def __init__(
+        self,
+        source: Source,
+        detector: Detector,
+        sinks: list[Sink],
+        stats: Stats | None = None,
+        max_frames: int | None = None,
+        overlay: str = "",
+        queue_size: int = 4,
+    ) -> None:
+        self.source, self.detector, self.sinks = source, detector, sinks
+        self.stats = stats or Stats()
+        self.max_frames = max_frames
+        self.overlay = overlay
+        self.live = source.spec.live
+        self._in: Mailbox | queue.Queue[object] = Mailbox() if self.live else queue.Queue(queue_size)
+        self._mid: queue.Queue[object] = queue.Queue(2)
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self.stop_reason = ""
+
+    # ---- control -------------------------------------------------------------------------
+    def stop(self, reason: str = "stopped") -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+        self.source.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _put(self, q: queue.Queue[object], item: object, consumer: int) -> None:
+        """Blocking put that gives up when the consuming thread has died."""
+        while True:
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if len(self._threads) > consumer and not self._threads[consumer].is_alive():
+                    return
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._errors.append(exc)
+                self.stop("error")
+
+        return run
+
+    # ---- stages ----------------------------------------------------------------------------
+    def _capture(self) -> None:
+        try:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                frame = self.source.read()
+                if frame is None:
+                    if not self._stop.is_set():
+                        self.stop_reason = "end of input"
+                    break
+                self.stats.add("capture", time.perf_counter() - t0)
+                self.stats.captured += 1
+                item = (frame, time.perf_counter())
+                if isinstance(self._in, Mailbox):
+                    if self._in.put(item):
+                        self.stats.dropped += 1
+                else:
+                    self._put(self._in, item, 1)
+                if not self.live and self.max_frames is not None and self.stats.captured >= self.max_frames:
+                    self.stop_reason = "max frames"
+                    break
+        finally:
+            self.stats.skipped = self.source.skipped
+            self.stats.reconnects = self.source.reconnected
+            if isinstance(self._in, Mailbox):
+                self._in.put(_END)
+            else:
+                self._put(self._in, _END, 1)
+
+    def _infer(self) -> None:
+        det = self.detector
+        try:
+            while True:
+                try:
+                    item = self._in.get(timeout=0.1)
+                except queue.Empty:
+                    continue  # the capture thread always ends its input with _END
+                if item is _END:
+                    break
+                frame, t_cap = cast(tuple[Frame, float], item)
+                t0 = time.perf_counter()
+                levels = det.levels(frame.image.shape[:2])
+                inputs = level_inputs(frame.image, levels, det.spec)
+                t1 = time.perf_counter()
+                maps = []
+                for x in inputs:
+                    scores, boxes = det.runner.infer(x)
+                    maps.append((scores[0], boxes[0]))
+                t2 = time.perf_counter()
+                self.stats.add("preprocess", t1 - t0)
+                self.stats.add("inference", t2 - t1)
+                self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 2)
+        finally:
+            self._put(self._mid, _END, 2)
+
+    def _post(self) -> None:
+        det, names = self.detector, self.detector.spec.class_names
+        while True:
+            item = self._mid.get()
+            if item is _END:
+                break
+            assert isinstance(item, _Inferred)
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                continue  # a frame inferred after the last one asked for: drained, not written
+            t0 = time.perf_counter()
+            d = det.postprocess(item.levels, item.maps)
+            text = f"{self.overlay}  {self.stats.fps():.1f} FPS" if self.overlay else ""
+            annotated = draw_detections(item.frame.image, d, names, text)
+            t1 = time.perf_counter()
+            for sink in self.sinks:
+                sink.write(item.frame.index, item.frame.timestamp, annotated, d)
+            t2 = time.perf_counter()
+            self.stats.add("postprocess", t1 - t0)
+            self.stats.add("sink", t2 - t1)
+            self.stats.add("latency", t2 - item.t_captured)
+            self.stats.frame_done(len(d))
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                self.stop("max frames")
+
+    # ---- running -----------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, fn in (("capture", self._capture), ("infer", self._infer), ("post", self._post)):
+            t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def join(self) -> Stats:
+        """Wait for every stage; re-raise the first error a stage hit."""
+        for t in self._threads:
+            while t.is_alive():
+                t.join(0.1)
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> Stats:
+        """Start, wait (calling ``on_tick`` about twice a second), stop after ``duration`` seconds."""
+        self.start()
+        t_end = time.perf_counter() + duration if duration else None
+        while self.alive():
+            time.sleep(0.05)
+            if t_end is not None and time.perf_counter() >= t_end:
+                self.stop("duration")
+            if on_tick is not None:
+                on_tick()
+        return self.join()
