@@ -146,7 +146,12 @@ class Source:
         if spec.kind != "images":
             self.cap = self._open()
             if self.cap is None:
-                raise InputError(f"cannot open {spec.describe()}")
+                why = {
+                    "camera": "no such camera, or another program holds it (see 'ls /dev/video*')",
+                    "stream": "the server is unreachable or sends no video OpenCV's FFmpeg can decode (5 s timeout)",
+                    "file": "not a video OpenCV's FFmpeg can decode",
+                }.get(spec.kind, "OpenCV could not open it")
+                raise InputError(f"cannot open {spec.kind} {spec.target}: {why}")
 
     # ---- opening -------------------------------------------------------------------------
     def _open(self) -> cv2.VideoCapture | None:

@@ -100,3 +100,10 @@ def test_image_folder_converts_and_skips(tmp_path: Path) -> None:
     assert all(f.image.shape == (96, 128, 3) and f.image.dtype == np.uint8 for f in frames)
     assert [bar_width(f.image) for f in frames] == pytest.approx([4, 8, 12, 20], abs=2)
     assert src.skipped == 1
+
+
+def test_corrupt_video_file_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00not a video at all" * 10)
+    with pytest.raises(InputError, match=r"cannot open file .*bad\.mp4: not a video"):
+        Source(parse_source(str(bad)))
