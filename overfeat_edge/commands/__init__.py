@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from overfeat_edge.commands import data, demo, detect, model, train
+from overfeat_edge.commands import build, data, demo, detect, model, train
 from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import err_console
 from overfeat_edge.errors import OverfeatEdgeError
@@ -25,6 +25,7 @@ app = typer.Typer(
 demo.register(app)
 model.register(app)
 detect.register(app)
+build.register(app)
 run_command.register(app)
 data.register(app)
 train.register(app)
@@ -44,12 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code or 0)
     except typer.Abort:
         return 130
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show(file=sys.stderr)
-            return exc.exit_code
+    except Exception as exc:  # usage errors of the click inside typer (vendored in typer >= 0.20)
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show(file=sys.stderr)
+            return code
         raise
     return 0
 

@@ -51,6 +51,9 @@ def export(
         bool | None, typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
     ] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
+    half: Annotated[
+        bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs/outputs (TensorRT 11 FP16).")
+    ] = False,
 ) -> None:
     """Export a network to ONNX (dynamic batch/height/width; spec in the metadata)."""
     require("torch", "export")
@@ -71,9 +74,11 @@ def export(
         console.print(f"note: no --weights: exporting {net.arch.name} with random weights", style="yellow")
     if fine_stride is not None:
         spec = spec.with_fine_stride(fine_stride)
-    report = export_onnx(net, spec, out, check=check)
+    report = export_onnx(net, spec, out, check=check, half=half)
     console.print(
-        f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride})"
+        f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride}"
+        + (", float16" if half else "")
+        + ")"
     )
     for name, err in report.max_abs_error.items():
         console.print(

@@ -17,6 +17,8 @@ from overfeat_edge.spec import METADATA_KEY, ModelSpec
 OPSET = 17
 # float32 parity: max |onnx - torch| <= ATOL + RTOL * max |torch|, per output
 ATOL, RTOL = 1e-4, 1e-4
+# float16 ONNX (float16 weights and compute, float32 inputs/outputs) against float32 torch
+ATOL_HALF, RTOL_HALF = 1e-2, 1e-2
 
 
 @dataclass
@@ -33,7 +35,9 @@ def parity_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
     return [(w, w), (w + 2 * s + 5, w + 3 * s + 11)]
 
 
-def export_onnx(net: object, spec: ModelSpec, out: str | Path, check: bool = True, seed: int = 0) -> ExportReport:
+def export_onnx(
+    net: object, spec: ModelSpec, out: str | Path, check: bool = True, seed: int = 0, half: bool = False
+) -> ExportReport:
     """Write ``out`` (atomically) with dynamic batch/height/width, outputs ``scores``/``boxes``.
 
     ``scores`` are softmax probabilities (N, C', Ho, Wo), ``boxes`` the regressor's edges
@@ -72,13 +76,46 @@ def export_onnx(net: object, spec: ModelSpec, out: str | Path, check: bool = Tru
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, spec.to_json()
         onnx.checker.check_model(model, full_check=True)
+        if half:
+            model = to_half(model)
         onnx.save(model, str(tmp))
         if check:
-            _parity(net, spec, tmp, report, seed)
+            _parity(net, spec, tmp, report, seed, (ATOL_HALF, RTOL_HALF) if half else (ATOL, RTOL))
     return report
 
 
-def _parity(net: object, spec: ModelSpec, path: Path, report: ExportReport, seed: int) -> None:
+def to_half(model: object) -> object:
+    """Float16 weights and compute, float32 inputs and outputs (what TensorRT 11's strong typing and
+    FP16 engines want). Uses ONNX Runtime's own converter; our metadata is kept."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    converted = convert_float_to_float16(model, keep_io_types=True)
+    onnx = require("onnx", "FP16 ONNX export")
+    _toposort(converted.graph)  # the converter appends the input casts at the end
+    onnx.checker.check_model(converted, full_check=True)
+    return converted
+
+
+def _toposort(graph: object) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (stable)."""
+    nodes = list(graph.node)  # type: ignore[attr-defined]
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer}  # type: ignore[attr-defined]
+    ordered: list[object] = []
+    while nodes:
+        ready = [n for n in nodes if all(not x or x in known for x in n.input)]
+        if not ready:
+            raise ParityError("FP16 conversion left a graph with a cycle or a missing input")
+        for n in ready:
+            ordered.append(n)
+            known.update(n.output)
+        nodes = [n for n in nodes if n not in ready]
+    del graph.node[:]  # type: ignore[attr-defined]
+    graph.node.extend(ordered)  # type: ignore[attr-defined]
+
+
+def _parity(
+    net: object, spec: ModelSpec, path: Path, report: ExportReport, seed: int, tols: tuple[float, float]
+) -> None:
     torch = require("torch", "ONNX export")
     from overfeat_edge.runtime.onnxruntime import OnnxRuntimeRunner
 
@@ -96,7 +133,7 @@ def _parity(net: object, spec: ModelSpec, path: Path, report: ExportReport, seed
                     f"export parity: {name} shape {a.shape} from ONNX Runtime, {b.shape} from torch at input {hw}"
                 )
             err = float(np.abs(a - b).max())
-            tol = ATOL + RTOL * float(np.abs(b).max())
+            tol = tols[0] + tols[1] * float(np.abs(b).max())
             report.max_abs_error[name] = max(err, report.max_abs_error.get(name, 0.0))
             report.tolerance[name] = tol
             if err > tol:

@@ -56,11 +56,9 @@ class Detector:
         """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))]."""
         frame = to_bgr8(frame)
         levels = self.levels(frame.shape[:2])
-        maps = []
-        for x in level_inputs(frame, levels, self.spec):
-            scores, boxes = self.runner.infer(x)
-            maps.append((scores[0], boxes[0]))
-        return levels, maps
+        with self.runner:  # a GPU backend makes its context current in this thread
+            outs = self.runner.infer_many(level_inputs(frame, levels, self.spec))
+        return levels, [(scores[0], boxes[0]) for scores, boxes in outs]
 
     def postprocess(self, levels: list[ScaleLevel], maps: list[tuple[np.ndarray, np.ndarray]]) -> Detections:
         cfg = self.config

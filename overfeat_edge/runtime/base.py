@@ -57,6 +57,10 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every pyramid level of one frame; a GPU backend enqueues them all and synchronizes once."""
+        return [self.infer(x) for x in batches]
+
     def describe(self) -> str:
         return self.name
 

@@ -143,3 +143,20 @@ def test_grey_and_16bit_images(tmp_path: Path, seed_onnx: Path) -> None:
         )
         == 0
     )
+
+
+def test_tensorrt_commands_without_tensorrt(capsys, images: list[Path]) -> None:
+    pytest.importorskip("onnxruntime")
+    try:
+        import tensorrt  # noqa: F401
+
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    assert main(["doctor"]) == 0  # says what is missing and how to get it; not an error
+    out = capsys.readouterr().out
+    assert "TensorRT is not installed" in out and "onnxruntime backend (CPU) works" in out
+    assert main(["build", "--model", "overfeat-mini-shapes"]) == 2
+    assert "needs the 'tensorrt' package" in capsys.readouterr().err
+    assert main(["detect", str(images[0]), "--backend", "tensorrt", "--model", "m.onnx"]) == 2
+    assert "takes an engine file (.engine)" in capsys.readouterr().err

@@ -76,3 +76,30 @@ def test_failed_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(Exception, match="parity"):
         export_onnx(net, default_spec(net.arch), out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_half_export_has_float16_weights_float32_io_and_agrees(tmp_path: Path) -> None:
+    import onnx
+
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models import create_model
+    from overfeat_edge.runtime.onnxruntime import OnnxRuntimeRunner
+    from overfeat_edge.spec import default_spec
+
+    net = create_model("overfeat-mini", seed=0).eval()
+    spec = default_spec(net.arch, ["a", "b", "c"])
+    full, half = tmp_path / "m.onnx", tmp_path / "m.fp16.onnx"
+    export_onnx(net, spec, full)
+    report = export_onnx(net, spec, half, half=True)
+    m = onnx.load(str(half))
+    weights = [t for t in m.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    io = [*m.graph.input, *m.graph.output]
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    x = np.random.default_rng(1).normal(size=(1, 3, 131, 175)).astype(np.float32)
+    a, b = OnnxRuntimeRunner(full).infer(x), OnnxRuntimeRunner(half).infer(x)
+    assert OnnxRuntimeRunner(half).spec == spec  # the metadata survives the conversion
+    for u, v in zip(a, b, strict=True):
+        np.testing.assert_allclose(v, u, atol=1e-2, rtol=1e-2)
+    assert max(report.max_abs_error.values()) <= 1e-2

@@ -1,0 +1,148 @@
+"""[no TensorRT import] The engine cache: ``engines/<model>/<device>/<precision>-<frame>-<hash>.engine``.
+
+Beside every engine a ``.json`` manifest records what it was built from and for. Loading checks
+the manifest against the running device, TensorRT version and ONNX file, and the engine file's
+own SHA-256 before anything deserializes it (an engine is an executable artifact). A stale or
+foreign engine is refused with one line that says why and that ``--rebuild`` rebuilds it.
+Everything is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from overfeat_edge.build.profiles import Profile
+from overfeat_edge.errors import ModelError
+from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+
+MANIFEST_FORMAT = "overfeat-edge-engine/1"
+ENGINES = Path("engines")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a model or GPU name: ``NVIDIA Jetson AGX Orin`` -> ``nvidia-jetson-agx-orin``."""
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    gpu: str  # e.g. "NVIDIA GeForce RTX 4090", "Orin"
+    compute_capability: str  # "8.9"
+    tensorrt: str  # "10.3.0"
+    dla_core: int | None = None
+
+    def folder(self) -> str:
+        dla = f"-dla{self.dla_core}" if self.dla_core is not None else ""
+        return f"{slug(self.gpu)}-sm{self.compute_capability.replace('.', '')}-trt{self.tensorrt}{dla}"
+
+
+@dataclass
+class Manifest:
+    model: str
+    onnx_sha256: str
+    precision: str
+    device: DeviceInfo
+    profiles: list[Profile]
+    frame_hw: tuple[int, int]
+    flags: list[str]
+    engine_sha256: str = ""
+    calibration_sha256: str | None = None
+    build_seconds: float = 0.0
+    built_at: str = ""
+    format: str = MANIFEST_FORMAT
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["profiles"] = [p.to_dict() for p in self.profiles]
+        return json.dumps(d, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> Manifest:
+        try:
+            d = json.loads(text)
+            if d.get("format") != MANIFEST_FORMAT:
+                raise ModelError(f"{source}: not an overfeat-edge engine manifest (format {d.get('format')!r})")
+            return cls(
+                model=d["model"],
+                onnx_sha256=d["onnx_sha256"],
+                precision=d["precision"],
+                device=DeviceInfo(**d["device"]),
+                profiles=[Profile.from_dict(p) for p in d["profiles"]],
+                frame_hw=(int(d["frame_hw"][0]), int(d["frame_hw"][1])),
+                flags=list(d["flags"]),
+                engine_sha256=d["engine_sha256"],
+                calibration_sha256=d.get("calibration_sha256"),
+                build_seconds=float(d.get("build_seconds", 0)),
+                built_at=d.get("built_at", ""),
+                extra=d.get("extra", {}),
+            )
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{source}: malformed engine manifest ({type(exc).__name__}: {exc})") from None
+
+
+def engine_path(root: Path, model: str, device: DeviceInfo, precision: str, key: str) -> Path:
+    return root / slug(model) / device.folder() / f"{precision}-{key}.engine"
+
+
+def manifest_path(engine: Path) -> Path:
+    return engine.with_suffix(".json")
+
+
+def write_engine(engine: Path, data: bytes, manifest: Manifest) -> None:
+    """Engine first, then the manifest (with the engine's hash): a manifest always names a whole engine."""
+    manifest.engine_sha256 = hashlib.sha256(data).hexdigest()
+    atomic_write_bytes(engine, data)
+    atomic_write_text(manifest_path(engine), manifest.to_json())
+
+
+def check_engine(
+    engine: Path, running: DeviceInfo, onnx_sha256: str | None, calibration_sha256: str | None = None
+) -> Manifest:
+    """The manifest of a usable engine, or :class:`ModelError` saying why it is stale or foreign."""
+    mpath = manifest_path(engine)
+    if not engine.is_file():
+        raise ModelError(f"no engine at {engine}; build it with 'overfeat-edge build'")
+    if not mpath.is_file():
+        raise ModelError(f"{engine} has no manifest ({mpath.name}); an engine of unknown origin is not loaded")
+    m = Manifest.from_json(mpath.read_text(), str(mpath))
+    fix = "; rebuild with 'overfeat-edge build ... --rebuild'"
+    b = m.device
+    if (b.gpu, b.compute_capability) != (running.gpu, running.compute_capability):
+        raise ModelError(
+            f"{engine.name} was built for {b.gpu} (sm {b.compute_capability}), this is {running.gpu} "
+            f"(sm {running.compute_capability}){fix}"
+        )
+    if b.tensorrt != running.tensorrt:
+        raise ModelError(
+            f"{engine.name} was built with TensorRT {b.tensorrt}, this is TensorRT {running.tensorrt} "
+            f"(engines do not move between versions, e.g. after a JetPack upgrade){fix}"
+        )
+    if b.dla_core != running.dla_core:
+        raise ModelError(f"{engine.name} targets DLA core {b.dla_core}, asked for {running.dla_core}{fix}")
+    if onnx_sha256 is not None and m.onnx_sha256 != onnx_sha256:
+        raise ModelError(f"{engine.name} was built from another version of the ONNX (sha256 differs){fix}")
+    if calibration_sha256 is not None and m.calibration_sha256 != calibration_sha256:
+        raise ModelError(f"{engine.name} was calibrated with other data (calibration sha256 differs){fix}")
+    actual = sha256_file(engine)
+    if actual != m.engine_sha256:
+        raise ModelError(
+            f"{engine.name}: the file's sha256 is not the one its manifest recorded (modified or corrupt); "
+            f"not deserializing it{fix}"
+        )
+    return m

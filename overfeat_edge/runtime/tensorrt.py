@@ -1,0 +1,156 @@
+"""[TensorRT] The TensorRT backend: one execution context per pyramid scale, one sync per frame.
+
+``load(model)`` takes an engine file (``engines/.../fp16-480x640-1a2b3c4d.engine``); its manifest
+is checked against this device and TensorRT before the engine is deserialized (see
+:mod:`overfeat_edge.build.cache`), and carries the model's spec. For every optimization profile
+the runner creates a context, selects the profile (before setting shapes), sets the input shape,
+reads the output shapes back from the context, and allocates pinned host and device buffers once.
+``infer_many`` enqueues every level's copies and ``execute_async_v3`` on one stream and
+synchronizes once; with ``cuda_graphs`` each context's enqueue is captured as a CUDA graph after a
+warm-up enqueue (falling back to plain enqueue where capture fails).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from overfeat_edge.build.cache import DeviceInfo, Manifest, check_engine
+from overfeat_edge.build.profiles import Profile, profile_for
+from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner
+from overfeat_edge.runtime.cuda import CudaApi, load_cuda
+from overfeat_edge.spec import ModelSpec
+
+if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at run time
+    import tensorrt as trt
+
+
+@dataclass
+class _Slot:
+    """One profile's context and buffers."""
+
+    profile: Profile
+    context: trt.IExecutionContext
+    host_in: np.ndarray
+    dev_in: int
+    host_out: dict[str, np.ndarray]
+    dev_out: dict[str, int]
+    graph: Any = None
+
+
+def running_device(module: Any, cuda: CudaApi, dla_core: int | None = None) -> DeviceInfo:
+    gpu, cc = cuda.device()
+    return DeviceInfo(gpu=gpu, compute_capability=cc, tensorrt=str(module.__version__), dla_core=dla_core)
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, engine_path: Path, cuda_graphs: bool = False, cuda: str | None = None) -> None:
+        from overfeat_edge.build.trt import load_tensorrt
+
+        module = load_tensorrt()
+        self.cuda = load_cuda(cuda)
+        self.cuda.activate()
+        try:
+            manifest: Manifest = check_engine(engine_path, running_device(module, self.cuda), None)
+            if "spec" not in manifest.extra:
+                raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
+            self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
+            self.manifest = manifest
+            self.logger: trt.ILogger = module.Logger(module.Logger.WARNING)
+            self.runtime: trt.Runtime = module.Runtime(self.logger)
+            self.engine: trt.ICudaEngine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
+            if self.engine is None:
+                raise ModelError(f"TensorRT could not deserialize {engine_path}")
+            self.stream = self.cuda.stream()
+            self.slots = [self._slot(p) for p in manifest.profiles if p.scale is not None]
+            self.dynamic = next((p for p in manifest.profiles if p.scale is None), None)
+            self.cuda_graphs = cuda_graphs
+            if cuda_graphs:
+                for s in self.slots:
+                    self._capture(s)
+        finally:
+            self.cuda.deactivate()
+        self.path = engine_path
+
+    def _slot(self, p: Profile) -> _Slot:
+        ctx = self.engine.create_execution_context()
+        if not ctx.set_optimization_profile_async(p.index, self.stream):  # profile first, then shapes
+            raise ModelError(f"cannot select optimization profile {p.index}")
+        if not ctx.set_input_shape(INPUT_NAME, p.opt):
+            raise ModelError(f"profile {p.index} does not accept input shape {p.opt}")
+        host_in = self.cuda.pinned(p.opt, np.float32)
+        dev_in = self.cuda.malloc(host_in.nbytes)
+        ctx.set_tensor_address(INPUT_NAME, dev_in)
+        host_out, dev_out = {}, {}
+        for name in OUTPUT_NAMES:
+            dims = ctx.get_tensor_shape(name)  # known once the input shape is set
+            shape = tuple(int(dims[i]) for i in range(len(dims)))
+            if any(d < 0 for d in shape):
+                raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
+            host_out[name] = self.cuda.pinned(shape, np.float32)
+            dev_out[name] = self.cuda.malloc(host_out[name].nbytes)
+            ctx.set_tensor_address(name, dev_out[name])
+        self.cuda.sync(self.stream)
+        return _Slot(p, ctx, host_in, dev_in, host_out, dev_out)
+
+    def _capture(self, s: _Slot) -> None:
+        s.context.execute_async_v3(self.stream)  # warm-up enqueue: lazy allocations happen here
+        self.cuda.sync(self.stream)
+        s.graph = self.cuda.capture(self.stream, lambda: s.context.execute_async_v3(self.stream))
+
+    # ---- Runner ------------------------------------------------------------------------------
+    def activate(self) -> None:
+        self.cuda.activate()
+
+    def deactivate(self) -> None:
+        self.cuda.deactivate()
+
+    def describe(self) -> str:
+        m = self.manifest
+        return f"tensorrt {m.device.tensorrt} {m.precision} on {m.device.gpu} ({self.path.name}, {self.cuda.name})"
+
+    def _slot_for(self, shape: tuple[int, int, int, int]) -> _Slot:
+        p = profile_for(self.manifest.profiles, shape)
+        for s in self.slots:
+            if s.profile.index == p.index:
+                return s
+        raise InputError(
+            f"input {shape[2]}x{shape[3]} needs the dynamic profile, which this runner does not serve; "
+            "rebuild with --frame-size for this source"
+        )
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.infer_many([batch])[0]
+
+    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        slots = []
+        for x in batches:
+            x = self.check_input(x)
+            s = self._slot_for(x.shape)  # type: ignore[arg-type]
+            np.copyto(s.host_in, x)
+            self.cuda.h2d(s.dev_in, s.host_in, self.stream)
+            if s.graph is not None:
+                self.cuda.launch(s.graph, self.stream)
+            elif not s.context.execute_async_v3(self.stream):
+                raise ModelError("TensorRT execute_async_v3 failed")
+            for name in OUTPUT_NAMES:
+                self.cuda.d2h(s.host_out[name], s.dev_out[name], self.stream)
+            slots.append(s)
+        self.cuda.sync(self.stream)  # one synchronization for every level of the frame
+        return [(s.host_out["scores"].copy(), s.host_out["boxes"].copy()) for s in slots]
+
+
+def load(model: str, cuda_graphs: bool = False, cuda: str | None = None, **_: Any) -> Runner:
+    path = Path(model)
+    if path.suffix != ".engine":
+        raise InputError(
+            f"--backend tensorrt takes an engine file (.engine), got {model!r}; build one with "
+            "'overfeat-edge build --model MODEL' (it prints the engine's path)"
+        )
+    return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda)
