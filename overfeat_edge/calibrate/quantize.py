@@ -1,0 +1,233 @@
+"""INT8 calibration on the user's own images, with ONNX Runtime's quantization tools.
+
+The images go through exactly the runtime's preprocessing (:func:`level_inputs`: resize, RGB,
+normalize) at every pyramid scale of the model. One calibration pass gives the activation ranges;
+from them come
+
+* ``model.qdq.onnx``: explicit quantization in the form TensorRT requires (QuantizeLinear /
+  DequantizeLinear pairs, symmetric int8 with zero points 0, per-channel weights on the output
+  channel axis, per-tensor activations); the only INT8 path on TensorRT 11, and it runs on ONNX
+  Runtime's CPU provider too (``onnxruntime.quantization.quantize_static``, QDQ format);
+* ``trt.cache``: a TensorRT calibration cache for the implicit path on TensorRT 8.x-10.x
+  (``TRT-<version>-EntropyCalibration2``, then ``tensor: <scale as float32 bits, 8 hex digits>``,
+  scale = max(|min|, |max|) / 127). ONNX Runtime's own ``calibration.cache`` is another format;
+* ``ranges.json``: the ranges themselves (ONNX Runtime's format, reused if present).
+
+Outputs live in ``calib/<model>/<key>/`` where ``key`` hashes the ONNX, the preprocessing (spec),
+the pyramid, the method, the exclusions and the image set: nothing is recalibrated unless one
+of them changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.io import atomic_path, atomic_write_text
+from overfeat_edge.lazy import require
+from overfeat_edge.pipeline.preprocess import level_inputs
+from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
+from overfeat_edge.runtime.base import INPUT_NAME
+from overfeat_edge.spec import METADATA_KEY, ModelSpec
+from overfeat_edge.stream.sources import Source, SourceSpec, parse_source
+
+METHODS = ("entropy", "percentile", "minmax")
+MIN_IMAGES = 16  # fewer and the ranges are noisy: a warning, not an error
+TRT_CACHE_VERSION = "8601"  # the header's version field; TensorRT 8.6.1 (JetPack 5.1) by default
+
+
+@dataclass
+class CalibrationSet:
+    """Frames (BGR uint8) from a folder, glob or video; unreadable ones skipped and counted."""
+
+    source: SourceSpec
+    frames: list[np.ndarray] = field(default_factory=list)
+    skipped: int = 0
+    digest: str = ""
+
+
+def load_images(uri: str, count: int) -> CalibrationSet:
+    """Up to ``count`` frames of ``uri`` (evenly spread over a video), hashed by their pixels."""
+    spec = parse_source(uri)
+    if spec.live:
+        raise InputError(f"--images must be a folder, glob or video file, not a live source ({uri})")
+    if count < 1:
+        raise InputError(f"--count must be >= 1, got {count}")
+    src = Source(spec)
+    frames: list[np.ndarray] = []
+    h = hashlib.sha256()
+    try:
+        total = (
+            len(spec.paths)
+            if spec.kind == "images"
+            else int(src.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if src.cap
+            else 0
+        )
+        step = max(1, total // count) if total else 1
+        i = 0
+        while len(frames) < count and (f := src.read()) is not None:
+            if i % step == 0:
+                frames.append(f.image)
+                h.update(f.image.tobytes()[::97])  # a sample of every frame: cheap, changes with content
+            i += 1
+    finally:
+        src.close()
+    if not frames:
+        raise InputError(f"{uri}: no readable images (skipped {src.skipped})")
+    return CalibrationSet(spec, frames, src.skipped, h.hexdigest()[:16])
+
+
+class LevelReader:
+    """ONNX Runtime's ``CalibrationDataReader`` protocol over a list of network inputs."""
+
+    def __init__(self, inputs: list[np.ndarray], on_input: Callable[[], None] | None = None) -> None:
+        self.inputs, self.on_input, self.i = inputs, on_input, 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.i >= len(self.inputs):
+            return None
+        self.i += 1
+        if self.on_input is not None:
+            self.on_input()
+        return {INPUT_NAME: self.inputs[self.i - 1]}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        return ({INPUT_NAME: x} for x in self.inputs)
+
+
+def pyramid_inputs(
+    frames: list[np.ndarray], spec: ModelSpec, scales: list[str]
+) -> dict[tuple[int, int], list[np.ndarray]]:
+    """Every frame's network input at every pyramid level (the runtime's own preprocessing), by shape.
+
+    ONNX Runtime's histogram calibrators stack what they collect, so one call sees one shape.
+    """
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    parsed = parse_scales(scales)
+    for frame in frames:
+        levels = plan_levels(spec.arch, spec.fine_stride, frame.shape[:2], parsed)
+        for lv, x in zip(levels, level_inputs(frame, levels, spec), strict=True):
+            groups.setdefault(lv.input_hw, []).append(x)
+    return groups
+
+
+def calibration_key(
+    onnx_sha: str, spec: ModelSpec, scales: list[str], method: str, exclude: list[str], images: str
+) -> str:
+    text = json.dumps([onnx_sha, spec.to_json(), scales, method, sorted(exclude), images])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _method(name: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    table = {
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+        "minmax": CalibrationMethod.MinMax,
+    }
+    if name not in table:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, got {name!r}")
+    return table[name]
+
+
+def quantize(
+    onnx_path: Path,
+    spec: ModelSpec,
+    frames: list[np.ndarray],
+    scales: list[str],
+    method: str,
+    exclude: list[str],
+    out_dir: Path,
+    on_frame: Callable[[], None] | None = None,
+) -> tuple[Path, Path]:
+    """Calibrate and write ``out_dir/model.qdq.onnx`` and ``out_dir/ranges.json``; returns both paths."""
+    onnx = require("onnx", "calibrate")
+    from onnxruntime.quantization import QuantFormat, QuantType, create_calibrator, quantize_static, save_tensors_data
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
+    if not ranges.is_file():
+        # symmetric ranges; one collect_data call per input shape (the histogram calibrators stack
+        # what they collect). Not CalibMaxIntermediateOutputs: in onnxruntime 1.32 the min-max
+        # calibrator drops, rather than folds, what it collected when that is set.
+        options: dict[str, Any] = {"symmetric": True}
+        if method == "percentile":
+            options["percentile"] = 99.99
+        with tempfile.TemporaryDirectory(prefix="overfeat-calib-") as tmpdir:
+            calibrator = create_calibrator(
+                onnx_path,
+                augmented_model_path=str(Path(tmpdir) / "augmented.onnx"),
+                calibrate_method=_method(method),
+                extra_options=options,
+            )
+            for inputs in pyramid_inputs(frames, spec, scales).values():
+                calibrator.collect_data(LevelReader(inputs, on_frame))
+            with atomic_path(ranges) as tmp_ranges:
+                save_tensors_data(calibrator.compute_data(), tmp_ranges)
+    # int8 with zero point 0 (symmetric), per-channel weights: what TensorRT's Q/DQ requires; biases stay
+    # float (TensorRT fuses them into the int8 convolution itself, and takes no int32 Q/DQ)
+    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    with atomic_path(qdq) as tmp:
+        quantize_static(
+            str(onnx_path),
+            str(tmp),
+            None,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude or None,
+            calibrate_method=_method(method),
+            extra_options=extra,
+            calibration_cache_path=str(ranges),
+        )
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]  # keep our spec, so the runtime reads the Q/DQ model like any other
+        entry = model.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, spec.to_json()
+        onnx.save(model, str(tmp))
+    return qdq, ranges
+
+
+def tensor_scales(ranges: Path) -> dict[str, float]:
+    """Symmetric int8 scale of every calibrated tensor: max(|min|, |max|) / 127."""
+    from onnxruntime.quantization import load_tensors_data
+
+    out = {}
+    for name, td in load_tensors_data(ranges).items():
+        lo, hi = (float(np.asarray(v).ravel()[0]) for v in td.range_value)
+        out[name] = max(abs(lo), abs(hi), 1e-8) / 127.0
+    return out
+
+
+def write_trt_cache(path: Path, scales: dict[str, float], version: str = TRT_CACHE_VERSION) -> None:
+    """TensorRT's calibration cache text: a header line, then ``name: <float32 big-endian hex>``."""
+    lines = [f"TRT-{version}-EntropyCalibration2"]
+    lines += [f"{name}: {struct.pack('>f', s).hex()}" for name, s in sorted(scales.items())]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_trt_cache(path: Path) -> tuple[str, dict[str, float]]:
+    lines = path.read_text().splitlines()
+    if not lines or not lines[0].startswith("TRT-"):
+        raise InputError(f"{path}: not a TensorRT calibration cache")
+    out = {}
+    for ln in lines[1:]:
+        name, hexv = ln.rsplit(":", 1)
+        out[name.strip()] = struct.unpack(">f", bytes.fromhex(hexv.strip()))[0]
+    return lines[0], out

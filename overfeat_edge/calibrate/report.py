@@ -1,0 +1,173 @@
+"""What INT8 costs: FP32 vs INT8 on held-out images, per method, like Polygraphy's comparator.
+
+Per method: cosine similarity and max |error| of each output over every pyramid level of every
+held-out frame; detection agreement (INT8 detections matching an FP32 one of the same class at
+IoU >= 0.5, as an F1); COCO mAP where labels exist; ms/frame of both on this CPU; and the layers
+that lose most (ONNX Runtime's QDQ debugging tools: signal-to-quantization-noise ratio of each
+activation, lowest first). The recommendation is the method with the best mAP@.5 (labels) or,
+without labels, the best detection agreement.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from overfeat_edge.calibrate.quantize import LevelReader, pyramid_inputs
+from overfeat_edge.io import atomic_write_text
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.pipeline.merge import box_iou
+from overfeat_edge.runtime.base import Runner
+from overfeat_edge.train.datasets import DetectionDataset
+
+
+@dataclass
+class MethodResult:
+    method: str
+    cosine: dict[str, float]
+    max_abs_error: dict[str, float]
+    agreement_f1: float
+    ms_per_frame_fp32: float
+    ms_per_frame_int8: float
+    map50_fp32: float | None = None
+    map50_int8: float | None = None
+    map_fp32: float | None = None
+    map_int8: float | None = None
+    worst_layers: list[tuple[str, float]] = field(default_factory=list)
+
+
+def output_agreement(fp32: Runner, int8: Runner, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
+    """Cosine similarity and max |error| of each output, over all inputs together."""
+    dots = {"scores": 0.0, "boxes": 0.0}
+    na, nb = dict(dots), dict(dots)
+    err = dict(dots)
+    for x in inputs:
+        for name, a, b in zip(("scores", "boxes"), fp32.infer(x), int8.infer(x), strict=True):
+            a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+            dots[name] += float(a @ b)
+            na[name] += float(a @ a)
+            nb[name] += float(b @ b)
+            err[name] = max(err[name], float(np.abs(a - b).max()))
+    cos = {k: dots[k] / max(np.sqrt(na[k] * nb[k]), 1e-30) for k in dots}
+    return cos, err
+
+
+def detection_f1(a: Detector, b: Detector, frames: list[np.ndarray]) -> tuple[float, float, float]:
+    """(F1 of b's detections against a's, a's ms/frame, b's ms/frame)."""
+    tp = na = nb = 0
+    ta = tb = 0.0
+    for f in frames:
+        t0 = time.perf_counter()
+        da = a.detect(f)
+        t1 = time.perf_counter()
+        db = b.detect(f)
+        t2 = time.perf_counter()
+        ta, tb = ta + t1 - t0, tb + t2 - t1
+        na, nb = na + len(da), nb + len(db)
+        used: set[int] = set()
+        for i in range(len(db)):
+            same = np.flatnonzero(da.class_id == db.class_id[i])
+            if not len(same):
+                continue
+            iou = box_iou(db.xyxy[i : i + 1], da.xyxy[same])[0]
+            for j in np.argsort(-iou):
+                if iou[j] < 0.5:
+                    break
+                if int(same[j]) not in used:
+                    used.add(int(same[j]))
+                    tp += 1
+                    break
+    f1 = 2 * tp / (na + nb) if na + nb else 1.0
+    n = max(len(frames), 1)
+    return f1, ta / n * 1000, tb / n * 1000
+
+
+def worst_layers(fp32_onnx: Path, qdq_onnx: Path, inputs: list[np.ndarray], k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` activations with the lowest SQNR (dB) between the float and Q/DQ models."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="overfeat-qdq-debug-") as tmp:
+        f_aug, q_aug = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
+        modify_model_output_intermediate_tensors(str(fp32_onnx), str(f_aug))
+        modify_model_output_intermediate_tensors(str(qdq_onnx), str(q_aug))
+        f_act = collect_activations(str(f_aug), LevelReader(inputs))
+        q_act = collect_activations(str(q_aug), LevelReader(inputs))
+    errors = compute_activation_error(create_activation_matching(q_act, f_act))
+    sqnr = [(name, float(v["xmodel_err"])) for name, v in errors.items() if "xmodel_err" in v]
+    return sorted(sqnr, key=lambda t: t[1])[:k]
+
+
+def held_out_inputs(frames: list[np.ndarray], runner: Runner, scales: list[str], limit: int = 64) -> list[np.ndarray]:
+    groups = pyramid_inputs(frames, runner.spec, scales)
+    flat = [x for xs in groups.values() for x in xs]
+    step = max(1, len(flat) // limit)
+    return flat[::step][:limit]
+
+
+def recommend(results: list[MethodResult]) -> MethodResult:
+    def key(r: MethodResult) -> tuple[float, float]:
+        return (r.map50_int8 if r.map50_int8 is not None else -1.0, r.agreement_f1)
+
+    return max(results, key=key)
+
+
+def write_report(out: Path, model: str, results: list[MethodResult], info: dict[str, Any]) -> tuple[Path, Path]:
+    best = recommend(results)
+    md = [f"# INT8 calibration report: {model}", ""]
+    md += [f"- {k}: {v}" for k, v in info.items()]
+    md += [
+        "",
+        "| method | mAP@.5 FP32 | mAP@.5 INT8 | mAP FP32 | mAP INT8 | scores cos | boxes cos | max abs err "
+        "(scores / boxes) | detection F1 | ms/frame FP32 | ms/frame INT8 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    for r in results:
+        md.append(
+            f"| {r.method}{' (recommended)' if r is best else ''} | {f(r.map50_fp32)} | {f(r.map50_int8)} | "
+            f"{f(r.map_fp32)} | {f(r.map_int8)} | {r.cosine['scores']:.5f} | {r.cosine['boxes']:.5f} | "
+            f"{r.max_abs_error['scores']:.3f} / {r.max_abs_error['boxes']:.3f} | {r.agreement_f1:.3f} | "
+            f"{r.ms_per_frame_fp32:.1f} | {r.ms_per_frame_int8:.1f} |"
+        )
+    md += [
+        "",
+        f"Recommended: **{best.method}**. Layers that lose most with it (SQNR dB, lower is worse; keep "
+        "them in float with `--exclude NODE`):",
+        "",
+    ]
+    md += [f"- `{name}`: {v:.1f} dB" for name, v in best.worst_layers]
+    md_path, js_path = out / "report.md", out / "report.json"
+    atomic_write_text(md_path, "\n".join(md) + "\n")
+    payload = {"model": model, **info, "recommended": best.method, "methods": [asdict(r) for r in results]}
+    atomic_write_text(js_path, json.dumps(payload, indent=1))
+    return md_path, js_path
+
+
+def evaluate_pair(
+    fp32: Runner, int8: Runner, config: DetectorConfig, data: DetectionDataset | None, frames: list[np.ndarray]
+) -> dict[str, Any]:
+    """mAP of both where labels exist, else detection agreement only."""
+    out: dict[str, Any] = {}
+    if data is not None:
+        from overfeat_edge.train.evaluate import evaluate
+
+        a = evaluate(Detector(fp32, config), data)
+        b = evaluate(Detector(int8, config), data)
+        out.update(map50_fp32=a.map50, map50_int8=b.map50, map_fp32=a.map, map_int8=b.map)
+    f1, ta, tb = detection_f1(Detector(fp32, config), Detector(int8, config), frames)
+    out.update(agreement_f1=f1, ms_per_frame_fp32=ta, ms_per_frame_int8=tb)
+    return out

@@ -1,0 +1,132 @@
+"""calibrate: INT8 on the user's own images; Q/DQ ONNX, TensorRT cache, and what INT8 costs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from overfeat_edge.commands.common import console, err_console
+from overfeat_edge.errors import InputError
+
+
+def calibrate(
+    model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")],
+    images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video file.")],
+    method: Annotated[str, typer.Option(help="entropy, percentile, minmax, or all (compare them).")] = "all",
+    count: Annotated[int, typer.Option(help="Calibration frames (spread over the set).")] = 32,
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="ONNX node names kept in float.")] = None,
+    eval_data: Annotated[
+        Path | None, typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
+    ] = None,
+    holdout: Annotated[str | None, typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
+    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    trt_version: Annotated[str, typer.Option(help="Version field of the TensorRT cache header (8601 = 8.6.1).")] = (
+        "8601"
+    ),
+    out: Annotated[Path, typer.Option(help="Root of the outputs: OUT/<model>/<key>/.")] = Path("calib"),
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+) -> None:
+    """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8."""
+    from rich.progress import Progress, TaskID
+
+    from overfeat_edge.build.cache import sha256_file
+    from overfeat_edge.calibrate.quantize import (
+        METHODS,
+        MIN_IMAGES,
+        calibration_key,
+        load_images,
+        quantize,
+        tensor_scales,
+        write_trt_cache,
+    )
+    from overfeat_edge.calibrate.report import (
+        MethodResult,
+        evaluate_pair,
+        held_out_inputs,
+        output_agreement,
+        recommend,
+        worst_layers,
+        write_report,
+    )
+    from overfeat_edge.lazy import require
+    from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.runtime.base import resolve_onnx, shipped_models
+
+    require("onnx", "calibrate")
+    methods = list(METHODS) if method == "all" else [method]
+    if any(m not in METHODS for m in methods):
+        raise InputError(f"--method must be one of {', '.join(METHODS)} or all, got {method!r}")
+    onnx = resolve_onnx(model)
+    fp32 = load_runner("onnxruntime", str(onnx), threads=threads)
+    spec = fp32.spec
+    pyramid = list(scales or spec.scales or [str(spec.arch.window)])
+    calib = load_images(images, count)
+    if calib.skipped:
+        err_console.print(f"skipped {calib.skipped} unreadable image(s) in {images}", style="yellow")
+    if len(calib.frames) < MIN_IMAGES:
+        err_console.print(
+            f"warning: {len(calib.frames)} calibration images; {MIN_IMAGES}+ give steadier ranges", style="yellow"
+        )
+    data = None
+    if eval_data is not None:
+        from overfeat_edge.train.datasets import read_dataset
+
+        data = read_dataset(eval_data)
+        held = load_images(str(data.samples[0].path.parent), 64).frames
+    elif holdout is not None:
+        held = load_images(holdout, 64).frames
+    else:
+        raise InputError(
+            "the report needs held-out images: --eval-data (labelled) or --holdout (not the calibration set)"
+        )
+    name = model if model in shipped_models() else onnx.stem
+    onnx_sha = sha256_file(onnx)
+    config = DetectorConfig(scales=pyramid)
+    results = []
+    for m in methods:
+        key = calibration_key(onnx_sha, spec, pyramid, m, exclude or [], calib.digest)
+        dest = out / name / f"{m}-{key}"
+        done = (dest / "model.qdq.onnx").is_file() and (dest / "trt.cache").is_file()
+        if done:
+            console.print(f"{m}: up to date ({dest})")
+        else:
+            total = len(pyramid) * len(calib.frames)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task(
+                    f"calibrating ({m}, {len(calib.frames)} images x {len(pyramid)} scales)", total=total
+                )
+
+                def tick(task: TaskID = task) -> None:
+                    progress.advance(task)
+
+                qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, tick)
+            write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
+            console.print(f"{m}: wrote {qdq} and {dest / 'trt.cache'}")
+        int8 = load_runner("onnxruntime", str(dest / "model.qdq.onnx"), threads=threads)
+        inputs = held_out_inputs(held, fp32, pyramid)
+        cos, err = output_agreement(fp32, int8, inputs)
+        pair = evaluate_pair(fp32, int8, config, data, held[:32])
+        r = MethodResult(m, cos, err, **pair)
+        same_shape = [x for x in inputs if x.shape == inputs[0].shape][:8]  # the debugger pairs like shapes
+        r.worst_layers = worst_layers(onnx, dest / "model.qdq.onnx", same_shape)
+        results.append(r)
+        console.print(
+            f"{m}: scores cosine {cos['scores']:.5f}, boxes cosine {cos['boxes']:.5f}, "
+            f"detection F1 {r.agreement_f1:.3f}"
+            + (f", mAP@.5 {r.map50_fp32:.3f} -> {r.map50_int8:.3f}" if r.map50_int8 is not None else "")
+        )
+    info = {
+        "calibration images": f"{images} ({len(calib.frames)} used, {calib.skipped} skipped)",
+        "held-out": str(eval_data or holdout),
+        "scales": ",".join(pyramid),
+        "onnx sha256": onnx_sha,
+    }
+    md, js = write_report(out / name, name, results, info)
+    console.print(f"recommended: {recommend(results).method}; report: {md} and {js}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(calibrate)
