@@ -27,6 +27,9 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     so.graph_optimization_level = levels[optimization]
     if threads:
         so.intra_op_num_threads = threads
+    # no busy-waiting between ops: in the threaded pipeline the capture, preprocessing and output
+    # threads need the cores that spinning intra-op threads would hold
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 

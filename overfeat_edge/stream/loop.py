@@ -1,4 +1,4 @@
-"""[no torch] The streaming loop: capture -> infer -> postprocess + sinks, in three threads.
+"""[no torch] The streaming loop: capture -> preprocess -> infer -> postprocess + sinks, four threads.
 
 Bounded queues join the stages, so a slow stage slows the ones before it instead of filling
 memory. A live source feeds a one-slot mailbox instead: a new frame replaces one that inference
@@ -80,6 +80,7 @@ class StreamLoop:
         self.overlay = overlay
         self.live = source.spec.live
         self._in: Mailbox | queue.Queue[object] = Mailbox() if self.live else queue.Queue(queue_size)
+        self._pre: queue.Queue[object] = queue.Queue(2)
         self._mid: queue.Queue[object] = queue.Queue(2)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
@@ -146,7 +147,7 @@ class StreamLoop:
             else:
                 self._put(self._in, _END, 1)
 
-    def _infer(self) -> None:
+    def _preprocess(self) -> None:
         det = self.detector
         try:
             while True:
@@ -160,15 +161,26 @@ class StreamLoop:
                 t0 = time.perf_counter()
                 levels = det.levels(frame.image.shape[:2])
                 inputs = level_inputs(frame.image, levels, det.spec)
-                t1 = time.perf_counter()
-                with det.runner:  # a GPU backend's context, current in this thread
-                    maps = [(s[0], b[0]) for s, b in det.runner.infer_many(inputs)]
-                t2 = time.perf_counter()
-                self.stats.add("preprocess", t1 - t0)
-                self.stats.add("inference", t2 - t1)
-                self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 2)
+                self.stats.add("preprocess", time.perf_counter() - t0)
+                self._put(self._pre, (frame, t_cap, levels, inputs), 2)
         finally:
-            self._put(self._mid, _END, 2)
+            self._put(self._pre, _END, 2)
+
+    def _infer(self) -> None:
+        det = self.detector
+        try:
+            with det.runner:  # a GPU backend's context, current in this thread
+                while True:
+                    item = self._pre.get()
+                    if item is _END:
+                        break
+                    frame, t_cap, levels, inputs = cast(tuple[Frame, float, list[ScaleLevel], list[np.ndarray]], item)
+                    t1 = time.perf_counter()
+                    maps = [(s[0], b[0]) for s, b in det.runner.infer_many(inputs)]
+                    self.stats.add("inference", time.perf_counter() - t1)
+                    self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 3)
+        finally:
+            self._put(self._mid, _END, 3)
 
     def _post(self) -> None:
         det, names = self.detector, self.detector.spec.class_names
@@ -196,7 +208,8 @@ class StreamLoop:
 
     # ---- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        for name, fn in (("capture", self._capture), ("infer", self._infer), ("post", self._post)):
+        stages = (("capture", self._capture), ("pre", self._preprocess), ("infer", self._infer), ("post", self._post))
+        for name, fn in stages:
             t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
             self._threads.append(t)
         for t in self._threads:

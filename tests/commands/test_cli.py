@@ -160,3 +160,11 @@ def test_tensorrt_commands_without_tensorrt(capsys, images: list[Path]) -> None:
     assert "needs the 'tensorrt' package" in capsys.readouterr().err
     assert main(["detect", str(images[0]), "--backend", "tensorrt", "--model", "m.onnx"]) == 2
     assert "takes an engine file (.engine)" in capsys.readouterr().err
+
+
+def test_bench_reports_efficiency(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    assert main(["bench", "--frames", "4", "--threads", "1", "-s", "131", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["frames"] == 4 and d["model_fps"] > 0 and 0 < d["pipeline_efficiency"] < 2
+    assert d["gflop_per_frame"] > 0 and d["matmul_peak_gflops_per_s"] > 0

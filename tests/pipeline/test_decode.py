@@ -65,3 +65,25 @@ def test_classify_spatial_max_then_mean() -> None:
     ids, means = classify([a, b], SPEC, top_k=2)
     assert ids.tolist() == [1, 0]
     np.testing.assert_allclose(means, [0.6, 0.5])
+
+
+def test_normalize_matches_numpy_for_any_mean_and_channel_order() -> None:
+    from dataclasses import replace
+
+    from overfeat_edge.arch import get_arch
+    from overfeat_edge.pipeline.preprocess import normalize
+    from overfeat_edge.spec import default_spec
+
+    spec = default_spec(get_arch("seed-net"), ["a", "b", "c"])
+    img = np.random.default_rng(0).integers(0, 256, (37, 45, 3), dtype=np.uint8)
+    for sp in (
+        spec,
+        replace(spec, mean=(100.0, 120.0, 140.0)),
+        replace(spec, mean=(100.0, 120.0, 140.0), channel_order="bgr"),
+        replace(spec, mean=(100.0, 120.0, 140.0), std=(50.0, 60.0, 70.0)),  # the numpy path
+    ):
+        ordered = img[:, :, ::-1] if sp.channel_order == "rgb" else img
+        want = ((ordered.astype(np.float64) - np.array(sp.mean)) / np.array(sp.std)).transpose(2, 0, 1)[None]
+        got = normalize(img, sp)
+        assert got.dtype == np.float32 and got.shape == (1, 3, 37, 45) and got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, atol=1e-5)

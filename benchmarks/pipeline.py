@@ -1,0 +1,66 @@
+"""Pipeline and backend efficiency: `run` end to end vs the network alone; GFLOP/s vs the matmul peak.
+
+    python3 benchmarks/pipeline.py [--threads 2]
+
+Runs ``overfeat-edge bench`` (60 generated 384x512 frames, the shipped model, 6 scales) and writes
+the "pipeline" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import machine, today, write_section  # noqa: E402
+
+from overfeat_edge.commands import main as cli  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bench.json"
+        if cli(["bench", "--threads", str(args.threads), "--json", str(out)]) != 0:
+            raise SystemExit("bench failed")
+        d = json.loads(out.read_text())
+    st = d["stages"]
+    lines = [
+        "## Pipeline and backend efficiency (issue [6/6])",
+        "",
+        f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} intra-op threads (spinning off)",
+        f"- **Command**: `python3 benchmarks/pipeline.py --threads {args.threads}` (= `overfeat-edge bench`)",
+        f"- **Date**: {today()}",
+        f"- **Workload**: overfeat-mini-shapes, {d['frames']} generated 384x512 frames, 6 scales, fine stride, "
+        f"{d['gflop_per_frame']:.2f} GFLOP/frame; `run` decodes the MP4, writes MP4 + JSONL.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| network alone (inputs ready), frames/s | {d['model_fps']:.1f} |",
+        f"| `run` end to end, frames/s | {d['run_fps']:.1f} |",
+        f"| pipeline efficiency | **{d['pipeline_efficiency']:.0%}** (target 90%) |",
+        f"| network GFLOP/s achieved | {d['model_gflops_per_s']:.0f} |",
+        f"| float32 matmul peak, numpy BLAS 2048^3 | {d['matmul_peak_gflops_per_s']:.0f} |",
+        f"| network / matmul peak | **{d['fraction_of_peak']:.0%}** |",
+        f"| peak RSS of the bench process | {d['peak_rss_mib']:.0f} MiB |",
+        "| stage p50 ms in `run`: preprocess / inference / postprocess / sink | "
+        f"{st['preprocess']['p50_ms']:.1f} / {st['inference']['p50_ms']:.1f} / {st['postprocess']['p50_ms']:.1f} / "
+        f"{st['sink']['p50_ms']:.1f} |",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section("pipeline", text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""bench: how fast a model and the whole pipeline are on this machine, and how close to its peak."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from overfeat_edge.commands.common import console
+from overfeat_edge.io import atomic_write_text
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """This machine's float32 matrix-multiply rate through numpy's BLAS (the ceiling for convs)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def bench(
+    model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
+    frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: all cores).")] = None,
+    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON.")] = None,
+) -> None:
+    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
+    import resource
+
+    import cv2
+
+    from overfeat_edge.commands.demo import write_demo_video
+    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+    from overfeat_edge.pipeline.preprocess import level_inputs
+    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.stream.loop import StreamLoop
+    from overfeat_edge.stream.sinks import JsonlSink, VideoSink
+    from overfeat_edge.stream.sources import Source, parse_source
+
+    runner = load_runner("onnxruntime", model, threads=threads or os.cpu_count())
+    det = Detector(runner, DetectorConfig(scales=scales or []))
+    out: dict[str, Any] = {"model": model, "backend": runner.describe(), "frames": frames, "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="overfeat-bench-") as tmp:
+        clip = write_demo_video(Path(tmp) / "clip.mp4", frames, seed=9)
+        cap = cv2.VideoCapture(str(clip))
+        imgs = []
+        while (r := cap.read())[0]:
+            imgs.append(r[1])
+        cap.release()
+        levels = det.levels(imgs[0].shape[:2])
+        inputs = [level_inputs(f, levels, det.spec) for f in imgs]
+        runner.infer_many(inputs[0])  # warm-up
+        t0 = time.perf_counter()
+        for xs in inputs:
+            runner.infer_many(xs)
+        model_s = time.perf_counter() - t0
+        gflop = sum(det.spec.arch.dense_gflops(*lv.input_hw, det.spec.fine_stride) for lv in levels)
+        loop = StreamLoop(Source(parse_source(str(clip))), det, [])
+        with VideoSink(Path(tmp) / "o.mp4", 30) as v, JsonlSink(Path(tmp) / "d.jsonl", det.spec.class_names) as j:
+            loop.sinks = [v, j]
+            t0 = time.perf_counter()
+            stats = loop.run()
+            run_s = time.perf_counter() - t0
+    peak = matmul_gflops()
+    out.update(
+        model_fps=len(imgs) / model_s,
+        run_fps=stats.frames / run_s,
+        pipeline_efficiency=(stats.frames / run_s) / (len(imgs) / model_s),
+        gflop_per_frame=gflop,
+        model_gflops_per_s=gflop * len(imgs) / model_s,
+        matmul_peak_gflops_per_s=peak,
+        fraction_of_peak=gflop * len(imgs) / model_s / peak,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+        stages=stats.summary()["stages"],
+    )
+    t = Table(title=f"overfeat-edge bench: {model}, {len(imgs)} frames 384x512, {len(levels)} scales")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("network only (pyramid inputs ready)", f"{out['model_fps']:.1f} frames/s")
+    t.add_row("run end to end (decode video .. MP4 + JSONL)", f"{out['run_fps']:.1f} frames/s")
+    t.add_row("pipeline efficiency (run / network)", f"{out['pipeline_efficiency']:.0%}")
+    t.add_row("network GFLOP/frame; achieved GFLOP/s", f"{gflop:.2f}; {out['model_gflops_per_s']:.0f}")
+    t.add_row("float32 matmul peak (numpy BLAS)", f"{peak:.0f} GFLOP/s ({out['fraction_of_peak']:.0%} reached)")
+    t.add_row("peak resident memory", f"{out['peak_rss_mib']:.0f} MiB")
+    console.print(t)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(out, indent=1))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(bench)
