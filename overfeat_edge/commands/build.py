@@ -26,6 +26,19 @@ def _frame_hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _batch(text: str) -> tuple[int, int, int]:
+    """``4`` (fixed) or ``1,2,4`` (min, opt, max) -> the profile batch range."""
+    try:
+        v = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise InputError(f"--batch must be N or MIN,OPT,MAX, got {text!r}") from None
+    if len(v) == 1:
+        v = v * 3
+    if len(v) != 3:
+        raise InputError(f"--batch must be N or MIN,OPT,MAX, got {text!r}")
+    return v[0], v[1], v[2]
+
+
 def build_cached(
     model: str,
     precision: str,
@@ -38,6 +51,7 @@ def build_cached(
     rebuild: bool,
     engines: Path,
     show_progress: bool = True,
+    batch: str = "1",
 ) -> Path:
     """Build (or find up to date) the engine for ``model``; returns its path."""
     from overfeat_edge.build.cache import DeviceInfo, Manifest, check_engine, engine_path, sha256_file, write_engine
@@ -70,7 +84,7 @@ def build_cached(
     cuda = load_cuda()
     gpu, cc = cuda.device()
     device = DeviceInfo(gpu, cc, str(trt.__version__), dla)
-    profiles = plan_profiles(spec, _frame_hw(frame_size), scales, dynamic_max_side=dynamic)
+    profiles = plan_profiles(spec, _frame_hw(frame_size), scales, batch=_batch(batch), dynamic_max_side=dynamic)
     name = model if model in shipped_models() else onnx.stem
     path = engine_path(engines, name, device, precision, profiles_key(_frame_hw(frame_size), profiles))
     onnx_sha = sha256_file(source)
@@ -130,9 +144,12 @@ def build(
     dla: Annotated[int | None, typer.Option(help="Jetson DLA core (GPU fallback on).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if an up-to-date engine exists.")] = False,
     engines: Annotated[Path, typer.Option(help="Engine cache root.")] = Path("engines"),
+    batch: Annotated[str, typer.Option(help="Batch per profile: N, or MIN,OPT,MAX.")] = "1",
 ) -> None:
     """Build a TensorRT engine: one optimization profile per pyramid scale, cached per device."""
-    path = build_cached(model, precision, frame_size, scales, dynamic, calib, workspace, dla, rebuild, engines)
+    path = build_cached(
+        model, precision, frame_size, scales, dynamic, calib, workspace, dla, rebuild, engines, True, batch
+    )
     console.print(f"run it: overfeat-edge run SOURCE --backend tensorrt --model {path}")
 
 

@@ -32,6 +32,7 @@ def load_detector(
     nms_iou: float,
     top_k_classes: int | None,
     min_score: float = 0.0,
+    cuda_graphs: bool = False,
 ) -> Detector:
     from overfeat_edge.runtime import load_runner
 
@@ -44,7 +45,14 @@ def load_detector(
         top_k_classes=top_k_classes,
         min_score=min_score,
     )
-    runner = load_runner(backend, model, weights=str(weights) if weights else None, device=device, threads=threads)
+    runner = load_runner(
+        backend,
+        model,
+        weights=str(weights) if weights else None,
+        device=device,
+        threads=threads,
+        cuda_graphs=cuda_graphs,
+    )
     return Detector(runner, config)
 
 

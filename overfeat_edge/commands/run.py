@@ -44,7 +44,10 @@ def run(
     height: Annotated[int | None, typer.Option(help="Camera: requested height.")] = None,
     fps: Annotated[float | None, typer.Option(help="Camera: requested frame rate.")] = None,
     reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
-    backend: Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")] = "onnxruntime",
+    backend: Annotated[str, typer.Option(help="onnxruntime (CPU, default), torch or tensorrt (an .engine).")] = (
+        "onnxruntime"
+    ),
+    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
@@ -65,7 +68,9 @@ def run(
     if output is not None and output.suffix.lower() not in VIDEO_OUT:
         raise InputError(f"--output must end in one of {', '.join(VIDEO_OUT)}, got {output}")
     spec = parse_source(source, width, height, fps)
-    det = load_detector(model, backend, None, "cpu", threads, scales, threshold, merge, 0.5, 0.5, None, min_score)
+    det = load_detector(
+        model, backend, None, "cpu", threads, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
+    )
 
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")

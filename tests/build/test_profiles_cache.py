@@ -112,3 +112,18 @@ def test_missing_or_malformed_manifest(tmp_path: Path) -> None:
         check_engine(path, ORIN, None)
     with pytest.raises(ModelError, match="no engine at"):
         check_engine(tmp_path / "none.engine", ORIN, None)
+
+
+@pytest.mark.parametrize(("text", "want"), [("1", (1, 1, 1)), ("4", (4, 4, 4)), ("1,2,8", (1, 2, 8))])
+def test_batch_option(text: str, want: tuple[int, int, int]) -> None:
+    from overfeat_edge.commands.build import _batch
+
+    assert _batch(text) == want
+
+
+@pytest.mark.parametrize("text", ["x", "1,2", "1,2,3,4"])
+def test_bad_batch_option(text: str) -> None:
+    from overfeat_edge.commands.build import _batch
+
+    with pytest.raises(InputError, match="--batch must be"):
+        _batch(text)
