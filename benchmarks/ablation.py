@@ -37,7 +37,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         write_coco(tmp, args.images, args.seed)
         data = read_coco(tmp)
-        rows = run_ablation(ablation_rows(args.model, None, 0.5, "greedy"), data, args.threads, None, None, args.model)
+        rows = run_ablation(ablation_rows(args.model, None, 0.5, "greedy"), data, args.model, args.threads, None)
     lines = [
         "## Detection ablation: stride x scales x merge (issue [2/6], in the spirit of the paper's Table 2)",
         "",

@@ -115,7 +115,7 @@ def evaluate(
     rows = ablation_rows(model, scales, threshold, merge, one=not ablation, min_score=min_score)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=n * len(rows))
-        table_rows = run_ablation(rows, dataset, threads, limit, lambda: progress.advance(task), model)
+        table_rows = run_ablation(rows, dataset, model, threads, limit, lambda: progress.advance(task))
     table = Table(title=f"COCO evaluation on {data} ({n} images)")
     for col in ("stride", "scales", "merge", "mAP@[.5:.95]", "mAP@.5", "ms/frame", "detections"):
         table.add_column(col, justify="left" if col in ("stride", "merge") else "right")

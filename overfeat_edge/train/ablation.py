@@ -61,17 +61,20 @@ def checkpoint_for(model: str) -> Path:
     onnx = resolve_onnx(model)
     pt = onnx.with_suffix(".pt")
     if not pt.is_file():
-        raise InputError(f"the coarse-stride rows need the checkpoint {pt} (exported from it) to build a coarse graph")
+        raise InputError(
+            f"the ablation needs the checkpoint {pt} (the ONNX was exported from it) to build the other stride's graph"
+        )
     return pt
 
 
-def _coarse_onnx(model: str, workdir: Path) -> str:
-    require("torch", "eval --ablation (coarse-stride graph)")
+def _export_stride(model: str, fine: bool, workdir: Path) -> str:
+    """The model's checkpoint exported with the other stride (fine or coarse) into ``workdir``."""
+    require("torch", "eval --ablation (the other stride's graph)")
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import load_checkpoint
 
-    net, spec, _ = load_checkpoint(checkpoint_for(model), fine_stride=False)
-    out = workdir / "coarse.onnx"
+    net, spec, _ = load_checkpoint(checkpoint_for(model), fine_stride=fine)
+    out = workdir / ("fine.onnx" if fine else "coarse.onnx")
     export_onnx(net, spec, out, check=False)
     return str(out)
 
@@ -79,24 +82,24 @@ def _coarse_onnx(model: str, workdir: Path) -> str:
 def run_ablation(
     rows: list[Row],
     data: DetectionDataset,
+    model: str,
     threads: int | None,
     limit: int | None,
     on_image: Callable[[], None] | None = None,
-    model: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Evaluate every row; returns one dict per row (configuration + mAP, mAP50, ms/frame)."""
-    if model is None:
-        raise InputError("run_ablation needs the model")
-    fine_model = str(resolve_onnx(model))
-    model_is_fine = load_runner("onnxruntime", fine_model, threads=1).spec.fine_stride
+    """Evaluate every row; returns one dict per row (configuration + mAP, mAP50, ms/frame).
+
+    One runner per stride: the model's own graph, and the other stride exported from its checkpoint.
+    """
+    base = load_runner("onnxruntime", model, threads=threads)
+    runners = {"fine" if base.spec.fine_stride else "coarse": base}
     out: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="overfeat-ablation-") as tmp:
-        graphs: dict[str, str] = {}
         for row in rows:
-            if row.stride not in graphs:
-                same = (row.stride == "fine") == model_is_fine
-                graphs[row.stride] = fine_model if same else _coarse_onnx(model, Path(tmp))
-            runner = load_runner("onnxruntime", graphs[row.stride], threads=threads)
+            if row.stride not in runners:
+                graph = _export_stride(model, row.stride == "fine", Path(tmp))
+                runners[row.stride] = load_runner("onnxruntime", graph, threads=threads)
+            runner = runners[row.stride]
             cfg = DetectorConfig(
                 scales=list(row.scales), threshold=row.threshold, merge=row.merge, min_score=row.min_score
             )
