@@ -84,9 +84,10 @@ def build_cached(
     cuda = load_cuda()
     gpu, cc = cuda.device()
     device = DeviceInfo(gpu, cc, str(trt.__version__), dla)
-    profiles = plan_profiles(spec, _frame_hw(frame_size), scales, batch=_batch(batch), dynamic_max_side=dynamic)
+    frame_hw = _frame_hw(frame_size)
+    profiles = plan_profiles(spec, frame_hw, scales, batch=_batch(batch), dynamic_max_side=dynamic)
     name = model if model in shipped_models() else onnx.stem
-    path = engine_path(engines, name, device, precision, profiles_key(_frame_hw(frame_size), profiles))
+    path = engine_path(engines, name, device, precision, profiles_key(frame_hw, profiles))
     onnx_sha = sha256_file(source)
     calib_sha = sha256_file(calib) if calib is not None else None
     if path.is_file() and not rebuild:
@@ -117,7 +118,7 @@ def build_cached(
         precision=precision,
         device=device,
         profiles=profiles,
-        frame_hw=_frame_hw(frame_size),
+        frame_hw=frame_hw,
         flags=list(plan.builder_flags),
         calibration_sha256=calib_sha,
         build_seconds=round(seconds, 2),
@@ -185,7 +186,9 @@ def doctor(
     from overfeat_edge.stream.sources import has_gstreamer
 
     rows: list[tuple[str, str]] = []
-    cuda_python = _version("cuda.bindings") if _version("cuda.bindings") != "not installed" else _version("cuda")
+    bindings = _version("cuda.bindings")
+    cuda_python = bindings if bindings != "not installed" else _version("cuda")
+    has_trt = _has_tensorrt()
     gst = "yes" if has_gstreamer() else "no (csi:// and pipelines need it)"
     try:
         from overfeat_edge.runtime.cuda import load_cuda
@@ -197,7 +200,7 @@ def doctor(
     except OverfeatEdgeError as exc:
         rows.append(("GPU", f"not usable: {exc}"))
     rows += [
-        ("TensorRT", _version("tensorrt") if _has_tensorrt() else "not installed"),
+        ("TensorRT", _version("tensorrt") if has_trt else "not installed"),
         ("pycuda", _version("pycuda")),
         (
             "cuda-python",
@@ -213,7 +216,7 @@ def doctor(
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
-    if not _has_tensorrt():
+    if not has_trt:
         console.print(
             "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "
             "with JetPack (sudo apt install nvidia-jetpack; use the system python3 or a venv with "

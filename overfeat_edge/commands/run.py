@@ -65,8 +65,8 @@ def run(
     for name, v in (("--max-frames", max_frames), ("--duration", duration)):
         if v is not None and v <= 0:
             raise InputError(f"{name} must be > 0, got {v}")
-    if output is not None and output.suffix.lower() not in VIDEO_OUT:
-        raise InputError(f"--output must end in one of {', '.join(VIDEO_OUT)}, got {output}")
+    if output is not None and output.suffix.lower() not in VideoSink.FOURCC:  # before the model loads
+        raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {output}")
     spec = parse_source(source, width, height, fps)
     det = load_detector(
         model, backend, None, "cpu", threads, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
@@ -114,9 +114,6 @@ def run(
         path = getattr(s, "path", None) or getattr(s, "folder", None)
         if path is not None:
             console.print(f"wrote {path}")
-
-
-VIDEO_OUT = (".mp4", ".m4v", ".mov", ".avi", ".mkv")
 
 
 def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:

@@ -93,9 +93,10 @@ def create_model(
     background: bool | None = None,
     fine_stride: bool = True,
     seed: int | None = None,
+    dropout: float = 0.5,
 ) -> OverFeatNet:
     """Build a registered network (``overfeat-fast``, ``overfeat-accurate@0.5``, ``seed-net``)."""
     arch = name if isinstance(name, Arch) else get_arch(name, num_classes, background)
     if seed is not None:
         torch.manual_seed(seed)
-    return OverFeatNet(arch, fine_stride=fine_stride)
+    return OverFeatNet(arch, fine_stride=fine_stride, dropout=dropout)

@@ -35,7 +35,6 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
 from overfeat_edge.pipeline.preprocess import to_bgr8
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
 
 

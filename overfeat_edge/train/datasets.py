@@ -34,6 +34,14 @@ class DetectionDataset:
         return len(self.samples)
 
 
+def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """A dataset image (BGR uint8 by default), or one clear :class:`InputError`."""
+    img = cv2.imread(str(path), flags)
+    if img is None:
+        raise InputError(f"{path}: not a readable image")
+    return img
+
+
 def read_coco(path: str | Path) -> DetectionDataset:
     """A COCO detection JSON (or a folder holding ``annotations.json``); image paths relative to it."""
     path = Path(path)
@@ -97,10 +105,7 @@ def read_yolo(root: str | Path) -> DetectionDataset:
                 raise InputError(f"{label}: expected lines 'class cx cy w h'") from None
             if rows.shape[1] != 5:
                 raise InputError(f"{label}: expected 5 numbers per line, got {rows.shape[1]}")
-        img = cv2.imread(str(img_path), cv2.IMREAD_UNCHANGED)
-        if img is None:
-            raise InputError(f"{img_path}: not a readable image")
-        h, w = img.shape[:2]
+        h, w = read_image(img_path, cv2.IMREAD_UNCHANGED).shape[:2]
         cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
         labels = rows[:, 0].astype(np.int64)

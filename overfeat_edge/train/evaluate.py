@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 from overfeat_edge.pipeline.detector import Detector
-from overfeat_edge.train.datasets import DetectionDataset
+from overfeat_edge.train.datasets import DetectionDataset, read_image
 
 
 @dataclass(frozen=True)
@@ -110,9 +109,7 @@ def evaluate(
         )
     sizes, results, times = [], [], []
     for i, s in enumerate(samples):
-        frame = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise InputError(f"{s.path}: not a readable image")
+        frame = read_image(s.path)
         sizes.append(frame.shape[:2])
         t0 = time.perf_counter()
         det = detector.detect(frame)

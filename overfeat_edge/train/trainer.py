@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +30,7 @@ from overfeat_edge.models import create_model, save_checkpoint
 from overfeat_edge.models.overfeat import OverFeatNet
 from overfeat_edge.pipeline.pyramid import parse_scales
 from overfeat_edge.spec import ModelSpec, default_spec
-from overfeat_edge.train.datasets import DetectionDataset
+from overfeat_edge.train.datasets import DetectionDataset, read_image
 from overfeat_edge.train.windows import IGNORE, WindowBatch, make_batch
 
 STATE_FORMAT = "overfeat-edge-train/1"
@@ -80,13 +79,7 @@ def state_path(out: Path) -> Path:
 
 
 def _load_images(data: DetectionDataset) -> list[np.ndarray]:
-    images = []
-    for s in data.samples:
-        img = cv2.imread(str(s.path), cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"{s.path}: not a readable image")
-        images.append(img)
-    return images
+    return [read_image(s.path) for s in data.samples]
 
 
 def _lr(step: int, total: int, cfg: TrainConfig) -> float:
@@ -123,10 +116,14 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         # windows give 1x1 maps, identical in both strides; coarse is the cheaper graph to train
-        net = create_model(
-            cfg.model, num_classes=len(data.class_names), background=True, fine_stride=False, seed=cfg.seed
+        self.net: OverFeatNet = create_model(
+            cfg.model,
+            num_classes=len(data.class_names),
+            background=True,
+            fine_stride=False,
+            seed=cfg.seed,
+            dropout=cfg.dropout,
         )
-        self.net: OverFeatNet = _with_dropout(net, cfg.dropout)
         base = default_spec(self.net.arch, list(data.class_names))
         self.spec: ModelSpec = ModelSpec(
             arch=base.arch,
@@ -288,10 +285,3 @@ class Trainer:
                 on_epoch(stats)
         net.eval()
         return done
-
-
-def _with_dropout(net: OverFeatNet, p: float) -> OverFeatNet:
-    for m in net.modules():
-        if isinstance(m, torch.nn.Dropout):
-            m.p = p
-    return net

@@ -79,9 +79,7 @@ def crop(image_bgr: np.ndarray, window_xyxy: np.ndarray, size: int) -> np.ndarra
     return resize(image_bgr[y1:y2, x1:x2], (size, size))
 
 
-def _place(
-    rng: np.random.Generator, img_hw: tuple[int, int], side: float, centre: tuple[float, float]
-) -> np.ndarray | None:
+def _place(img_hw: tuple[int, int], side: float, centre: tuple[float, float]) -> np.ndarray | None:
     """A square window of ``side`` source pixels centred near ``centre``, shifted inside the image."""
     h, w = img_hw
     side = float(round(side))
@@ -112,10 +110,10 @@ def sample_window(
                 r = np.exp(rng.uniform(np.log(0.12), np.log(2.5)))
                 off = rng.uniform(-0.7, 0.7, 2)
             side = max(size / r, min_side)
-            win = _place(rng, img_hw, side, (cx - off[0] * side, cy - off[1] * side))
+            win = _place(img_hw, side, (cx - off[0] * side, cy - off[1] * side))
         else:
             side = np.exp(rng.uniform(np.log(min_side), np.log(min(h, w))))
-            win = _place(rng, img_hw, side, (rng.uniform(0, w), rng.uniform(0, h)))
+            win = _place(img_hw, side, (rng.uniform(0, w), rng.uniform(0, h)))
         if win is not None:
             return win
     side = float(min(h, w))
