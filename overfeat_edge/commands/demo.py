@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
-import cv2
-import numpy as np
 import typer
 
 from overfeat_edge.commands.common import console
@@ -42,47 +39,35 @@ def demo(
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
-    from overfeat_edge.pipeline.draw import draw_detections
     from overfeat_edge.runtime import load_runner
+    from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
+    from overfeat_edge.stream.sources import Source, parse_source
 
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     runner = load_runner("onnxruntime", model, threads=threads)
     det = Detector(runner, DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score))
-    names = det.spec.class_names
     src = write_demo_video(out / "input.mp4", frames, seed)
     console.print(f"generated {src} ({frames} frames, seed {seed}); detecting with {runner.describe()}")
-    cap = cv2.VideoCapture(str(src))
-    fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    times: list[float] = []
-    n_det = 0
-    t_start = time.perf_counter()
+    # the same threaded loop as `run` on a file: every frame, in order
+    source = Source(parse_source(str(src)))
+    overlay = f"overfeat-edge {runner.name} CPU, {len(det.scales)} scales"
     try:
-        with VideoSink(out / "demo.mp4", fps_in) as video, JsonlSink(out / "detections.jsonl", names) as jsonl:
-            i = 0
-            while True:
-                ok, frame = cap.read()
-                if not ok:
-                    break
-                t0 = time.perf_counter()
-                d = det.detect(frame)
-                times.append(time.perf_counter() - t0)
-                n_det += len(d)
-                fps = len(times) / sum(times)
-                text = f"overfeat-edge {runner.name} CPU  {fps:.1f} FPS  {len(det.scales)} scales"
-                video.write(i, i / fps_in, draw_detections(frame, d, names, text), d)
-                jsonl.write(i, i / fps_in, frame, d)
-                i += 1
+        with (
+            VideoSink(out / "demo.mp4", source.fps) as video,
+            JsonlSink(out / "detections.jsonl", det.spec.class_names) as jsonl,
+        ):
+            stats = StreamLoop(source, det, [video, jsonl], overlay=overlay).run()
     finally:
-        cap.release()
-    if not times:
+        source.close()
+    if stats.frames == 0:
         raise InputError(f"{src}: OpenCV read no frames back (no MP4 decoder in this OpenCV build?)")
-    wall = time.perf_counter() - t_start
+    s = stats.summary()
+    net = s["stages"]["inference"]["p50_ms"]  # type: ignore[index]
     console.print(
-        f"{len(times)} frames: detector {len(times) / sum(times):.1f} FPS "
-        f"(median {np.median(times) * 1000:.1f} ms/frame), end to end {len(times) / wall:.1f} FPS, "
-        f"{n_det / len(times):.1f} detections/frame"
+        f"{stats.frames} frames: end to end {s['fps']} FPS (network median {net:.1f} ms/frame), "
+        f"{stats.detections / stats.frames:.1f} detections/frame"
     )
     console.print(f"wrote {out / 'demo.mp4'} and {out / 'detections.jsonl'}")
 
