@@ -34,6 +34,25 @@ class DetectionDataset:
         return len(self.samples)
 
 
+def coco_annotations(boxes: np.ndarray, labels: np.ndarray, image_id: int, first_id: int) -> list[dict[str, object]]:
+    """COCO annotation dicts (ids from ``first_id``, category = label + 1, bbox xywh) for one image's
+    (N, 4) xyxy boxes and (N,) 0-based labels: what :func:`read_coco` reads back."""
+    out: list[dict[str, object]] = []
+    for k, (b, c) in enumerate(zip(boxes, labels, strict=True)):
+        bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
+        out.append(
+            {
+                "id": first_id + k,
+                "image_id": image_id,
+                "category_id": int(c) + 1,
+                "bbox": [float(b[0]), float(b[1]), bw, bh],
+                "area": bw * bh,
+                "iscrowd": 0,
+            }
+        )
+    return out
+
+
 def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """A dataset image (BGR uint8 by default), or one clear :class:`InputError`."""
     img = cv2.imread(str(path), flags)

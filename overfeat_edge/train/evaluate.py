@@ -19,7 +19,7 @@ import numpy as np
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 from overfeat_edge.pipeline.detector import Detector
-from overfeat_edge.train.datasets import DetectionDataset, read_image
+from overfeat_edge.train.datasets import DetectionDataset, coco_annotations, read_image
 
 
 @dataclass(frozen=True)
@@ -48,18 +48,7 @@ def coco_ground_truth(data: DetectionDataset, sizes: list[tuple[int, int]]) -> d
     anns: list[dict[str, object]] = []
     for i, (s, (h, w)) in enumerate(zip(data.samples, sizes, strict=True)):
         images.append({"id": i + 1, "height": h, "width": w, "file_name": str(s.path)})
-        for b, c in zip(s.boxes, s.labels, strict=True):
-            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": i + 1,
-                    "category_id": int(c) + 1,
-                    "bbox": [float(b[0]), float(b[1]), bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                }
-            )
+        anns += coco_annotations(s.boxes, s.labels, i + 1, len(anns) + 1)
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(data.class_names)]
     return {"images": images, "annotations": anns, "categories": cats}
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+from overfeat_edge.train.datasets import coco_annotations
 
 CLASSES = ("square", "disc", "triangle")
 
@@ -165,18 +166,7 @@ def write_coco(
             raise InputError("JPEG encoding failed")
         atomic_write_bytes(out / name, buf.tobytes())
         coco["images"].append({"id": i + 1, "file_name": name, "height": cfg.height, "width": cfg.width})
-        for b, c in zip(xyxy, labels, strict=True):
-            bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
-            coco["annotations"].append(
-                {
-                    "id": len(coco["annotations"]) + 1,
-                    "image_id": i + 1,
-                    "category_id": int(c) + 1,
-                    "bbox": [float(b[0]), float(b[1]), bw, bh],
-                    "area": bw * bh,
-                    "iscrowd": 0,
-                }
-            )
+        coco["annotations"] += coco_annotations(xyxy, labels, i + 1, len(coco["annotations"]) + 1)
         if on_image is not None:
             on_image()
     path = out / "annotations.json"
