@@ -42,7 +42,6 @@ def bench(
 
     from overfeat_edge.commands.demo import write_demo_video
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
-    from overfeat_edge.pipeline.preprocess import level_inputs
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
@@ -59,7 +58,7 @@ def bench(
             imgs.append(r[1])
         cap.release()
         levels = det.levels(imgs[0].shape[:2])
-        inputs = [level_inputs(f, levels, det.spec) for f in imgs]
+        inputs = [det.preprocess(f)[1] for f in imgs]
         runner.infer_many(inputs[0])  # warm-up
         t0 = time.perf_counter()
         for xs in inputs:

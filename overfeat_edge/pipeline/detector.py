@@ -52,13 +52,21 @@ class Detector:
             self._plans[image_hw] = plan_levels(self.spec.arch, self.spec.fine_stride, image_hw, self.scales)
         return self._plans[image_hw]
 
+    def preprocess(self, frame_bgr: np.ndarray) -> tuple[list[ScaleLevel], list[np.ndarray]]:
+        """The pyramid plan of a BGR uint8 frame and the network input of every level."""
+        levels = self.levels(frame_bgr.shape[:2])
+        return levels, level_inputs(frame_bgr, levels, self.spec)
+
+    def forward(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))]."""
+        with self.runner:  # a GPU backend makes its context current in this thread
+            outs = self.runner.infer_many(inputs)
+        return [(scores[0], boxes[0]) for scores, boxes in outs]
+
     def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[tuple[np.ndarray, np.ndarray]]]:
         """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))]."""
-        frame = to_bgr8(frame)
-        levels = self.levels(frame.shape[:2])
-        with self.runner:  # a GPU backend makes its context current in this thread
-            outs = self.runner.infer_many(level_inputs(frame, levels, self.spec))
-        return levels, [(scores[0], boxes[0]) for scores, boxes in outs]
+        levels, inputs = self.preprocess(to_bgr8(frame))
+        return levels, self.forward(inputs)
 
     def postprocess(self, levels: list[ScaleLevel], maps: list[tuple[np.ndarray, np.ndarray]]) -> Detections:
         cfg = self.config

@@ -23,7 +23,6 @@ import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.pipeline.draw import draw_detections
-from overfeat_edge.pipeline.preprocess import level_inputs
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
 from overfeat_edge.stream.stats import Stats
@@ -159,8 +158,7 @@ class StreamLoop:
                     break
                 frame, t_cap = cast(tuple[Frame, float], item)
                 t0 = time.perf_counter()
-                levels = det.levels(frame.image.shape[:2])
-                inputs = level_inputs(frame.image, levels, det.spec)
+                levels, inputs = det.preprocess(frame.image)
                 self.stats.add("preprocess", time.perf_counter() - t0)
                 self._put(self._pre, (frame, t_cap, levels, inputs), 2)
         finally:
@@ -169,16 +167,15 @@ class StreamLoop:
     def _infer(self) -> None:
         det = self.detector
         try:
-            with det.runner:  # a GPU backend's context, current in this thread
-                while True:
-                    item = self._pre.get()
-                    if item is _END:
-                        break
-                    frame, t_cap, levels, inputs = cast(tuple[Frame, float, list[ScaleLevel], list[np.ndarray]], item)
-                    t1 = time.perf_counter()
-                    maps = [(s[0], b[0]) for s, b in det.runner.infer_many(inputs)]
-                    self.stats.add("inference", time.perf_counter() - t1)
-                    self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 3)
+            while True:
+                item = self._pre.get()
+                if item is _END:
+                    break
+                frame, t_cap, levels, inputs = cast(tuple[Frame, float, list[ScaleLevel], list[np.ndarray]], item)
+                t1 = time.perf_counter()
+                maps = det.forward(inputs)
+                self.stats.add("inference", time.perf_counter() - t1)
+                self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 3)
         finally:
             self._put(self._mid, _END, 3)
 
