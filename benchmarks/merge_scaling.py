@@ -4,7 +4,9 @@
 
 Boxes are what a detector's windows give: clusters of jittered boxes around objects (3 classes,
 scores in [0.5, 1]), 25 boxes per object, so the cluster structure stays the same as n grows.
-Median of 5 runs per size; writes the "merge" section of BENCHMARKS.md.
+A last row takes the real thing: the raw windows of the shipped model on the 32 calibration
+sample frames (ONNX Runtime), merged one frame at a time. Median of 5 runs per size; writes the
+"merge" section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -22,8 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import machine, today, write_section  # noqa: E402
 
-from overfeat_edge.pipeline.merge import greedy_merge, nms  # noqa: E402
+from overfeat_edge.pipeline.decode import decode_level  # noqa: E402
+from overfeat_edge.pipeline.detector import Detector  # noqa: E402
+from overfeat_edge.pipeline.merge import _components, _pairs_within, greedy_merge, nms  # noqa: E402
+from overfeat_edge.runtime import load_runner  # noqa: E402
+from overfeat_edge.train.datasets import read_image  # noqa: E402
 from overfeat_edge.types import Detections  # noqa: E402
+
+SAMPLE = ROOT / "calib" / "overfeat-mini-shapes" / "sample" / "images"
 
 
 def boxes(n: int, rng: np.random.Generator) -> Detections:
@@ -35,6 +43,23 @@ def boxes(n: int, rng: np.random.Generator) -> Detections:
     s = sizes[k] * rng.uniform(0.85, 1.15, n)
     xyxy = np.concatenate([c - s[:, None] / 2, c + s[:, None] / 2], axis=1).astype(np.float32)
     return Detections(xyxy, rng.uniform(0.5, 1, n).astype(np.float32), (k % 3).astype(np.int64))
+
+
+def real_frames() -> list[Detections]:
+    """Raw (unmerged) windows of the shipped model on the calibration sample frames."""
+    det = Detector(load_runner("onnxruntime", "overfeat-mini-shapes"))
+    out = []
+    for path in sorted(SAMPLE.iterdir()):
+        levels, maps = det.infer(read_image(path))
+        raw = [decode_level(s, b, lv, det.spec, 0.5, None) for lv, (s, b) in zip(levels, maps, strict=True)]
+        out.append(Detections.concat(raw))
+    return out
+
+
+def largest_group(det: Detections, t: float = 0.5) -> int:
+    """Boxes in the largest group linked by match score <= t: the merge rounds it takes."""
+    a, b = _pairs_within(det.xyxy.astype(np.float64), det.class_id, t)
+    return int(np.bincount(_components(len(det), a, b)).max())
 
 
 def median_ms(fn, det: Detections, reps: int = 5) -> float:
@@ -58,14 +83,34 @@ def main() -> None:
         "- **Command**: `python3 benchmarks/merge_scaling.py`",
         f"- **Date**: {today()}",
         "",
-        "| boxes | greedy merge ms | NMS ms | boxes out (greedy / NMS) |",
-        "|---|---|---|---|",
+        "| boxes | greedy merge ms | of which pair search ms | largest group | NMS ms | boxes out (greedy / NMS) |",
+        "|---|---|---|---|---|---|",
     ]
     for n in (100, 500, 1000, 2000, 5000, 10000):
         det = boxes(n, rng)
         g, m = median_ms(greedy_merge, det), median_ms(nms, det)
-        lines.append(f"| {n} | {g:.1f} | {m:.1f} | {len(greedy_merge(det))} / {len(nms(det))} |")
+        p = median_ms(lambda d: _pairs_within(d.xyxy.astype(np.float64), d.class_id, 0.5), det)
+        out = f"{len(greedy_merge(det))} / {len(nms(det))}"
+        lines.append(f"| {n} | {g:.1f} | {p:.1f} | {largest_group(det)} | {m:.1f} | {out} |")
         print(lines[-1], flush=True)
+    frames = real_frames()
+    g = float(np.median([median_ms(greedy_merge, d) for d in frames]))
+    m = float(np.median([median_ms(nms, d) for d in frames]))
+    n = int(np.median([len(d) for d in frames]))
+    big = max(largest_group(d) for d in frames)
+    lines.append(f"| real frames: median {n} (max {max(len(d) for d in frames)}) | {g:.1f} | | {big} | {m:.1f} | |")
+    print(lines[-1], flush=True)
+    lines += [
+        "",
+        "NMS meets the 20 ms target at 5,000 boxes; greedy merge does not. Where its time goes: the pair",
+        "search (only boxes within the centre distance a score <= t allows are scored; column 3), then",
+        "one numpy round per merge in which every group of linked boxes takes its best pair, about",
+        "0.1 ms of numpy calls per round. The rounds are set by the largest group (column 4: windows of",
+        "overlapping objects chain into one group), so the floor is about 0.1 ms x that group's size",
+        "plus the pair search, whatever the total. The earlier version rescanned every active box in",
+        "Python after each merge: 2.4 s at 5,000 boxes, 11 ms on a real frame. Below 20 ms needs a",
+        "compiled loop (numba would add about 200 MB with llvmlite to an edge install; not taken).",
+    ]
     text = "\n".join(lines)
     if not args.no_write:
         write_section("merge", text)

@@ -8,42 +8,65 @@ match_score (the paper gives no formula; this is ours): for boxes a and b,
 merge repeatedly merges the best-matching pair of the same class while its score is <= t. A
 merged box is the mean of its member boxes' coordinates (every original box counts once, so
 the order of merges does not bias it); its confidence is the sum of its members' confidences.
+
+How it is computed (the paper's loop rescans all pairs after every merge, O(n^3)):
+
+1. Only pairs that can score <= t are scored: sorted by centre x (classes apart), each box
+   is compared with the boxes whose centre lies within the reach the score allows (below).
+2. Boxes linked by a pair <= t form groups (connected components). Inside a group the
+   paper's loop runs unchanged: its best pair first, the merged box rescored against the
+   group. All groups take their step together (one numpy step per merge *round*, not per
+   merge), so a frame costs about as many steps as its largest group has boxes.
+3. A merged box can come to match a box of another group (rare: the mean moved towards it).
+   The merged boxes go through steps 1-2 again until no two boxes of a class score <= t:
+   the paper's stopping rule holds for every output. The result equals the paper's global
+   best-first loop whenever no merged box meets another group on the way (the tests compare
+   the two); otherwise only the order of those cross-group merges differs.
+
+The reach: score <= t means |centre(a) - centre(b)| <= t * (diag(a) + diag(b)) / 2, and for
+t < 1 also IoU >= 1 - t, which bounds each side of b by a's side / (1 - t), so diag(b) <=
+diag(a) / (1 - t).
 """
 
 from __future__ import annotations
-
-import heapq
 
 import numpy as np
 
 from overfeat_edge.types import Detections
 
-_BLOCK = 2048
+_PAIR_CHUNK = 1 << 22  # candidate pairs scored at once
+_ROUND_CELLS = 1 << 16  # score-matrix entries (groups x K x K) a merge round scans; larger batches pay in argmin
 
 
 def box_area(xyxy: np.ndarray) -> np.ndarray:
-    return np.clip(xyxy[..., 2] - xyxy[..., 0], 0, None) * np.clip(xyxy[..., 3] - xyxy[..., 1], 0, None)
+    return np.maximum(xyxy[..., 2] - xyxy[..., 0], 0) * np.maximum(xyxy[..., 3] - xyxy[..., 1], 0)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes broadcast against each other on their leading axes (last axis: xyxy); 0 if both are empty."""
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0)
+    inter = iw * ih
+    return inter / np.maximum(box_area(a) + box_area(b) - inter, 1e-12)
+
+
+def _match(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """match_score of boxes broadcast against each other on their leading axes."""
+    dx = a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]
+    dy = a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]
+    da = np.hypot(a[..., 2] - a[..., 0], a[..., 3] - a[..., 1])
+    db = np.hypot(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1])
+    return (1.0 - _iou(a, b)) + np.hypot(dx, dy) / np.maximum(da + db, 2e-6)  # centre distance / mean diagonal
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of (N, 4) and (M, 4) xyxy boxes -> (N, M)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    return _iou(a[:, None, :], b[None, :, :])
 
 
 def match_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise match score of (N, 4) and (M, 4) boxes -> (N, M); see the module docstring."""
-    ca = (a[:, :2] + a[:, 2:]) / 2
-    cb = (b[:, :2] + b[:, 2:]) / 2
-    dist = np.linalg.norm(ca[:, None] - cb[None], axis=-1)
-    da = np.linalg.norm(a[:, 2:] - a[:, :2], axis=-1)
-    db = np.linalg.norm(b[:, 2:] - b[:, :2], axis=-1)
-    scale = np.maximum((da[:, None] + db[None]) / 2, 1e-6)
-    return (1.0 - box_iou(a, b)) + dist / scale
+    return _match(a[:, None, :], b[None, :, :])
 
 
 def nms(det: Detections, iou_threshold: float = 0.5) -> Detections:
@@ -81,54 +104,142 @@ def _nms_sorted(boxes: np.ndarray, t: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
-def _merge_class(xyxy: np.ndarray, score: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
-    n = len(xyxy)
-    sums = xyxy.astype(np.float64).copy()
-    counts = np.ones(n)
-    conf = score.astype(np.float64).copy()
-    cur = sums.copy()
-    active = np.ones(n, bool)
-    version = np.zeros(n, np.int64)
-    heap: list[tuple[float, int, int, int, int]] = []
-    for start in range(0, n, _BLOCK):  # blocks keep memory at O(n * _BLOCK)
-        ms = match_score(cur[start : start + _BLOCK], cur)
-        ii, jj = np.nonzero(ms <= t)
-        ii = ii + start
-        upper = jj > ii
-        heap += [(float(ms[i - start, j]), int(i), int(j), 0, 0) for i, j in zip(ii[upper], jj[upper], strict=True)]
-    heapq.heapify(heap)
-    while heap:
-        _, i, j, vi, vj = heapq.heappop(heap)
-        if not (active[i] and active[j]) or version[i] != vi or version[j] != vj:
-            continue  # a stale pair: one of its boxes has been merged since
-        sums[i] += sums[j]
-        counts[i] += counts[j]
-        conf[i] += conf[j]
-        cur[i] = sums[i] / counts[i]
-        active[j] = False
-        version[i] += 1
-        others = np.nonzero(active)[0]
-        others = others[others != i]
-        if len(others):
-            ms = match_score(cur[i : i + 1], cur[others])[0]
-            for k, s in zip(others[ms <= t], ms[ms <= t], strict=True):
-                a, b = (i, int(k)) if i < k else (int(k), i)
-                heapq.heappush(heap, (float(s), a, b, int(version[a]), int(version[b])))
-    return cur[active].astype(np.float32), conf[active].astype(np.float32)
+def _reach(boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """How far (x, y) from a box's centre another box's centre can be for the pair to score <= t."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    diag = np.hypot(w, h)
+    other = np.minimum(diag / (1 - t), diag.max()) if t < 1 else np.full(len(boxes), diag.max())
+    r = t * np.maximum((diag + other) / 2, 1e-6)
+    rx, ry = r.copy(), r.copy()
+    if t < 1:  # the sides overlap by >= (1 - t) * the longer side
+        c = max(0.5 + max(0.0, t - 0.5) / (1 - t), t)
+        rx, ry = np.minimum(rx, c * np.abs(w)), np.minimum(ry, c * np.abs(h))
+    return rx * (1 + 1e-9) + 1e-9, ry * (1 + 1e-9) + 1e-9
+
+
+def _pairs_within(boxes: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of the same class whose match score is <= t (each pair once)."""
+    n = len(boxes)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    rx, ry = _reach(boxes, t)
+    span = float(cx.max() - cx.min() + 2 * rx.max() + 1)
+    _, cls_rank = np.unique(cls, return_inverse=True)
+    key = cx - cx.min() + cls_rank.reshape(-1) * span  # one class never reaches the next
+    order = np.argsort(key, kind="stable")
+    key, ky, rx, ry = key[order], cy[order], rx[order], ry[order]
+    count = np.searchsorted(key, key + rx, side="right") - np.arange(1, n + 1)  # partners after each box
+    ends = np.cumsum(count)
+    firsts, seconds = [], []
+    start = 0
+    while start < n:  # about _PAIR_CHUNK candidate pairs at a time, as positions in sorted order
+        base = ends[start - 1] if start else 0
+        stop = min(n, max(start + 1, int(np.searchsorted(ends, base + _PAIR_CHUNK, side="right"))))
+        cnt = count[start:stop]
+        a = np.repeat(np.arange(start, stop), cnt)
+        b = np.arange(len(a)) - np.repeat(np.cumsum(cnt) - cnt, cnt) + a + 1
+        # the reach holds from either box's side: check the partner's too, in x and in y
+        near = (key[b] - key[a] <= rx[b]) & (np.abs(ky[a] - ky[b]) <= np.minimum(ry[a], ry[b]))
+        a, b = order[a[near]], order[b[near]]
+        ok = _match(boxes[a], boxes[b]) <= t
+        firsts.append(a[ok])
+        seconds.append(b[ok])
+        start = stop
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Connected-component label of each of n nodes linked by edges (a, b): the smallest member index."""
+    label = np.arange(n)
+    while True:
+        low = np.minimum(label[a], label[b])
+        new = label.copy()
+        np.minimum.at(new, a, low)
+        np.minimum.at(new, b, low)
+        new = new[new]  # pointer jumping: follow labels to their own labels
+        if np.array_equal(new, label):
+            return label
+        label = new
+
+
+def _merge_groups(groups: np.ndarray, acc: np.ndarray, t: float) -> np.ndarray:
+    """Run the greedy loop inside every group of ``groups`` (C, K) box indices (-1 pads) in lock step.
+
+    ``acc`` rows are (x1, y1, x2, y2 sums, member count, confidence sum); merged boxes are written
+    back at the pair's lower index. Returns the indices of the boxes merged away.
+    """
+    c, k = groups.shape
+    valid = groups >= 0
+    a = acc[np.where(valid, groups, 0)]
+    box = a[..., :4] / a[..., 4:5]
+    score = _match(box[:, :, None, :], box[:, None, :, :])
+    score[~(valid[:, :, None] & valid[:, None, :]) | (score > t)] = np.inf
+    score[:, np.arange(k), np.arange(k)] = np.inf
+    alive = valid.copy()
+    flat = score.reshape(c, k * k)
+    rows = np.arange(c)
+    while True:
+        best = flat.argmin(axis=1)  # row-major: the pair's lower index first, as in the paper's loop
+        go = flat[rows, best] <= t
+        if not go.any():
+            break
+        live, best = rows[go], best[go]
+        i, j = np.divmod(best, k)
+        a[live, i] += a[live, j]
+        box[live, i] = a[live, i, :4] / a[live, i, 4:5]
+        alive[live, j] = False
+        score[live, j, :] = np.inf
+        score[live, :, j] = np.inf
+        row = _match(box[live, i][:, None, :], box[live])
+        row[~alive[live] | (row > t)] = np.inf
+        row[np.arange(len(live)), i] = np.inf
+        score[live, i, :] = row
+        score[live, :, i] = row
+    acc[groups[valid]] = a[valid]
+    return groups[valid & ~alive]
+
+
+def _merge_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """One pass of steps 1-2 (module docstring); None when no pair scores <= t."""
+    n = len(acc)
+    a, b = _pairs_within(acc[:, :4] / acc[:, 4:5], cls, t)
+    if len(a) == 0:
+        return None
+    label = _components(n, a, b)
+    order = np.argsort(label, kind="stable")  # boxes by group, each group in index order
+    starts = np.flatnonzero(np.r_[True, label[order][1:] != label[order][:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    acc = acc.copy()
+    gone = []
+    big = np.flatnonzero(sizes > 1)
+    big = big[np.argsort(-sizes[big], kind="stable")]
+    lo = 0
+    while lo < len(big):  # batches of groups padded to the batch's largest: rounds vs cells per round
+        k = int(sizes[big[lo]])
+        hi = lo + max(1, min(len(big) - lo, _ROUND_CELLS // (k * k)))
+        batch = big[lo:hi]
+        groups = np.full((len(batch), k), -1)
+        col = np.arange(k)
+        fill = col[None, :] < sizes[batch][:, None]
+        groups[fill] = order[(starts[batch][:, None] + col[None, :])[fill]]
+        gone.append(_merge_groups(groups, acc, t))
+        lo = hi
+    keep = np.ones(n, bool)
+    keep[np.concatenate(gone)] = False
+    return acc[keep], cls[keep]
 
 
 def greedy_merge(det: Detections, threshold: float = 0.5) -> Detections:
-    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first.
-
-    O(n^2 log n) in the number of boxes of a class: every pair is scored once, each merge
-    rescores the merged box against the others, and a heap orders the pairs.
-    """
-    parts = []
-    for c in np.unique(det.class_id):
-        sel = det.class_id == c
-        boxes, conf = _merge_class(det.xyxy[sel], det.score[sel], threshold)
-        parts.append(Detections(boxes, conf, np.full(len(boxes), c)))
-    return Detections.concat(parts).sorted()
+    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first."""
+    if len(det) == 0:
+        return det
+    acc = np.concatenate([det.xyxy, np.ones((len(det), 1)), det.score[:, None]], axis=1, dtype=np.float64)
+    cls = det.class_id
+    while (merged := _merge_pass(acc, cls, threshold)) is not None:
+        acc, cls = merged
+    box = (acc[:, :4] / acc[:, 4:5]).astype(np.float32)
+    return Detections(box, acc[:, 5].astype(np.float32), cls).sorted()
 
 
 MERGERS = {"greedy": greedy_merge, "nms": nms}

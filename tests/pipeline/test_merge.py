@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from overfeat_edge.pipeline.merge import box_iou, greedy_merge, match_score, nms
+from overfeat_edge.pipeline.merge import _pairs_within, box_iou, greedy_merge, match_score, nms
 from overfeat_edge.types import Detections
 
 
@@ -93,6 +93,105 @@ def test_greedy_equals_naive_loop(seed: int) -> None:
     for (gb, gs), (rb, rs) in zip(got, ref, strict=True):
         np.testing.assert_allclose(gb, rb, atol=2e-3)
         assert gs == pytest.approx(rs, abs=1e-3)
+
+
+def naive_greedy_scored(boxes: np.ndarray, conf: np.ndarray, classes: np.ndarray, t: float) -> list[tuple]:
+    """The paper's loop per class, the best pair found on the whole score matrix each time."""
+    out = []
+    for c in np.unique(classes):
+        members = [[b] for b in boxes[classes == c].astype(np.float64)]
+        confs = list(conf[classes == c].astype(np.float64))
+        while len(members) > 1:
+            cur = np.array([np.mean(m, axis=0) for m in members])
+            s = match_score(cur, cur)
+            s = np.minimum(s, s.T) + np.diag(np.full(len(cur), np.inf))  # float rounding can make it asymmetric
+            i, j = np.unravel_index(np.argmin(s), s.shape)  # row-major on a symmetric matrix: i < j
+            if s[i, j] > t:
+                break
+            members[i] += members.pop(j)
+            confs[i] += confs.pop(j)
+        out += [(int(c), tuple(np.mean(m, axis=0)), cf) for m, cf in zip(members, confs, strict=True)]
+    return sorted(out, key=lambda r: (r[0], r[2]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int) -> None:
+    """~200 windows on 12 objects of 3 classes, some objects overlapping: many groups, merged in lock step."""
+    rng = np.random.default_rng(100 + seed)
+    centres = rng.uniform(0, 300, (12, 2))
+    size = rng.uniform(30, 90, 12)
+    k = rng.integers(0, 12, 200)
+    xy = centres[k] + rng.normal(0, 0.08, (200, 2)) * size[k, None]
+    wh = size[k, None] * rng.uniform(0.85, 1.15, (200, 2))
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
+    conf = rng.uniform(0.3, 1, 200)
+    classes = k % 3
+    m = greedy_merge(Detections(boxes.astype(np.float32), conf.astype(np.float32), classes), threshold=0.5)
+    ref = naive_greedy_scored(boxes.astype(np.float32), conf.astype(np.float32), classes, 0.5)
+    got = sorted(
+        ((int(c), tuple(b), float(s)) for b, s, c in zip(m.xyxy, m.score, m.class_id, strict=True)),
+        key=lambda r: (r[0], r[2]),
+    )
+    assert len(got) == len(ref) and len(ref) < 60  # it did merge: 200 windows -> about one box per object
+    for (gc, gb, gs), (rc, rb, rs) in zip(got, ref, strict=True):
+        assert gc == rc
+        np.testing.assert_allclose(gb, rb, atol=1e-3)
+        assert gs == pytest.approx(rs, abs=1e-4)
+
+
+def test_greedy_merges_boxes_that_only_match_after_a_merge() -> None:
+    """a1-a2 score 0.854 (<= 0.9); b scores 1.0 with each of them, but 0.854 with their mean [2, 0, 12, 10]."""
+    a1, a2, b = [0, 0, 10, 10], [4, 0, 14, 10], [2, 4, 12, 14]
+    assert match_score(np.array([a1]), np.array([a2]))[0, 0] == pytest.approx(4 / 7 + 4 / np.sqrt(200))
+    to_b = 1 - 48 / 152 + np.sqrt(20) / np.sqrt(200)  # overlap 8 x 6, centres (2, 4) apart
+    assert match_score(np.array([a1, a2]), np.array([b]))[:, 0] == pytest.approx([to_b, to_b])
+    assert match_score(np.array([[2, 0, 12, 10]]), np.array([b]))[0, 0] == pytest.approx(4 / 7 + 4 / np.sqrt(200))
+    m = greedy_merge(dets([a1, a2, b], [0.5, 0.25, 0.125]), threshold=0.9)
+    assert len(m) == 1  # as the paper's loop does: the mean of a1 and a2 then matches b
+    np.testing.assert_allclose(m.xyxy[0], [2, 4 / 3, 12, 34 / 3], rtol=1e-6)
+    assert m.score[0] == pytest.approx(0.875)
+
+
+@pytest.mark.parametrize("t", [0.2, 0.5, 0.8, 1.0, 1.6])
+def test_pair_search_finds_exactly_the_pairs_a_full_matrix_finds(t: float) -> None:
+    """The centre-distance reach must never drop a pair: compare with every pair scored."""
+    rng = np.random.default_rng(int(t * 10))
+    centres = rng.uniform(-100, 200, (30, 2))
+    k = rng.integers(0, 30, 400)
+    size = rng.uniform(10, 80, (30, 2))
+    xy = centres[k] + rng.normal(0, 0.05, (400, 2)) * size[k]  # clusters, so that strict thresholds have pairs too
+    wh = size[k] * rng.uniform(0.8, 1.2, (400, 2)) * rng.choice([1, 1, 1, 0.1], (400, 1))  # some thin boxes
+    boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
+    boxes[:5, 2:] = boxes[:5, :2]  # empty boxes
+    classes = rng.integers(0, 3, 400)
+    a, b = _pairs_within(boxes, classes, t)
+    got = {(min(i, j), max(i, j)) for i, j in zip(a.tolist(), b.tolist(), strict=True)}
+    s = match_score(boxes, boxes)
+    ii, jj = np.nonzero((s <= t) & (classes[:, None] == classes[None, :]))
+    want = {(i, j) for i, j in zip(ii.tolist(), jj.tolist(), strict=True) if i < j}
+    assert len(want) > 20 and got == want
+
+
+def test_greedy_output_obeys_the_stopping_rule_and_keeps_every_window() -> None:
+    """On 3,000 dense windows: no two outputs of a class score <= t, confidences are conserved."""
+    rng = np.random.default_rng(7)
+    centres = rng.uniform(0, 1000, (120, 2))
+    size = rng.uniform(30, 200, 120)
+    k = rng.integers(0, 120, 3000)
+    xy = centres[k] + rng.normal(0, 0.1, (3000, 2)) * size[k, None]
+    wh = size[k, None] * rng.uniform(0.8, 1.2, (3000, 1))
+    det = Detections(
+        np.concatenate([xy - wh / 2, xy + wh / 2], axis=1).astype(np.float32),
+        rng.uniform(0.5, 1, 3000).astype(np.float32),
+        k % 4,
+    )
+    m = greedy_merge(det, threshold=0.5)
+    assert 60 < len(m) < 600
+    for c in range(4):
+        boxes = m.xyxy[m.class_id == c].astype(np.float64)
+        s = match_score(boxes, boxes) + np.diag(np.full(len(boxes), np.inf))
+        assert s.min() > 0.5 - 1e-6
+        assert m.score[m.class_id == c].sum() == pytest.approx(det.score[det.class_id == c].sum(), rel=1e-5)
 
 
 def naive_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) -> list[int]:
