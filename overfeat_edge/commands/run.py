@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -24,6 +25,17 @@ def _table(summary: dict[str, Any]) -> Any:
     for name, v in summary["stages"].items():
         t.add_row(name, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['p99_ms']:.1f}")
     return t
+
+
+def inference_workers(workers: int | None, backend: str, live: bool) -> int:
+    """How many inference workers: ``workers`` checked, or the default for the backend and source."""
+    if workers is None:
+        return 2 if backend == "onnxruntime" and not live and (os.cpu_count() or 1) >= 2 else 1
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and backend != "onnxruntime":
+        raise InputError(f"--workers {workers} needs --backend onnxruntime; a GPU backend runs one worker")
+    return workers
 
 
 def run(
@@ -48,7 +60,14 @@ def run(
         "onnxruntime"
     ),
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime threads, all workers (default: all cores).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="onnxruntime: inference workers, each its own session with threads/workers threads, frames "
+            "shared out and put back in order. Default: 2 for files (throughput), 1 for live sources (latency)."
+        ),
+    ] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
     merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
@@ -57,6 +76,7 @@ def run(
 ) -> None:
     """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
     from overfeat_edge.commands.detect import load_detector
+    from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import DisplaySink, ImageFolderSink, JsonlSink, Sink, VideoSink, display_problem
     from overfeat_edge.stream.sources import Source, parse_source
@@ -68,9 +88,12 @@ def run(
     if output is not None and output.suffix.lower() not in VideoSink.FOURCC:  # before the model loads
         raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {output}")
     spec = parse_source(source, width, height, fps)
+    n_workers = inference_workers(workers, backend, spec.live)
+    per_worker = max(1, (threads or os.cpu_count() or 1) // n_workers) if backend == "onnxruntime" else threads
     det = load_detector(
-        model, backend, None, "cpu", threads, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
+        model, backend, None, "cpu", per_worker, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
     )
+    runners = [det.runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
 
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")
@@ -87,14 +110,15 @@ def run(
         if save_frames is not None:
             sinks.append(ImageFolderSink(save_frames))
         overlay = f"{det.runner.name} {len(det.scales)} scales"
-        loop = StreamLoop(src, det, sinks, stats, max_frames, overlay)
+        loop = StreamLoop(src, det, sinks, stats, max_frames, overlay, runners=runners)
         if display:
             problem = display_problem()
             if problem:
                 log(f"--display off: {problem}")
             else:
                 sinks.append(DisplaySink(on_quit=lambda: loop.stop("window closed") if loop else None))
-        console.print(f"{spec.describe()} -> {det.runner.describe()}, {len(sinks)} sink(s); Ctrl-C stops cleanly")
+        way = f"{n_workers} x {det.runner.describe()}" if n_workers > 1 else det.runner.describe()
+        console.print(f"{spec.describe()} -> {way}, {len(sinks)} sink(s); Ctrl-C stops cleanly")
         _run_with_signals(loop, duration, stats, live_view and console.is_terminal)
     finally:
         for s in sinks:

@@ -57,10 +57,11 @@ class Detector:
         levels = self.levels(frame_bgr.shape[:2])
         return levels, level_inputs(frame_bgr, levels, self.spec)
 
-    def forward(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))]."""
-        with self.runner:  # a GPU backend makes its context current in this thread
-            outs = self.runner.infer_many(inputs)
+    def forward(self, inputs: list[np.ndarray], runner: Runner | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))], by ``runner`` or the detector's own."""
+        runner = runner or self.runner
+        with runner:  # a GPU backend makes its context current in this thread
+            outs = runner.infer_many(inputs)
         return [(scores[0], boxes[0]) for scores, boxes in outs]
 
     def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[tuple[np.ndarray, np.ndarray]]]:

@@ -40,7 +40,7 @@ def resize(frame_bgr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
 
 
 def normalize(image_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32, channel order and normalization of ``spec``.
+    """(H, W, 3) uint8 or float32 BGR -> (1, 3, H, W) float32, channel order and normalization of ``spec``.
 
     One std for all channels (every model here): OpenCV's ``blobFromImage`` does the channel swap,
     mean, scale and HWC->NCHW in one pass (7x faster than numpy, identical values). Per-channel std
@@ -60,5 +60,11 @@ def normalize(image_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpec) -> list[np.ndarray]:
-    """The network input of each pyramid level for one BGR uint8 frame."""
-    return [normalize(resize(frame_bgr, lv.input_hw), spec) for lv in levels]
+    """The network input of each pyramid level for one BGR uint8 frame.
+
+    The levels are resized from a float32 copy of the frame: OpenCV's area resize is about twice
+    as fast on float32 as on uint8 here, and skips rounding each level to whole grey levels (the
+    inputs differ from a uint8 resize by at most 0.5 grey level).
+    """
+    frame = frame_bgr.astype(np.float32) if len(levels) > 1 else frame_bgr
+    return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]

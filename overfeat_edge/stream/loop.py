@@ -1,9 +1,14 @@
-"""[no torch] The streaming loop: capture -> preprocess -> infer -> postprocess + sinks, four threads.
+"""[no torch] The streaming loop: capture -> preprocess -> infer -> postprocess + sinks, in threads.
 
 Bounded queues join the stages, so a slow stage slows the ones before it instead of filling
 memory. A live source feeds a one-slot mailbox instead: a new frame replaces one that inference
 has not taken yet (counted as dropped), so what is shown is never more than a frame or two old.
 Files and folders use a blocking queue: every frame is processed, in order.
+
+Inference can run in several workers, each with its own runner (``runners``; e.g. two ONNX
+Runtime sessions of one thread each on a 2-core CPU): frames go to whichever worker is free and
+the output stage puts them back in capture order. One worker per frame means no barrier between
+cores inside an operator, so the other stages' CPU time delays one worker, not every core's.
 
 Stopping (``stop()``: SIGINT, SIGTERM, ``--duration``, ``--max-frames``, end of input) stops the
 capture; the frame already in inference finishes and is written; then every thread ends and the
@@ -12,10 +17,11 @@ caller closes the sinks. An exception in any stage stops the others and is re-ra
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -23,6 +29,7 @@ import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.pipeline.draw import draw_detections
+from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
 from overfeat_edge.stream.stats import Stats
@@ -56,6 +63,7 @@ class Mailbox:
 
 @dataclass
 class _Inferred:
+    seq: int
     frame: Frame
     levels: list[ScaleLevel]
     maps: list[tuple[np.ndarray, np.ndarray]]
@@ -72,15 +80,17 @@ class StreamLoop:
         max_frames: int | None = None,
         overlay: str = "",
         queue_size: int = 4,
+        runners: list[Runner] | None = None,
     ) -> None:
         self.source, self.detector, self.sinks = source, detector, sinks
+        self.runners = runners or [detector.runner]
         self.stats = stats or Stats()
         self.max_frames = max_frames
         self.overlay = overlay
         self.live = source.spec.live
         self._in: Mailbox | queue.Queue[object] = Mailbox() if self.live else queue.Queue(queue_size)
-        self._pre: queue.Queue[object] = queue.Queue(2)
-        self._mid: queue.Queue[object] = queue.Queue(2)
+        self._pre: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
+        self._mid: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
@@ -97,14 +107,15 @@ class StreamLoop:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def _put(self, q: queue.Queue[object], item: object, consumer: int) -> None:
-        """Blocking put that gives up when the consuming thread has died."""
+    def _put(self, q: queue.Queue[object], item: object, consumer: str) -> None:
+        """Blocking put that gives up when every thread of the consuming stage has died."""
         while True:
             try:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                if len(self._threads) > consumer and not self._threads[consumer].is_alive():
+                stage = [t for t in self._threads if t.name.startswith(f"overfeat-{consumer}")]
+                if stage and not any(t.is_alive() for t in stage):
                     return
 
     def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
@@ -134,7 +145,7 @@ class StreamLoop:
                     if self._in.put(item):
                         self.stats.dropped += 1
                 else:
-                    self._put(self._in, item, 1)
+                    self._put(self._in, item, "pre")
                 if not self.live and self.max_frames is not None and self.stats.captured >= self.max_frames:
                     self.stop_reason = "max frames"
                     break
@@ -144,10 +155,11 @@ class StreamLoop:
             if isinstance(self._in, Mailbox):
                 self._in.put(_END)
             else:
-                self._put(self._in, _END, 1)
+                self._put(self._in, _END, "pre")
 
     def _preprocess(self) -> None:
         det = self.detector
+        seq = 0
         try:
             while True:
                 try:
@@ -160,32 +172,50 @@ class StreamLoop:
                 t0 = time.perf_counter()
                 levels, inputs = det.preprocess(frame.image)
                 self.stats.add("preprocess", time.perf_counter() - t0)
-                self._put(self._pre, (frame, t_cap, levels, inputs), 2)
+                self._put(self._pre, (seq, frame, t_cap, levels, inputs), "infer")
+                seq += 1
         finally:
-            self._put(self._pre, _END, 2)
+            for _ in self.runners:  # one end marker per inference worker
+                self._put(self._pre, _END, "infer")
 
-    def _infer(self) -> None:
+    def _infer(self, runner: Runner) -> None:
         det = self.detector
         try:
             while True:
                 item = self._pre.get()
                 if item is _END:
                     break
-                frame, t_cap, levels, inputs = cast(tuple[Frame, float, list[ScaleLevel], list[np.ndarray]], item)
+                seq, frame, t_cap, levels, inputs = cast(
+                    tuple[int, Frame, float, list[ScaleLevel], list[np.ndarray]], item
+                )
                 t1 = time.perf_counter()
-                maps = det.forward(inputs)
+                maps = det.forward(inputs, runner)
                 self.stats.add("inference", time.perf_counter() - t1)
-                self._put(self._mid, _Inferred(frame, levels, maps, t_cap), 3)
+                self._put(self._mid, _Inferred(seq, frame, levels, maps, t_cap), "post")
         finally:
-            self._put(self._mid, _END, 3)
+            self._put(self._mid, _END, "post")
+
+    def _in_order(self) -> Iterator[_Inferred]:
+        """The inference workers' results in capture order (they finish out of order with several)."""
+        pending: dict[int, _Inferred] = {}
+        next_seq, ended = 0, 0
+        while ended < len(self.runners):
+            item = self._mid.get()
+            if item is _END:
+                ended += 1
+                continue
+            assert isinstance(item, _Inferred)
+            pending[item.seq] = item
+            while next_seq in pending:
+                yield pending.pop(next_seq)
+                next_seq += 1
+        # a worker that died leaves a gap: what is left goes out in order
+        for seq in sorted(pending):
+            yield pending[seq]
 
     def _post(self) -> None:
         det, names = self.detector, self.detector.spec.class_names
-        while True:
-            item = self._mid.get()
-            if item is _END:
-                break
-            assert isinstance(item, _Inferred)
+        for item in self._in_order():
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 continue  # a frame inferred after the last one asked for: drained, not written
             t0 = time.perf_counter()
@@ -205,7 +235,10 @@ class StreamLoop:
 
     # ---- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        stages = (("capture", self._capture), ("pre", self._preprocess), ("infer", self._infer), ("post", self._post))
+        stages: list[tuple[str, Callable[[], None]]] = [("capture", self._capture), ("pre", self._preprocess)]
+        for k, runner in enumerate(self.runners):
+            stages.append((f"infer{k}", functools.partial(self._infer, runner)))
+        stages.append(("post", self._post))
         for name, fn in stages:
             t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
             self._threads.append(t)

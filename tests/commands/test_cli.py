@@ -105,6 +105,28 @@ def test_bad_input_one_line(
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--workers", "0"], "--workers must be >= 1"), (["--workers", "2", "--backend", "torch"], "needs --backend")],
+)
+def test_run_workers_checked_before_anything_runs(images: list[Path], args: list[str], message: str) -> None:
+    r = run_cli("run", str(images[0]), "--no-live", *args)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode != 0 and len(lines) == 1 and message in lines[0], r.stderr
+
+
+def test_run_workers_default_files_two_live_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overfeat_edge.commands.run import inference_workers
+
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert inference_workers(None, "onnxruntime", live=False) == 2  # throughput: frames shared by two sessions
+    assert inference_workers(None, "onnxruntime", live=True) == 1  # latency: one session, every core on a frame
+    assert inference_workers(None, "tensorrt", live=False) == 1
+    assert inference_workers(3, "onnxruntime", live=True) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert inference_workers(None, "onnxruntime", live=False) == 1
+
+
 def test_corrupt_image_is_skipped_counted_and_fails(tmp_path: Path, seed_onnx: Path, images: list[Path]) -> None:
     bad = images[0].parent / "zz_bad.png"
     bad.write_bytes(b"\x89PNG garbage")

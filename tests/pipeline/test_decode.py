@@ -87,3 +87,25 @@ def test_normalize_matches_numpy_for_any_mean_and_channel_order() -> None:
         got = normalize(img, sp)
         assert got.dtype == np.float32 and got.shape == (1, 3, 37, 45) and got.flags.c_contiguous
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_level_inputs_are_area_means_of_the_frame() -> None:
+    """Halving is 2x2 block means (numpy); a 3/4 level stays within half a grey level of a uint8 resize."""
+    from overfeat_edge.arch import get_arch
+    from overfeat_edge.pipeline.preprocess import level_inputs, normalize, resize
+    from overfeat_edge.spec import default_spec
+    from overfeat_edge.types import ScaleLevel
+
+    spec = default_spec(get_arch("seed-net"), ["a", "b", "c"])
+    img = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    levels = [
+        ScaleLevel(k, hw, (hw[0] / 120, hw[1] / 160), (1, 1), (1, 1))
+        for k, hw in enumerate([(120, 160), (60, 80), (90, 120)])
+    ]
+    full, half, three_q = level_inputs(img, levels, spec)
+    np.testing.assert_allclose(full, normalize(img, spec), atol=1e-6)
+    blocks = img.astype(np.float64).reshape(60, 2, 80, 2, 3).mean(axis=(1, 3))[:, :, ::-1]  # RGB
+    want = ((blocks - np.array(spec.mean)) / np.array(spec.std)).transpose(2, 0, 1)[None]
+    np.testing.assert_allclose(half, want, atol=1e-5)
+    u8 = normalize(resize(img, (90, 120)), spec)
+    assert np.abs(three_q - u8).max() <= 0.5 / min(spec.std) + 1e-6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 import signal
 import socket
 import subprocess
@@ -13,10 +14,11 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
-from overfeat_edge.runtime import load_runner
+from overfeat_edge.runtime import Runner, load_runner
 from overfeat_edge.stream.loop import StreamLoop
 from overfeat_edge.stream.sinks import JsonlSink
 from overfeat_edge.stream.sources import Source, parse_source
@@ -60,13 +62,36 @@ def detector() -> Detector:
     return Detector(load_runner("onnxruntime", "overfeat-mini-shapes", threads=2), DetectorConfig(min_score=1.5))
 
 
-def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: Detector) -> None:
+class Jittery(Runner):
+    """A real ONNX Runtime session that also sleeps a random 0-60 ms per frame, so that several
+    workers finish their frames out of order."""
+
+    def __init__(self, seed: int) -> None:
+        self.inner = load_runner("onnxruntime", "overfeat-mini-shapes", threads=1)
+        self.spec, self.name = self.inner.spec, self.inner.name
+        self.rng = random.Random(seed)
+        self.calls = 0
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.infer(batch)
+
+    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        self.calls += 1
+        time.sleep(self.rng.uniform(0, 0.06))
+        return self.inner.infer_many(batches)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: Detector, workers: int) -> None:
     from overfeat_edge.commands.demo import write_demo_video
 
     clip = write_demo_video(tmp_path / "clip.mp4", frames=10, seed=3)
+    runners: list[Runner] = [Jittery(k) for k in range(workers)] if workers > 1 else [detector.runner]
     with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
-        loop = StreamLoop(Source(parse_source(str(clip))), detector, [sink])
+        loop = StreamLoop(Source(parse_source(str(clip))), detector, [sink], runners=runners)
         stats = loop.run()
+    if workers > 1:  # every worker took frames
+        assert all(isinstance(r, Jittery) and r.calls > 0 for r in runners)
     recs = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in recs] == list(range(10)) and stats.dropped == 0
     cap = cv2.VideoCapture(str(clip))  # the reference: the same frames, detected one by one
