@@ -9,3 +9,4 @@ python3 benchmarks/merge_scaling.py
 python3 benchmarks/ablation.py
 python3 benchmarks/int8.py
 python3 benchmarks/soak.py
+python3 benchmarks/memory.py

@@ -137,6 +137,11 @@ class Arch:
         s, k = self.fine_factor, self.head_kernel
         return size - k * s + 1 if fine else (size - s) // s + 1 - k + 1
 
+    @property
+    def family(self) -> str:
+        """The registered network this one derives from (a width variant's or a checkpoint's)."""
+        return self.base or self.name
+
     def with_width(self, width: float) -> Arch:
         """The same topology with every hidden channel count multiplied by ``width``."""
         if not 0 < width <= 4:
@@ -148,19 +153,19 @@ class Arch:
         feats = tuple(replace(x, channels=w(x.channels)) if x.op == "conv" else x for x in self.features)
         return replace(
             self,
-            name=f"{self.base or self.name}@{width:g}" if width != 1 else self.base or self.name,
+            name=f"{self.family}@{width:g}" if width != 1 else self.family,
             features=feats,
             cls_hidden=tuple(w(c) for c in self.cls_hidden),
             reg_hidden=tuple(w(c) for c in self.reg_hidden),
             width=width,
-            base=self.base or self.name,
+            base=self.family,
         )
 
     # ---- serialization ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "base": self.base or self.name,
+            "base": self.family,
             "window": self.window,
             "features": [[x.op, x.k, x.s, x.p, x.channels] for x in self.features],
             "head_kernel": self.head_kernel,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,8 @@ def demo(
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime threads, all workers (default: all cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
     min_score: Annotated[
@@ -38,6 +40,7 @@ def demo(
     ] = 1.5,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
+    from overfeat_edge.commands.run import inference_workers
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
@@ -46,10 +49,13 @@ def demo(
 
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
-    runner = load_runner("onnxruntime", model, threads=threads)
+    n_workers = inference_workers(workers, "onnxruntime", live=False)
+    per_worker = max(1, (threads or os.cpu_count() or 1) // n_workers)
+    runners = [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers)]
+    runner = runners[0]
     det = Detector(runner, DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score))
     src = write_demo_video(out / "input.mp4", frames, seed)
-    console.print(f"generated {src} ({frames} frames, seed {seed}); detecting with {runner.describe()}")
+    console.print(f"generated {src} ({frames} frames, seed {seed}); detecting with {n_workers} x {runner.describe()}")
     # the same threaded loop as `run` on a file: every frame, in order
     source = Source(parse_source(str(src)))
     overlay = f"overfeat-edge {runner.name} CPU, {len(det.scales)} scales"
@@ -58,7 +64,7 @@ def demo(
             VideoSink(out / "demo.mp4", source.fps) as video,
             JsonlSink(out / "detections.jsonl", det.spec.class_names) as jsonl,
         ):
-            stats = StreamLoop(source, det, [video, jsonl], overlay=overlay).run()
+            stats = StreamLoop(source, det, [video, jsonl], overlay=overlay, runners=runners).run()
     finally:
         source.close()
     if stats.frames == 0:
@@ -66,7 +72,8 @@ def demo(
     s = stats.summary()
     net = s["stages"]["inference"]["p50_ms"]  # type: ignore[index]
     console.print(
-        f"{stats.frames} frames: end to end {s['fps']} FPS (network median {net:.1f} ms/frame), "
+        f"{stats.frames} frames: end to end {s['fps']} FPS (network median {net:.1f} ms/frame in each of "
+        f"{n_workers} worker(s)), "
         f"{stats.detections / stats.frames:.1f} detections/frame"
     )
     console.print(f"wrote {out / 'demo.mp4'} and {out / 'detections.jsonl'}")

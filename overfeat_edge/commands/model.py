@@ -66,7 +66,7 @@ def export(
     ckpt = weights or (Path(model) if Path(model).suffix in (".pt", ".pth", ".ckpt") else None)
     if ckpt is not None:
         net, spec, _ = load_checkpoint(ckpt)
-        if weights is not None and get_arch(model).base != spec.arch.base:
+        if weights is not None and get_arch(model).family != spec.arch.family:
             raise InputError(f"--model {model} does not match the checkpoint's {spec.arch.name}")
     else:
         net = create_model(model, num_classes=num_classes, seed=0)

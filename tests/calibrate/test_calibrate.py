@@ -3,6 +3,7 @@ own preprocessing, and the command's caching and bad input."""
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -15,6 +16,7 @@ pytest.importorskip("onnx", reason="calibration needs onnx (onnxruntime.quantiza
 import onnx
 
 from overfeat_edge.calibrate.quantize import (
+    LevelReader,
     load_images,
     pyramid_inputs,
     quantize,
@@ -126,3 +128,46 @@ def test_command_writes_reuses_and_warns(seed_onnx: Path, folder: Path, tmp_path
     onnx.save(m, str(bad))
     assert main(["calibrate", "--model", str(bad), "--images", str(folder), "--holdout", str(folder)]) == 2
     assert "no overfeat-edge spec" in capsys.readouterr().err
+
+
+def test_minmax_ranges_do_not_depend_on_how_inputs_are_chunked(
+    seed_onnx: Path, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inputs go to ONNX Runtime's calibrator a few at a time (memory); min-max ranges must equal one pass's."""
+    import overfeat_edge.calibrate.quantize as q
+
+    spec = load_runner("onnxruntime", str(seed_onnx)).spec
+    frames = load_images(str(folder), 6).frames
+    got = {}
+    for chunk in (1, 100):
+        monkeypatch.setattr(q, "_CHUNK", chunk)
+        _, ranges = quantize(seed_onnx, spec, frames, SCALES, "minmax", [], tmp_path / f"c{chunk}")
+        got[chunk] = json.loads(ranges.read_text())
+    assert len(got[1]["data"]) > 5 and got[1] == got[100]
+
+
+def test_worst_layers_equal_onnxruntimes_all_at_once_sqnr(seed_onnx: Path, folder: Path, tmp_path: Path) -> None:
+    """Our input-at-a-time SQNR must equal ONNX Runtime's compute_activation_error on all inputs at once."""
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    from overfeat_edge.calibrate.report import worst_layers
+
+    spec = load_runner("onnxruntime", str(seed_onnx)).spec
+    frames = load_images(str(folder), 6).frames
+    qdq, _ = quantize(seed_onnx, spec, frames, SCALES, "minmax", [], tmp_path / "out")
+    inputs = next(iter(pyramid_inputs(frames, spec, SCALES).values()))[:4]
+    modify_model_output_intermediate_tensors(str(seed_onnx), str(tmp_path / "f.onnx"))
+    modify_model_output_intermediate_tensors(str(qdq), str(tmp_path / "q.onnx"))
+    f_act = collect_activations(str(tmp_path / "f.onnx"), LevelReader(inputs))
+    q_act = collect_activations(str(tmp_path / "q.onnx"), LevelReader(inputs))
+    errors = compute_activation_error(create_activation_matching(q_act, f_act))
+    want = sorted(((n, v["xmodel_err"]) for n, v in errors.items() if "xmodel_err" in v), key=lambda t: t[1])
+    got = worst_layers(seed_onnx, qdq, inputs, k=len(want))
+    assert len(got) == len(want) > 3
+    assert [n for n, _ in got] == [n for n, _ in want]
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-4)

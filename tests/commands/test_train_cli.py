@@ -10,6 +10,8 @@ import pytest
 
 from overfeat_edge.commands import main
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytest.importorskip("torch", reason="train and export need torch")
 
 
@@ -73,3 +75,13 @@ def test_demo_writes_video_and_jsonl(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in (tmp_path / "detections.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in recs] == list(range(6))
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_export_named_model_with_weights(tmp_path: Path, capsys) -> None:
+    """--model NAME --weights CKPT: the checkpoint's network must be NAME (a registered one has no base)."""
+    ckpt = ROOT / "overfeat_edge" / "assets" / "overfeat-mini-shapes" / "model.pt"
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", "--model", "overfeat-mini", "--weights", str(ckpt), "--out", str(onnx)]) == 0
+    assert onnx.is_file()
+    assert main(["export", "--model", "overfeat-fast", "--weights", str(ckpt), "--out", str(onnx)]) == 2
+    assert "does not match the checkpoint's overfeat-mini" in capsys.readouterr().err
