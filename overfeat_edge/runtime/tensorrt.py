@@ -8,6 +8,11 @@ reads the output shapes back from the context, and allocates pinned host and dev
 ``infer_many`` enqueues every level's copies and ``execute_async_v3`` on one stream and
 synchronizes once; with ``cuda_graphs`` each context's enqueue is captured as a CUDA graph after a
 warm-up enqueue (falling back to plain enqueue where capture fails).
+
+Inputs of other sizes go to the engine's dynamic profile (``build --dynamic``), if it has one:
+a context of its own, buffers for the profile's largest shape, the input shape set per level and
+the output shapes read back. Such a level is synchronized on its own (its buffers are reused by
+the next one), so the static profiles stay the fast path: one synchronization per frame.
 """
 
 from __future__ import annotations
@@ -42,6 +47,23 @@ class _Slot:
     graph: Any = None
 
 
+@dataclass
+class _DynamicSlot:
+    """The dynamic profile's context and flat buffers sized for its largest input."""
+
+    profile: Profile
+    context: trt.IExecutionContext
+    host_in: np.ndarray
+    dev_in: int
+    host_out: dict[str, np.ndarray]
+    dev_out: dict[str, int]
+    shape: tuple[int, ...] | None = None
+
+
+def _dims(dims: Any) -> tuple[int, ...]:
+    return tuple(int(dims[i]) for i in range(len(dims)))
+
+
 def running_device(module: Any, cuda: CudaApi, dla_core: int | None = None) -> DeviceInfo:
     gpu, cc = cuda.device()
     return DeviceInfo(gpu=gpu, compute_capability=cc, tensorrt=str(module.__version__), dla_core=dla_core)
@@ -69,7 +91,7 @@ class TensorRTRunner(Runner):
                 raise ModelError(f"TensorRT could not deserialize {engine_path}")
             self.stream = self.cuda.stream()
             self.slots = [self._slot(p) for p in manifest.profiles if p.scale is not None]
-            self.dynamic = next((p for p in manifest.profiles if p.scale is None), None)
+            self.dynamic: _DynamicSlot | None = None  # made on first use
             self.cuda_graphs = cuda_graphs
             if cuda_graphs:
                 for s in self.slots:
@@ -89,8 +111,7 @@ class TensorRTRunner(Runner):
         ctx.set_tensor_address(INPUT_NAME, dev_in)
         host_out, dev_out = {}, {}
         for name in OUTPUT_NAMES:
-            dims = ctx.get_tensor_shape(name)  # known once the input shape is set
-            shape = tuple(int(dims[i]) for i in range(len(dims)))
+            shape = _dims(ctx.get_tensor_shape(name))  # known once the input shape is set
             if any(d < 0 for d in shape):
                 raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
             host_out[name] = self.cuda.pinned(shape, np.float32)
@@ -98,6 +119,45 @@ class TensorRTRunner(Runner):
             ctx.set_tensor_address(name, dev_out[name])
         self.cuda.sync(self.stream)
         return _Slot(p, ctx, host_in, dev_in, host_out, dev_out)
+
+    def _dynamic_slot(self, p: Profile) -> _DynamicSlot:
+        ctx = self.engine.create_execution_context()
+        if not ctx.set_optimization_profile_async(p.index, self.stream):
+            raise ModelError(f"cannot select optimization profile {p.index}")
+        if not ctx.set_input_shape(INPUT_NAME, p.max):  # the largest outputs size the buffers
+            raise ModelError(f"profile {p.index} does not accept its own max shape {p.max}")
+        host_in = self.cuda.pinned((int(np.prod(p.max)),), np.float32)
+        dev_in = self.cuda.malloc(host_in.nbytes)
+        ctx.set_tensor_address(INPUT_NAME, dev_in)
+        host_out, dev_out = {}, {}
+        for name in OUTPUT_NAMES:
+            shape = _dims(ctx.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
+            host_out[name] = self.cuda.pinned((int(np.prod(shape)),), np.float32)
+            dev_out[name] = self.cuda.malloc(host_out[name].nbytes)
+            ctx.set_tensor_address(name, dev_out[name])
+        self.cuda.sync(self.stream)
+        return _DynamicSlot(p, ctx, host_in, dev_in, host_out, dev_out, p.max)
+
+    def _run_dynamic(self, d: _DynamicSlot, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One level through the dynamic profile; synchronizes (its buffers serve the next level)."""
+        if d.shape != x.shape:
+            if not d.context.set_input_shape(INPUT_NAME, x.shape):
+                raise ModelError(f"the dynamic profile does not accept input shape {x.shape}")
+            d.shape = x.shape
+        host_in = d.host_in[: x.size].reshape(x.shape)
+        np.copyto(host_in, x)
+        self.cuda.h2d(d.dev_in, host_in, self.stream)
+        if not d.context.execute_async_v3(self.stream):
+            raise ModelError("TensorRT execute_async_v3 failed")
+        outs = {}
+        for name in OUTPUT_NAMES:
+            shape = _dims(d.context.get_tensor_shape(name))
+            outs[name] = d.host_out[name][: int(np.prod(shape))].reshape(shape)
+            self.cuda.d2h(outs[name], d.dev_out[name], self.stream)
+        self.cuda.sync(self.stream)
+        return outs["scores"].copy(), outs["boxes"].copy()
 
     def _capture(self, s: _Slot) -> None:
         s.context.execute_async_v3(self.stream)  # warm-up enqueue: lazy allocations happen here
@@ -115,24 +175,26 @@ class TensorRTRunner(Runner):
         m = self.manifest
         return f"tensorrt {m.device.tensorrt} {m.precision} on {m.device.gpu} ({self.path.name}, {self.cuda.name})"
 
-    def _slot_for(self, shape: tuple[int, int, int, int]) -> _Slot:
-        p = profile_for(self.manifest.profiles, shape)
+    def _slot_for(self, shape: tuple[int, int, int, int]) -> _Slot | _DynamicSlot:
+        p = profile_for(self.manifest.profiles, shape)  # a static profile made for it, else the dynamic one
         for s in self.slots:
             if s.profile.index == p.index:
                 return s
-        raise InputError(
-            f"input {shape[2]}x{shape[3]} needs the dynamic profile, which this runner does not serve; "
-            "rebuild with --frame-size for this source"
-        )
+        if self.dynamic is None:
+            self.dynamic = self._dynamic_slot(p)
+        return self.dynamic
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.infer_many([batch])[0]
 
     def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        slots = []
+        done: list[_Slot | tuple[np.ndarray, np.ndarray]] = []
         for x in batches:
             x = self.check_input(x)
             s = self._slot_for(x.shape)  # type: ignore[arg-type]
+            if isinstance(s, _DynamicSlot):
+                done.append(self._run_dynamic(s, x))
+                continue
             np.copyto(s.host_in, x)
             self.cuda.h2d(s.dev_in, s.host_in, self.stream)
             if s.graph is not None:
@@ -141,9 +203,9 @@ class TensorRTRunner(Runner):
                 raise ModelError("TensorRT execute_async_v3 failed")
             for name in OUTPUT_NAMES:
                 self.cuda.d2h(s.host_out[name], s.dev_out[name], self.stream)
-            slots.append(s)
-        self.cuda.sync(self.stream)  # one synchronization for every level of the frame
-        return [(s.host_out["scores"].copy(), s.host_out["boxes"].copy()) for s in slots]
+            done.append(s)
+        self.cuda.sync(self.stream)  # one synchronization for every static level of the frame
+        return [(d.host_out["scores"].copy(), d.host_out["boxes"].copy()) if isinstance(d, _Slot) else d for d in done]
 
 
 def load(model: str, cuda_graphs: bool = False, cuda: str | None = None, **_: Any) -> Runner:
