@@ -48,15 +48,9 @@ class _Slot:
 
 
 @dataclass
-class _DynamicSlot:
-    """The dynamic profile's context and flat buffers sized for its largest input."""
+class _DynamicSlot(_Slot):
+    """The dynamic profile's context; flat buffers sized for its largest input; the shape set now."""
 
-    profile: Profile
-    context: trt.IExecutionContext
-    host_in: np.ndarray
-    dev_in: int
-    host_out: dict[str, np.ndarray]
-    dev_out: dict[str, int]
     shape: tuple[int, ...] | None = None
 
 
@@ -100,13 +94,15 @@ class TensorRTRunner(Runner):
             self.cuda.deactivate()
         self.path = engine_path
 
-    def _slot(self, p: Profile) -> _Slot:
+    def _slot(self, p: Profile, dynamic: bool = False) -> _Slot:
+        """A context on profile ``p`` with its buffers: for its one shape, or flat for its largest."""
         ctx = self.engine.create_execution_context()
         if not ctx.set_optimization_profile_async(p.index, self.stream):  # profile first, then shapes
             raise ModelError(f"cannot select optimization profile {p.index}")
-        if not ctx.set_input_shape(INPUT_NAME, p.opt):
-            raise ModelError(f"profile {p.index} does not accept input shape {p.opt}")
-        host_in = self.cuda.pinned(p.opt, np.float32)
+        shape_in = p.max if dynamic else p.opt  # the largest outputs size a dynamic profile's buffers
+        if not ctx.set_input_shape(INPUT_NAME, shape_in):
+            raise ModelError(f"profile {p.index} does not accept input shape {shape_in}")
+        host_in = self.cuda.pinned((int(np.prod(shape_in)),) if dynamic else shape_in, np.float32)
         dev_in = self.cuda.malloc(host_in.nbytes)
         ctx.set_tensor_address(INPUT_NAME, dev_in)
         host_out, dev_out = {}, {}
@@ -114,31 +110,13 @@ class TensorRTRunner(Runner):
             shape = _dims(ctx.get_tensor_shape(name))  # known once the input shape is set
             if any(d < 0 for d in shape):
                 raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
-            host_out[name] = self.cuda.pinned(shape, np.float32)
+            host_out[name] = self.cuda.pinned((int(np.prod(shape)),) if dynamic else shape, np.float32)
             dev_out[name] = self.cuda.malloc(host_out[name].nbytes)
             ctx.set_tensor_address(name, dev_out[name])
         self.cuda.sync(self.stream)
+        if dynamic:
+            return _DynamicSlot(p, ctx, host_in, dev_in, host_out, dev_out, shape=shape_in)
         return _Slot(p, ctx, host_in, dev_in, host_out, dev_out)
-
-    def _dynamic_slot(self, p: Profile) -> _DynamicSlot:
-        ctx = self.engine.create_execution_context()
-        if not ctx.set_optimization_profile_async(p.index, self.stream):
-            raise ModelError(f"cannot select optimization profile {p.index}")
-        if not ctx.set_input_shape(INPUT_NAME, p.max):  # the largest outputs size the buffers
-            raise ModelError(f"profile {p.index} does not accept its own max shape {p.max}")
-        host_in = self.cuda.pinned((int(np.prod(p.max)),), np.float32)
-        dev_in = self.cuda.malloc(host_in.nbytes)
-        ctx.set_tensor_address(INPUT_NAME, dev_in)
-        host_out, dev_out = {}, {}
-        for name in OUTPUT_NAMES:
-            shape = _dims(ctx.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
-            host_out[name] = self.cuda.pinned((int(np.prod(shape)),), np.float32)
-            dev_out[name] = self.cuda.malloc(host_out[name].nbytes)
-            ctx.set_tensor_address(name, dev_out[name])
-        self.cuda.sync(self.stream)
-        return _DynamicSlot(p, ctx, host_in, dev_in, host_out, dev_out, p.max)
 
     def _run_dynamic(self, d: _DynamicSlot, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One level through the dynamic profile; synchronizes (its buffers serve the next level)."""
@@ -181,7 +159,9 @@ class TensorRTRunner(Runner):
             if s.profile.index == p.index:
                 return s
         if self.dynamic is None:
-            self.dynamic = self._dynamic_slot(p)
+            slot = self._slot(p, dynamic=True)
+            assert isinstance(slot, _DynamicSlot)
+            self.dynamic = slot
         return self.dynamic
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
