@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate every CPU section of BENCHMARKS.md on this machine (about 15 minutes on 2 cores).
+# Regenerate every CPU section of BENCHMARKS.md on this machine (about 20 minutes on 2 cores).
 # The GPU section needs a CUDA machine: python3 benchmarks/gpu_pyramid.py there.
 set -euo pipefail
 cd "$(dirname "$0")/.."

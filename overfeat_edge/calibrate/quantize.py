@@ -35,7 +35,7 @@ import numpy as np
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_path, atomic_write_text
 from overfeat_edge.lazy import require
-from overfeat_edge.pipeline.preprocess import level_inputs
+from overfeat_edge.pipeline.preprocess import PREPROCESS_VERSION, level_inputs
 from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
 from overfeat_edge.runtime.base import INPUT_NAME
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
@@ -131,7 +131,8 @@ def pyramid_inputs(
 def calibration_key(
     onnx_sha: str, spec: ModelSpec, scales: list[str], method: str, exclude: list[str], images: str
 ) -> str:
-    text = json.dumps([onnx_sha, spec.to_json(), scales, method, sorted(exclude), images])
+    # the preprocessing version too: ranges measured on other inputs are not these inputs' ranges
+    text = json.dumps([onnx_sha, spec.to_json(), scales, method, sorted(exclude), images, PREPROCESS_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -9,6 +9,8 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.spec import ModelSpec
 from overfeat_edge.types import ScaleLevel
 
+PREPROCESS_VERSION = 2  # bumped when level_inputs' values change (2: levels resized from float32)
+
 
 def to_bgr8(frame: np.ndarray) -> np.ndarray:
     """Any OpenCV frame (grey, BGR, BGRA; uint8 or 16-bit) -> contiguous (H, W, 3) uint8 BGR."""
