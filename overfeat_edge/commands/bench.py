@@ -62,7 +62,7 @@ def bench(
     import cv2
 
     from overfeat_edge.commands.demo import write_demo_video
-    from overfeat_edge.commands.run import inference_workers
+    from overfeat_edge.commands.run import inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
@@ -73,7 +73,8 @@ def bench(
     n_workers = inference_workers(workers, "onnxruntime", live=False)
     runner = load_runner("onnxruntime", model, threads=threads)
     det = Detector(runner, DetectorConfig(scales=scales or []))
-    pool = [load_runner("onnxruntime", model, threads=max(1, threads // n_workers)) for _ in range(n_workers)]
+    per_worker = worker_threads(threads, n_workers)
+    pool = [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers)]
     out: dict[str, Any] = {
         "model": model,
         "backend": runner.describe(),
@@ -120,7 +121,7 @@ def bench(
     t.add_column("value", justify="right")
     t.add_row(f"network only: 1 session x {threads} threads", f"{out['model_fps_one_session']:.1f} frames/s")
     t.add_row(
-        f"network only: {n_workers} sessions x {max(1, threads // n_workers)} threads in parallel",
+        f"network only: {n_workers} sessions x {per_worker} threads in parallel",
         f"{out['model_fps_workers']:.1f} frames/s",
     )
     t.add_row(f"run end to end, {n_workers} workers (decode video .. MP4 + JSONL)", f"{out['run_fps']:.1f} frames/s")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -40,7 +39,7 @@ def demo(
     ] = 1.5,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
-    from overfeat_edge.commands.run import inference_workers
+    from overfeat_edge.commands.run import inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
@@ -50,8 +49,7 @@ def demo(
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     n_workers = inference_workers(workers, "onnxruntime", live=False)
-    per_worker = max(1, (threads or os.cpu_count() or 1) // n_workers)
-    runners = [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers)]
+    runners = [load_runner("onnxruntime", model, threads=worker_threads(threads, n_workers)) for _ in range(n_workers)]
     runner = runners[0]
     det = Detector(runner, DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score))
     src = write_demo_video(out / "input.mp4", frames, seed)

@@ -38,6 +38,11 @@ def inference_workers(workers: int | None, backend: str, live: bool) -> int:
     return workers
 
 
+def worker_threads(threads: int | None, n_workers: int) -> int:
+    """ONNX Runtime threads of each worker: ``threads`` in all (default: every core) shared out."""
+    return max(1, (threads or os.cpu_count() or 1) // n_workers)
+
+
 def run(
     source: Annotated[
         str, typer.Argument(help="0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob.")
@@ -89,7 +94,7 @@ def run(
         raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {output}")
     spec = parse_source(source, width, height, fps)
     n_workers = inference_workers(workers, backend, spec.live)
-    per_worker = max(1, (threads or os.cpu_count() or 1) // n_workers) if backend == "onnxruntime" else threads
+    per_worker = worker_threads(threads, n_workers) if backend == "onnxruntime" else threads
     det = load_detector(
         model, backend, None, "cpu", per_worker, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
     )

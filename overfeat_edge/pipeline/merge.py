@@ -111,7 +111,7 @@ def _reach(boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     diag = np.hypot(w, h)
     other = np.minimum(diag / (1 - t), diag.max()) if t < 1 else np.full(len(boxes), diag.max())
     r = t * np.maximum((diag + other) / 2, 1e-6)
-    rx, ry = r.copy(), r.copy()
+    rx = ry = r
     if t < 1:  # the sides overlap by >= (1 - t) * the longer side
         c = max(0.5 + max(0.0, t - 0.5) / (1 - t), t)
         rx, ry = np.minimum(rx, c * np.abs(w)), np.minimum(ry, c * np.abs(h))

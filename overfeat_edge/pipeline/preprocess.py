@@ -64,9 +64,11 @@ def normalize(image_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
 def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpec) -> list[np.ndarray]:
     """The network input of each pyramid level for one BGR uint8 frame.
 
-    The levels are resized from a float32 copy of the frame: OpenCV's area resize is about twice
-    as fast on float32 as on uint8 here, and skips rounding each level to whole grey levels (the
-    inputs differ from a uint8 resize by at most 0.5 grey level).
+    Every resized level comes from a float32 copy of the frame, however many levels there are:
+    OpenCV's area resize is about twice as fast on float32 as on uint8 here, and skips rounding
+    each level to whole grey levels (the inputs differ from a uint8 resize by at most 0.5 grey
+    level). A level at the frame's own size is the frame either way.
     """
-    frame = frame_bgr.astype(np.float32) if len(levels) > 1 else frame_bgr
+    resized = any(lv.input_hw != frame_bgr.shape[:2] for lv in levels)
+    frame = frame_bgr.astype(np.float32) if resized else frame_bgr
     return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]

@@ -153,7 +153,7 @@ class TensorRTRunner(Runner):
         m = self.manifest
         return f"tensorrt {m.device.tensorrt} {m.precision} on {m.device.gpu} ({self.path.name}, {self.cuda.name})"
 
-    def _slot_for(self, shape: tuple[int, int, int, int]) -> _Slot | _DynamicSlot:
+    def _slot_for(self, shape: tuple[int, int, int, int]) -> _Slot:
         p = profile_for(self.manifest.profiles, shape)  # a static profile made for it, else the dynamic one
         for s in self.slots:
             if s.profile.index == p.index:

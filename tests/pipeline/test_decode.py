@@ -109,3 +109,5 @@ def test_level_inputs_are_area_means_of_the_frame() -> None:
     np.testing.assert_allclose(half, want, atol=1e-5)
     u8 = normalize(resize(img, (90, 120)), spec)
     assert np.abs(three_q - u8).max() <= 0.5 / min(spec.std) + 1e-6
+    (alone,) = level_inputs(img, levels[2:], spec)  # one level is resized the same way as among several
+    np.testing.assert_array_equal(alone, three_q)
