@@ -183,6 +183,7 @@ def doctor(
     import cv2
     import onnxruntime as ort
 
+    from overfeat_edge.pipeline.merge import COMPILED
     from overfeat_edge.stream.sources import has_gstreamer
 
     rows: list[tuple[str, str]] = []
@@ -202,14 +203,12 @@ def doctor(
     rows += [
         ("TensorRT", _version("tensorrt") if has_trt else "not installed"),
         ("pycuda", _version("pycuda")),
-        (
-            "cuda-python",
-            cuda_python,
-        ),
+        ("cuda-python", cuda_python),
         ("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}"),
+        ("OpenCV", f"{cv2.__version__}; GStreamer: {gst}"),
         (
-            "OpenCV",
-            f"{cv2.__version__}; GStreamer: {gst}",
+            "greedy merge",
+            "compiled (C)" if COMPILED else "numpy (the C extension was not built: no compiler at install)",
         ),
     ]
     table = Table(title="overfeat-edge doctor", show_header=False)

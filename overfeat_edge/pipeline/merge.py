@@ -23,6 +23,12 @@ How it is computed (the paper's loop rescans all pairs after every merge, O(n^3)
    best-first loop whenever no merged box meets another group on the way (the tests compare
    the two); otherwise only the order of those cross-group merges differs.
 
+Two implementations of a pass, one result: ``_greedy.c`` (built at install where a C compiler
+is present: a sweep for the pairs, union-find for the groups, and each group's loop with a
+cached minimum per row, O(K) memory for a group of K boxes) and the numpy one below, used where
+the extension was not built (``COMPILED`` says which). numpy steps every group in lock step, so
+its cost is set by the number of rounds and the call overhead of each; C has no such overhead.
+
 The reach: score <= t means |centre(a) - centre(b)| <= t * (diag(a) + diag(b)) / 2, and for
 t < 1 also IoU >= 1 - t, which bounds each side of b by a's side / (1 - t), so diag(b) <=
 diag(a) / (1 - t).
@@ -30,12 +36,23 @@ diag(a) / (1 - t).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from overfeat_edge.types import Detections
 
+try:
+    from overfeat_edge.pipeline import _greedy
+except ImportError:  # not built (no C compiler at install): the numpy pass below does the same
+    _greedy = None  # type: ignore[assignment]
+
+COMPILED = _greedy is not None
+"""Whether greedy merge runs the compiled pass (``overfeat-edge doctor`` reports it)."""
+
 _PAIR_CHUNK = 1 << 22  # candidate pairs scored at once
 _ROUND_CELLS = 1 << 16  # score-matrix entries (groups x K x K) a merge round scans; larger batches pay in argmin
+_MATRIX_CELLS = 1 << 22  # compiled pass: a group's score matrix is cached up to 32 MiB, larger groups rescore
 
 
 def box_area(xyxy: np.ndarray) -> np.ndarray:
@@ -230,16 +247,39 @@ def _merge_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray,
     return acc[keep], cls[keep]
 
 
-def greedy_merge(det: Detections, threshold: float = 0.5) -> Detections:
-    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first."""
+def _compiled_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The same pass as _merge_pass, in C (_greedy.c); None when no pair scores <= t."""
+    assert _greedy is not None
+    boxes = acc[:, :4] / acc[:, 4:5]
+    cls = np.ascontiguousarray(cls, dtype=np.int64)
+    rx, ry = _reach(boxes, t)
+    _, rank = np.unique(cls, return_inverse=True)
+    order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, rank.reshape(-1))).astype(np.int64)
+    acc = np.array(acc, dtype=np.float64, order="C")  # written in place: the caller's array stays as it was
+    gone = np.zeros(len(acc), np.uint8)
+    rx, ry = (np.ascontiguousarray(r, dtype=np.float64) for r in np.broadcast_arrays(rx, ry))
+    if _greedy.merge_pass(acc, order, rx, ry, cls, float(t), gone, _MATRIX_CELLS) == 0:
+        return None
+    keep = gone == 0
+    return acc[keep], cls[keep]
+
+
+def greedy_merge(det: Detections, threshold: float = 0.5, *, compiled: bool | None = None) -> Detections:
+    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first.
+
+    ``compiled``: None takes the C pass where it was built; False the numpy pass; True requires C.
+    """
+    if compiled and _greedy is None:
+        raise RuntimeError("the compiled greedy merge was not built (no C compiler at install)")
     if len(det) == 0:
         return det
+    merge_pass = _compiled_pass if (compiled is None and COMPILED) or compiled else _merge_pass
     acc = np.concatenate([det.xyxy, np.ones((len(det), 1)), det.score[:, None]], axis=1, dtype=np.float64)
     cls = det.class_id
-    while (merged := _merge_pass(acc, cls, threshold)) is not None:
+    while (merged := merge_pass(acc, cls, threshold)) is not None:
         acc, cls = merged
     box = (acc[:, :4] / acc[:, 4:5]).astype(np.float32)
     return Detections(box, acc[:, 5].astype(np.float32), cls).sorted()
 
 
-MERGERS = {"greedy": greedy_merge, "nms": nms}
+MERGERS: dict[str, Callable[[Detections, float], Detections]] = {"greedy": greedy_merge, "nms": nms}

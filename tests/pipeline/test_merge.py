@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
+import sysconfig
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
+from overfeat_edge.pipeline import merge
 from overfeat_edge.pipeline.merge import _pairs_within, box_iou, greedy_merge, match_score, nms
 from overfeat_edge.types import Detections
+
+Greedy = Callable[..., Detections]
+
+
+@pytest.fixture(params=["numpy", "compiled", "compiled-rescoring"])
+def greedy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Greedy:
+    """Every greedy test runs on each pass: numpy, the C extension, and C with no group's matrix cached."""
+    if request.param != "numpy" and not merge.COMPILED:
+        pytest.skip("the C extension was not built (no C compiler at install)")
+    if request.param == "compiled-rescoring":
+        monkeypatch.setattr(merge, "_MATRIX_CELLS", 0)  # the path of groups too large for a cached matrix
+    return functools.partial(greedy_merge, compiled=request.param != "numpy")
 
 
 def dets(boxes: list[list[float]], scores: list[float], classes: list[int] | None = None) -> Detections:
@@ -32,9 +50,9 @@ def test_match_score_hand_worked() -> None:
     assert match_score(a, a)[0, 0] == pytest.approx(0.0)
 
 
-def test_greedy_merges_close_boxes_and_sums_confidence() -> None:
+def test_greedy_merges_close_boxes_and_sums_confidence(greedy: Greedy) -> None:
     d = dets([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], [0.6, 0.7, 0.9])
-    m = greedy_merge(d, threshold=0.5)
+    m = greedy(d, threshold=0.5)
     # the two close boxes (match 0.32 + 0.1 = 0.42 <= 0.5) become their mean, confidence 1.3
     assert len(m) == 2
     np.testing.assert_allclose(m.xyxy[0], [0.5, 0.5, 10.5, 10.5])
@@ -43,17 +61,17 @@ def test_greedy_merges_close_boxes_and_sums_confidence() -> None:
     assert m.score[1] == pytest.approx(0.9)
 
 
-def test_greedy_mean_counts_every_member_once() -> None:
+def test_greedy_mean_counts_every_member_once(greedy: Greedy) -> None:
     d = dets([[0, 0, 10, 10], [0, 0, 10, 10], [3, 0, 13, 10]], [1, 1, 1])
-    m = greedy_merge(d, threshold=1.0)
+    m = greedy(d, threshold=1.0)
     assert len(m) == 1
     np.testing.assert_allclose(m.xyxy[0], [1, 0, 11, 10], rtol=1e-6)  # mean of the three, not ((0+0)/2+3)/2
     assert m.score[0] == pytest.approx(3)
 
 
-def test_greedy_never_merges_across_classes() -> None:
+def test_greedy_never_merges_across_classes(greedy: Greedy) -> None:
     d = dets([[0, 0, 10, 10], [0, 0, 10, 10]], [0.5, 0.5], [0, 1])
-    assert len(greedy_merge(d, threshold=1.0)) == 2
+    assert len(greedy(d, threshold=1.0)) == 2
 
 
 def naive_greedy(boxes: np.ndarray, conf: np.ndarray, t: float) -> list[tuple[tuple[float, ...], float]]:
@@ -77,14 +95,14 @@ def naive_greedy(boxes: np.ndarray, conf: np.ndarray, t: float) -> list[tuple[tu
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_greedy_equals_naive_loop(seed: int) -> None:
+def test_greedy_equals_naive_loop(seed: int, greedy: Greedy) -> None:
     rng = np.random.default_rng(seed)
     centres = rng.uniform(0, 200, (3, 2))
     xy = centres[rng.integers(0, 3, 25)] + rng.normal(0, 6, (25, 2))
     wh = rng.uniform(30, 40, (25, 2))
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
     conf = rng.uniform(0.3, 1, 25)
-    m = greedy_merge(dets(boxes.tolist(), conf.tolist()), threshold=0.6)
+    m = greedy(dets(boxes.tolist(), conf.tolist()), threshold=0.6)
     got = sorted(
         (tuple(np.round(b.astype(np.float64), 3)), round(float(s), 4)) for b, s in zip(m.xyxy, m.score, strict=True)
     )
@@ -115,7 +133,7 @@ def naive_greedy_scored(boxes: np.ndarray, conf: np.ndarray, classes: np.ndarray
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int) -> None:
+def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int, greedy: Greedy) -> None:
     """~200 windows on 12 objects of 3 classes, some objects overlapping: many groups, merged in lock step."""
     rng = np.random.default_rng(100 + seed)
     centres = rng.uniform(0, 300, (12, 2))
@@ -126,7 +144,7 @@ def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int) -> None:
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
     conf = rng.uniform(0.3, 1, 200)
     classes = k % 3
-    m = greedy_merge(Detections(boxes.astype(np.float32), conf.astype(np.float32), classes), threshold=0.5)
+    m = greedy(Detections(boxes.astype(np.float32), conf.astype(np.float32), classes), threshold=0.5)
     ref = naive_greedy_scored(boxes.astype(np.float32), conf.astype(np.float32), classes, 0.5)
     got = sorted(
         ((int(c), tuple(b), float(s)) for b, s, c in zip(m.xyxy, m.score, m.class_id, strict=True)),
@@ -139,14 +157,14 @@ def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int) -> None:
         assert gs == pytest.approx(rs, abs=1e-4)
 
 
-def test_greedy_merges_boxes_that_only_match_after_a_merge() -> None:
+def test_greedy_merges_boxes_that_only_match_after_a_merge(greedy: Greedy) -> None:
     """a1-a2 score 0.854 (<= 0.9); b scores 1.0 with each of them, but 0.854 with their mean [2, 0, 12, 10]."""
     a1, a2, b = [0, 0, 10, 10], [4, 0, 14, 10], [2, 4, 12, 14]
     assert match_score(np.array([a1]), np.array([a2]))[0, 0] == pytest.approx(4 / 7 + 4 / np.sqrt(200))
     to_b = 1 - 48 / 152 + np.sqrt(20) / np.sqrt(200)  # overlap 8 x 6, centres (2, 4) apart
     assert match_score(np.array([a1, a2]), np.array([b]))[:, 0] == pytest.approx([to_b, to_b])
     assert match_score(np.array([[2, 0, 12, 10]]), np.array([b]))[0, 0] == pytest.approx(4 / 7 + 4 / np.sqrt(200))
-    m = greedy_merge(dets([a1, a2, b], [0.5, 0.25, 0.125]), threshold=0.9)
+    m = greedy(dets([a1, a2, b], [0.5, 0.25, 0.125]), threshold=0.9)
     assert len(m) == 1  # as the paper's loop does: the mean of a1 and a2 then matches b
     np.testing.assert_allclose(m.xyxy[0], [2, 4 / 3, 12, 34 / 3], rtol=1e-6)
     assert m.score[0] == pytest.approx(0.875)
@@ -172,20 +190,25 @@ def test_pair_search_finds_exactly_the_pairs_a_full_matrix_finds(t: float) -> No
     assert len(want) > 20 and got == want
 
 
-def test_greedy_output_obeys_the_stopping_rule_and_keeps_every_window() -> None:
-    """On 3,000 dense windows: no two outputs of a class score <= t, confidences are conserved."""
-    rng = np.random.default_rng(7)
-    centres = rng.uniform(0, 1000, (120, 2))
-    size = rng.uniform(30, 200, 120)
-    k = rng.integers(0, 120, 3000)
-    xy = centres[k] + rng.normal(0, 0.1, (3000, 2)) * size[k, None]
-    wh = size[k, None] * rng.uniform(0.8, 1.2, (3000, 1))
-    det = Detections(
+def dense_windows(n: int, objects: int, classes: int, seed: int, side: float = 1000) -> Detections:
+    """n windows jittered around objects 30-200 px wide on a side x side image, many of them overlapping."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0, side, (objects, 2))
+    size = rng.uniform(30, 200, objects)
+    k = rng.integers(0, objects, n)
+    xy = centres[k] + rng.normal(0, 0.1, (n, 2)) * size[k, None]
+    wh = size[k, None] * rng.uniform(0.8, 1.2, (n, 2))
+    return Detections(
         np.concatenate([xy - wh / 2, xy + wh / 2], axis=1).astype(np.float32),
-        rng.uniform(0.5, 1, 3000).astype(np.float32),
-        k % 4,
+        rng.uniform(0.5, 1, n).astype(np.float32),
+        k % classes,
     )
-    m = greedy_merge(det, threshold=0.5)
+
+
+def test_greedy_output_obeys_the_stopping_rule_and_keeps_every_window(greedy: Greedy) -> None:
+    """On 3,000 dense windows: no two outputs of a class score <= t, confidences are conserved."""
+    det = dense_windows(3000, 120, 4, seed=7)
+    m = greedy(det, threshold=0.5)
     assert 60 < len(m) < 600
     for c in range(4):
         boxes = m.xyxy[m.class_id == c].astype(np.float64)
@@ -225,3 +248,36 @@ def test_nms_equals_naive(seed: int) -> None:
 def test_empty_inputs() -> None:
     assert len(nms(Detections.empty())) == 0
     assert len(greedy_merge(Detections.empty())) == 0
+
+
+def test_compiled_and_numpy_passes_give_the_same_boxes() -> None:
+    """On 4,000 dense windows of overlapping objects (groups of up to ~150): the same boxes, scores and classes."""
+    if not merge.COMPILED:
+        pytest.skip("the C extension was not built (no C compiler at install)")
+    det = dense_windows(4000, 160, 3, seed=11, side=800)
+    a, b = greedy_merge(det, compiled=False), greedy_merge(det, compiled=True)
+    assert 100 < len(a) < 1000 and len(a) == len(b)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-4)
+    np.testing.assert_allclose(a.score, b.score, rtol=1e-6)
+
+
+def test_compiled_merge_is_built_where_a_compiler_is() -> None:
+    """The extension is optional at install; where a C compiler exists, its absence is a build failure."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) on this machine: the numpy pass is the one in use")
+    assert merge.COMPILED, "a C compiler is present but overfeat_edge.pipeline._greedy was not built"
+
+
+def test_compiled_pass_refuses_buffers_of_the_wrong_size() -> None:
+    if not merge.COMPILED:
+        pytest.skip("the C extension was not built (no C compiler at install)")
+    assert merge._greedy is not None
+    n = 4
+    acc, gone = np.ones((n, 6)), np.zeros(n, np.uint8)
+    order, cls, r = np.arange(n, dtype=np.int64), np.zeros(n, np.int64), np.ones(n)
+    with pytest.raises(ValueError, match="rx has 24 bytes, expected 32"):
+        merge._greedy.merge_pass(acc, order, r[:3], r, cls, 0.5, gone, 0)
+    with pytest.raises(ValueError, match="acc has"):
+        merge._greedy.merge_pass(acc[:, :5].copy(), order, r, r, cls, 0.5, gone, 0)
