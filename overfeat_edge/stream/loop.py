@@ -94,6 +94,7 @@ class StreamLoop:
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
+        self._stages: dict[str, list[threading.Thread]] = {}  # stage -> its threads (inference: one per worker)
         self.stop_reason = ""
 
     # ---- control -------------------------------------------------------------------------
@@ -114,7 +115,7 @@ class StreamLoop:
                 q.put(item, timeout=0.1)
                 return
             except queue.Full:
-                stage = [t for t in self._threads if t.name.startswith(f"overfeat-{consumer}")]
+                stage = self._stages.get(consumer, [])
                 if stage and not any(t.is_alive() for t in stage):
                     return
 
@@ -235,12 +236,16 @@ class StreamLoop:
 
     # ---- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        stages: list[tuple[str, Callable[[], None]]] = [("capture", self._capture), ("pre", self._preprocess)]
+        stages: list[tuple[str, str, Callable[[], None]]] = [
+            ("capture", "capture", self._capture),
+            ("pre", "pre", self._preprocess),
+        ]
         for k, runner in enumerate(self.runners):
-            stages.append((f"infer{k}", functools.partial(self._infer, runner)))
-        stages.append(("post", self._post))
-        for name, fn in stages:
+            stages.append(("infer", f"infer{k}", functools.partial(self._infer, runner)))
+        stages.append(("post", "post", self._post))
+        for stage, name, fn in stages:
             t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
+            self._stages.setdefault(stage, []).append(t)
             self._threads.append(t)
         for t in self._threads:
             t.start()
