@@ -1,6 +1,6 @@
 """Pipeline and backend efficiency: `run` end to end vs the network alone; GFLOP/s vs the matmul peak.
 
-    python3 benchmarks/pipeline.py [--threads 2]
+    python3 benchmarks/pipeline.py [--threads 2] [--repeats 5]
 
 Runs ``overfeat-edge bench`` (60 generated 384x512 frames, the shipped model, 6 scales) and writes
 the "pipeline" section of BENCHMARKS.md.
@@ -26,19 +26,26 @@ from overfeat_edge.commands import main as cli  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="bench runs; the median run's figures are reported")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "bench.json"
-        if cli(["bench", "--threads", str(args.threads), "--json", str(out)]) != 0:
-            raise SystemExit("bench failed")
-        d = json.loads(out.read_text())
+    runs = []
+    for _ in range(args.repeats):  # this machine is shared and noisy: the median run of several
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "bench.json"
+            if cli(["bench", "--threads", str(args.threads), "--json", str(out)]) != 0:
+                raise SystemExit("bench failed")
+            runs.append(json.loads(out.read_text()))
+    runs.sort(key=lambda r: r["pipeline_efficiency"])
+    d = runs[len(runs) // 2]
+    spread = f"{runs[0]['pipeline_efficiency']:.0%} - {runs[-1]['pipeline_efficiency']:.0%}"
     st = d["stages"]
     lines = [
         "## Pipeline and backend efficiency (issue [6/6])",
         "",
         f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} threads in all (spinning off)",
-        f"- **Command**: `python3 benchmarks/pipeline.py --threads {args.threads}` (= `overfeat-edge bench`)",
+        f"- **Command**: `python3 benchmarks/pipeline.py --threads {args.threads} --repeats {args.repeats}` "
+        f"(= `overfeat-edge bench`, {args.repeats} times; the run with the median efficiency is shown)",
         f"- **Date**: {today()}",
         f"- **Workload**: overfeat-mini-shapes, {d['frames']} generated 384x512 frames, 6 scales, fine stride, "
         f"{d['gflop_per_frame']:.2f} GFLOP/frame; `run` decodes the MP4, writes MP4 + JSONL.",
@@ -52,7 +59,12 @@ def main() -> None:
         f"| `run` end to end ({d['workers']} inference workers, the default for a file), frames/s | "
         f"{d['run_fps']:.1f} |",
         f"| pipeline efficiency (`run` / the faster network-only way) | **{d['pipeline_efficiency']:.0%}** "
-        "(target 90%) |",
+        f"(target 90%; {spread} over the {len(runs)} runs) |",
+        "| CPU ms per frame, each stage alone: network (the workers) / capture / preprocess / postprocess / sink | "
+        f"{d['network_cpu_ms_per_frame']:.0f} / "
+        + " / ".join(f"{v:.1f}" for v in d["other_stages_cpu_ms_per_frame"].values())
+        + " |",
+        f"| ceiling on this machine: network CPU / every stage's CPU | {d['pipeline_ceiling']:.0%} |",
         f"| network GFLOP/s achieved | {d['model_gflops_per_s']:.0f} |",
         f"| float32 matmul peak, numpy BLAS 2048^3 | {d['matmul_peak_gflops_per_s']:.0f} |",
         f"| network / matmul peak | **{d['fraction_of_peak']:.0%}** |",

@@ -190,3 +190,8 @@ def test_bench_reports_efficiency(tmp_path: Path) -> None:
     d = json.loads(out.read_text())
     assert d["frames"] == 4 and d["model_fps"] > 0 and 0 < d["pipeline_efficiency"] < 2
     assert d["gflop_per_frame"] > 0 and d["matmul_peak_gflops_per_s"] > 0
+    other = d["other_stages_cpu_ms_per_frame"]
+    assert set(other) == {"capture", "preprocess", "postprocess", "sink"} and min(other.values()) >= 0
+    assert other["preprocess"] > 0 and d["network_cpu_ms_per_frame"] > 0
+    net = d["network_cpu_ms_per_frame"]
+    assert d["pipeline_ceiling"] == pytest.approx(net / (net + sum(other.values())))
