@@ -30,6 +30,18 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
+def header(title: str, command: str, machine_note: str = "") -> list[str]:
+    """A section's first lines: its title, then the machine, the command (markdown) and the date."""
+    note = f", {machine_note}" if machine_note else ""
+    return [
+        f"## {title}",
+        "",
+        f"- **Machine**: {machine()}{note}",
+        f"- **Command**: {command}",
+        f"- **Date**: {today()}",
+    ]
+
+
 def write_section(name: str, text: str, path: Path = BENCHMARKS) -> None:
     """Replace the section ``name`` in BENCHMARKS.md (appended if absent); written atomically."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

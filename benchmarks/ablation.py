@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section
+from _report import header, write_section
 
 from overfeat_edge.train.ablation import ablation_rows, run_ablation
 from overfeat_edge.train.datasets import read_coco
@@ -39,12 +39,12 @@ def main() -> None:
         data = read_coco(tmp)
         rows = run_ablation(ablation_rows(args.model, None, 0.5, "greedy"), data, args.model, args.threads, None)
     lines = [
-        "## Detection ablation: stride x scales x merge (issue [2/6], in the spirit of the paper's Table 2)",
-        "",
-        f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} threads",
-        f"- **Command**: `python3 benchmarks/ablation.py --model {args.model} --images {args.images} "
-        f"--seed {args.seed}` (= `overfeat-edge eval --ablation` on `data synth --seed {args.seed}`)",
-        f"- **Date**: {today()}",
+        *header(
+            "Detection ablation: stride x scales x merge (issue [2/6], in the spirit of the paper's Table 2)",
+            f"`python3 benchmarks/ablation.py --model {args.model} --images {args.images} --seed {args.seed}` "
+            f"(= `overfeat-edge eval --ablation` on `data synth --seed {args.seed}`)",
+            f"ONNX Runtime CPU, {args.threads} threads",
+        ),
         f"- **Data**: {args.images} generated 384x512 scenes, seed {args.seed} (held out: training used seed 1, "
         "tuning seed 2); COCO mAP by pycocotools. ms/frame: median wall time of the whole detector "
         "(resize, normalize, network, decode, merge) per frame; coarse rows run a coarse graph exported from "

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.preprocess import level_inputs  # noqa: E402
 from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels  # noqa: E402
@@ -92,11 +92,11 @@ def main() -> None:
                 )
                 print(rows[-1], flush=True)
     lines = [
-        "## Fully convolutional vs naive sliding window (issue [6/6])",
-        "",
-        f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} threads",
-        "- **Command**: `python3 benchmarks/fcn_vs_sliding.py`",
-        f"- **Date**: {today()}",
+        *header(
+            "Fully convolutional vs naive sliding window (issue [6/6])",
+            "`python3 benchmarks/fcn_vs_sliding.py`",
+            f"ONNX Runtime CPU, {args.threads} threads",
+        ),
         "- **Workload**: overfeat-mini-shapes, one 384x512 frame; 1 scale = smallest side 224, "
         "6 = the model's pyramid.",
         "",

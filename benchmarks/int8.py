@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig  # noqa: E402
 from overfeat_edge.runtime import load_runner  # noqa: E402
@@ -57,13 +57,13 @@ def main() -> None:
     ms = {k: float(np.median(v)) * 1000 for k, v in times.items()}
     rows = {m["method"]: m for m in report["methods"]}
     lines = [
-        "## INT8 on the CPU: accuracy and speed (issue [5/6])",
-        "",
-        f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} threads",
-        "- **Command**: `overfeat-edge calibrate --model overfeat-mini-shapes --images "
-        "calib/overfeat-mini-shapes/sample/images --eval-data DATA` (DATA = `data synth --images 200 --seed 3`), "
-        "then `python3 benchmarks/int8.py`",
-        f"- **Date**: {today()}",
+        *header(
+            "INT8 on the CPU: accuracy and speed (issue [5/6])",
+            "`overfeat-edge calibrate --model overfeat-mini-shapes --images "
+            "calib/overfeat-mini-shapes/sample/images --eval-data DATA` (DATA = `data synth --images 200 --seed 3`), "
+            "then `python3 benchmarks/int8.py`",
+            f"ONNX Runtime CPU, {args.threads} threads",
+        ),
         "- **Calibration**: 32 generated images (`calib/overfeat-mini-shapes/sample`, seed 5), every pyramid scale, "
         "the runtime's preprocessing; Q/DQ ONNX, symmetric int8, per-channel weights, float biases.",
         "",

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 CLI = [sys.executable, str(ROOT / "cli.py")]
 SAMPLE = ROOT / "calib" / "overfeat-mini-shapes" / "sample" / "images"
@@ -143,11 +143,7 @@ def main() -> None:
             ("doctor", ["doctor"], "no GPU here: reports and exits"),
         ]
         lines = [
-            "## Peak memory per command (issue [6/6])",
-            "",
-            f"- **Machine**: {machine()}",
-            "- **Command**: `python3 benchmarks/memory.py`",
-            f"- **Date**: {today()}",
+            *header("Peak memory per command (issue [6/6])", "`python3 benchmarks/memory.py`"),
             "- **How**: each command in its own process; its peak RSS from `os.wait4` (`ru_maxrss`).",
             "",
             "| command | workload | peak RSS MiB | wall s | exit |",

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.decode import decode_level  # noqa: E402
 from overfeat_edge.pipeline.detector import Detector  # noqa: E402
@@ -80,11 +80,7 @@ def main() -> None:
         sys.exit("the C extension was not built (pip install -e . with a C compiler present); nothing to compare")
     rng = np.random.default_rng(0)
     lines = [
-        "## Merge and NMS scaling (issue [6/6])",
-        "",
-        f"- **Machine**: {machine()}",
-        "- **Command**: `python3 benchmarks/merge_scaling.py`",
-        f"- **Date**: {today()}",
+        *header("Merge and NMS scaling (issue [6/6])", "`python3 benchmarks/merge_scaling.py`"),
         "",
         "| boxes | greedy merge ms, C | greedy merge ms, numpy | C speed-up | largest group | NMS ms "
         "| boxes out (greedy / NMS) |",

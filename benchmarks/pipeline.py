@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.commands import main as cli  # noqa: E402
 
@@ -41,12 +41,12 @@ def main() -> None:
     spread = f"{runs[0]['pipeline_efficiency']:.0%} - {runs[-1]['pipeline_efficiency']:.0%}"
     st = d["stages"]
     lines = [
-        "## Pipeline and backend efficiency (issue [6/6])",
-        "",
-        f"- **Machine**: {machine()}, ONNX Runtime CPU, {args.threads} threads in all (spinning off)",
-        f"- **Command**: `python3 benchmarks/pipeline.py --threads {args.threads} --repeats {args.repeats}` "
-        f"(= `overfeat-edge bench`, {args.repeats} times; the run with the median efficiency is shown)",
-        f"- **Date**: {today()}",
+        *header(
+            "Pipeline and backend efficiency (issue [6/6])",
+            f"`python3 benchmarks/pipeline.py --threads {args.threads} --repeats {args.repeats}` "
+            f"(= `overfeat-edge bench`, {args.repeats} times; the run with the median efficiency is shown)",
+            f"ONNX Runtime CPU, {args.threads} threads in all (spinning off)",
+        ),
         f"- **Workload**: overfeat-mini-shapes, {d['frames']} generated 384x512 frames, 6 scales, fine stride, "
         f"{d['gflop_per_frame']:.2f} GFLOP/frame; `run` decodes the MP4, writes MP4 + JSONL.",
         "",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psutil  # noqa: E402
-from _report import machine, today, write_section  # noqa: E402
+from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig  # noqa: E402
 from overfeat_edge.runtime import load_runner  # noqa: E402
@@ -90,11 +90,10 @@ def main() -> None:
     peak_after = max(s[1] for s in samples if s[0] >= warm[0])
     summ = stats.summary()
     lines = [
-        "## Soak: the live loop for thousands of frames (issue [3/6])",
-        "",
-        f"- **Machine**: {machine()}",
-        f"- **Command**: `python3 benchmarks/soak.py --frames {args.frames} --fps {args.fps:g} --scales {args.scales}`",
-        f"- **Date**: {today()}",
+        *header(
+            "Soak: the live loop for thousands of frames (issue [3/6])",
+            f"`python3 benchmarks/soak.py --frames {args.frames} --fps {args.fps:g} --scales {args.scales}`",
+        ),
         "- **Setup**: HTTP MJPEG camera process (128x96, ends each connection after 1,000 frames) -> `run`'s "
         "threaded loop (latest-frame mailbox) -> overfeat-mini-shapes on ONNX Runtime, one scale -> MP4 + JSONL sinks.",
         "",
