@@ -14,8 +14,9 @@
  * 2. Boxes linked by a pair <= t form groups (union-find).
  * 3. Inside each group the paper's loop: merge the best pair (lowest score; ties: lowest row, then lowest
  *    column, as numpy's row-major argmin over the score matrix) while its score is <= t. Each row keeps its
- *    minimum and where it lies; a merge rescores the merged row only and rescans the rows whose minimum it
- *    moved. The group's score matrix is cached (up to `cells`); beyond that rows are rescored instead, so
+ *    minimum and where it lies; a merge rescores the merged row only. A row whose minimum the merge raised
+ *    (it lay at the merged pair) keeps the old value as a lower bound and is rescanned only if that bound
+ *    comes up as the smallest (the lazy update of Muellner's generic clustering algorithm, 2011). The group's score matrix is cached (up to `cells`); beyond that rows are rescored instead, so
  *    memory stays O(K) for a group of K boxes however large it grows.
  *
  * The caller repeats passes on the surviving boxes until one makes no merge (merge.py's docstring).
@@ -30,6 +31,9 @@
 typedef struct {
     double x1, y1, x2, y2, diag, area;
 } Box;
+
+#define STALE 2 /* alive[] value of a row whose cached minimum is only a lower bound */
+#define TILE 64  /* the score matrix is filled in TILE x TILE blocks */
 
 typedef struct {
     double cx, cy, rx, ry;
@@ -75,13 +79,21 @@ static inline double entry(const Box *box, const char *alive, Py_ssize_t r, Py_s
     return s <= t ? s : INFINITY;
 }
 
-/* Row r's minimum and its first column; from the cached matrix `s` (k x k) where there is one. */
-static void scan_row(const Box *box, const char *alive, const double *s, Py_ssize_t k, Py_ssize_t r, double t,
-                     double *rmin, Py_ssize_t *rarg) {
+/* Row r's minimum and its first column. From the cached matrix `s` (k x k) where there is one: a merge
+ * rewrites only its own row (contiguous; writing its column too would touch k cache lines), and `stamp`
+ * says which of rows r and c was rewritten last, so entry (r, c) is read from that one. */
+static void scan_row(const Box *box, const char *alive, const double *s, const Py_ssize_t *stamp, Py_ssize_t k,
+                     Py_ssize_t r, double t, double *rmin, Py_ssize_t *rarg) {
     double best = INFINITY;
     Py_ssize_t at = -1;
     for (Py_ssize_t c = 0; c < k; c++) {
-        double e = s ? s[r * k + c] : entry(box, alive, r, c, t);
+        double e;
+        if (!s)
+            e = entry(box, alive, r, c, t);
+        else if (c == r || !alive[c])
+            e = INFINITY;
+        else
+            e = stamp[c] > stamp[r] ? s[c * k + r] : s[r * k + c];
         if (e < best) best = e, at = c;
     }
     rmin[r] = best;
@@ -93,21 +105,36 @@ static void scan_row(const Box *box, const char *alive, const double *s, Py_ssiz
 static Py_ssize_t merge_group(double *acc, const Py_ssize_t *m, Py_ssize_t k, double t, Py_ssize_t cells,
                               uint8_t *gone, Box *box, char *alive, double *rmin, Py_ssize_t *rarg, double *row) {
     Py_ssize_t merges = 0;
-    double *s = k * k <= cells ? malloc(k * k * sizeof *s) : NULL;
-    if (k * k <= cells && !s) return -1;
-    for (Py_ssize_t r = 0; r < k; r++) set_box(&box[r], acc + 6 * m[r]), alive[r] = 1;
-    if (s)
-        for (Py_ssize_t r = 0; r < k; r++) {
-            s[r * k + r] = INFINITY;
-            for (Py_ssize_t c = r + 1; c < k; c++) s[r * k + c] = s[c * k + r] = entry(box, alive, r, c, t);
+    double *s = NULL;
+    Py_ssize_t *stamp = NULL, clock = 0;
+    if (k * k <= cells) {
+        s = malloc(k * k * sizeof *s);
+        stamp = calloc(k, sizeof *stamp);
+        if (!s || !stamp) {
+            free(s), free(stamp);
+            return -1;
         }
-    for (Py_ssize_t r = 0; r < k; r++) scan_row(box, alive, s, k, r, t, rmin, rarg);
+    }
+    for (Py_ssize_t r = 0; r < k; r++) set_box(&box[r], acc + 6 * m[r]), alive[r] = 1;
+    if (s) /* in tiles, so that writing the transposed half stays within a few cache lines */
+        for (Py_ssize_t rb = 0; rb < k; rb += TILE)
+            for (Py_ssize_t cb = rb; cb < k; cb += TILE)
+                for (Py_ssize_t r = rb; r < rb + TILE && r < k; r++)
+                    for (Py_ssize_t c = cb > r ? cb : r; c < cb + TILE && c < k; c++)
+                        s[r * k + c] = s[c * k + r] = entry(box, alive, r, c, t);
+    for (Py_ssize_t r = 0; r < k; r++) scan_row(box, alive, s, stamp, k, r, t, rmin, rarg);
+    /* alive[r]: 0 merged away, 1 rmin[r] is row r's minimum, STALE rmin[r] is only a lower bound of it */
     for (;;) {
         Py_ssize_t i = -1;
         double best = INFINITY;
         for (Py_ssize_t r = 0; r < k; r++)
             if (rmin[r] < best) best = rmin[r], i = r;
-        if (i < 0) break;       /* no pair <= t is left (entries above t are infinite) */
+        if (i < 0) break; /* no pair <= t is left (entries above t are infinite) */
+        if (alive[i] == STALE) {
+            alive[i] = 1; /* the lowest bound belongs to a row not scanned since: scan it, choose again */
+            scan_row(box, alive, s, stamp, k, i, t, rmin, rarg);
+            continue;
+        }
         Py_ssize_t j = rarg[i]; /* i < j: row j holds the same minimum at column i, a later row */
         double *ai = acc + 6 * m[i], *aj = acc + 6 * m[j];
         for (int q = 0; q < 6; q++) ai[q] += aj[q];
@@ -118,18 +145,22 @@ static Py_ssize_t merge_group(double *acc, const Py_ssize_t *m, Py_ssize_t k, do
         for (Py_ssize_t c = 0; c < k; c++) {
             row[c] = entry(box, alive, i, c, t);
             if (row[c] < rmin[i]) rmin[i] = row[c], rarg[i] = c;
-            if (s) s[i * k + c] = s[c * k + i] = row[c], s[c * k + j] = INFINITY;
+            if (s) s[i * k + c] = row[c];
         }
+        if (s) stamp[i] = ++clock;
         for (Py_ssize_t r = 0; r < k; r++) {
             if (!alive[r] || r == i) continue;
             double e = row[r]; /* entry (r, i): changed; entry (r, j): now infinite; the rest unchanged */
-            if (rarg[r] == j || (rarg[r] == i && e > rmin[r]))
-                scan_row(box, alive, s, k, r, t, rmin, rarg); /* its minimum was at i or j and may have moved */
-            else if (e < rmin[r] || (e == rmin[r] && i < rarg[r]))
+            if (alive[r] == STALE) {
+                if (e < rmin[r]) rmin[r] = e, rarg[r] = i, alive[r] = 1; /* below every other entry */
+            } else if (rarg[r] == j || (rarg[r] == i && e > rmin[r])) {
+                alive[r] = STALE; /* its minimum went up: the old one stays a lower bound until it matters */
+            } else if (e < rmin[r] || (e == rmin[r] && i < rarg[r])) {
                 rmin[r] = e, rarg[r] = i;
+            }
         }
     }
-    free(s);
+    free(s), free(stamp);
     return merges;
 }
 
@@ -195,10 +226,10 @@ static PyObject *merge_pass(PyObject *self, PyObject *args) {
                 if (v->cls != u->cls || dx > u->rx) break;
                 if (dx > v->rx || fabs(u->cy - v->cy) > min2(u->ry, v->ry)) continue;
                 Py_ssize_t a = order[p], b = order[q];
-                if ((a < b ? score(&box[a], &box[b]) : score(&box[b], &box[a])) <= t) {
-                    Py_ssize_t ra = find(parent, a), rb = find(parent, b);
-                    if (ra != rb) parent[ra > rb ? ra : rb] = ra < rb ? ra : rb;
-                }
+                Py_ssize_t ra = find(parent, a), rb = find(parent, b);
+                if (ra == rb) continue; /* already linked: the score cannot change the groups */
+                if ((a < b ? score(&box[a], &box[b]) : score(&box[b], &box[a])) <= t)
+                    parent[ra > rb ? ra : rb] = ra < rb ? ra : rb;
             }
         }
         /* each group's boxes in ascending index order: a counting sort by root */

@@ -25,9 +25,11 @@ How it is computed (the paper's loop rescans all pairs after every merge, O(n^3)
 
 Two implementations of a pass, one result: ``_greedy.c`` (built at install where a C compiler
 is present: a sweep for the pairs, union-find for the groups, and each group's loop with a
-cached minimum per row, O(K) memory for a group of K boxes) and the numpy one below, used where
-the extension was not built (``COMPILED`` says which). numpy steps every group in lock step, so
-its cost is set by the number of rounds and the call overhead of each; C has no such overhead.
+cached minimum per row) and the numpy one below, used where the extension was not built
+(``COMPILED`` says which). numpy steps the groups of up to _BIG_GROUP boxes in lock step, so
+their cost is set by the number of rounds and the call overhead of each; larger groups (one
+object filling the frame at fine stride gives thousands of windows) take C's algorithm, one
+merge per numpy step. Both keep a large group's K x K matrix only up to _MATRIX_CELLS entries.
 
 The reach: score <= t means |centre(a) - centre(b)| <= t * (diag(a) + diag(b)) / 2, and for
 t < 1 also IoU >= 1 - t, which bounds each side of b by a's side / (1 - t), so diag(b) <=
@@ -52,7 +54,8 @@ COMPILED = _greedy is not None
 
 _PAIR_CHUNK = 1 << 22  # candidate pairs scored at once
 _ROUND_CELLS = 1 << 16  # score-matrix entries (groups x K x K) a merge round scans; larger batches pay in argmin
-_MATRIX_CELLS = 1 << 22  # compiled pass: a group's score matrix is cached up to 32 MiB, larger groups rescore
+_MATRIX_CELLS = 1 << 22  # a large group's score matrix is cached up to 32 MiB; larger groups rescore rows
+_BIG_GROUP = 128  # numpy pass: larger groups merge one pair per step (_merge_big_group), not in lock step
 
 
 def box_area(xyxy: np.ndarray) -> np.ndarray:
@@ -229,7 +232,9 @@ def _merge_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray,
     sizes = np.diff(np.r_[starts, n])
     acc = acc.copy()
     gone = []
-    big = np.flatnonzero(sizes > 1)
+    for g in np.flatnonzero(sizes > _BIG_GROUP):  # one merge per numpy step, as the C pass
+        gone.append(_merge_big_group(order[starts[g] : starts[g] + sizes[g]], acc, t))
+    big = np.flatnonzero((sizes > 1) & (sizes <= _BIG_GROUP))
     big = big[np.argsort(-sizes[big], kind="stable")]
     lo = 0
     while lo < len(big):  # batches of groups padded to the batch's largest: rounds vs cells per round
@@ -245,6 +250,58 @@ def _merge_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray,
     keep = np.ones(n, bool)
     keep[np.concatenate(gone)] = False
     return acc[keep], cls[keep]
+
+
+def _merge_big_group(idx: np.ndarray, acc: np.ndarray, t: float) -> np.ndarray:
+    """The greedy loop in one large group (``idx``: its boxes, ascending), with ``_greedy.c``'s bookkeeping.
+
+    Each row keeps its minimum and where it lies; a merge rescores the merged row and rescans the
+    rows whose minimum it moved, all in one numpy call (C defers those rescans instead, keeping the
+    old minimum as a lower bound), so a merge costs O(K) numpy work, not a K x K argmin per round.
+    The score matrix is kept up to _MATRIX_CELLS entries; beyond that rescanned rows are rescored.
+    Merged boxes are written into ``acc``; returns the indices merged away.
+    """
+    k = len(idx)
+    a = acc[idx]
+    box = a[:, :4] / a[:, 4:5]
+    alive = np.ones(k, bool)
+    cols = np.arange(k)
+
+    def rows(r: np.ndarray) -> np.ndarray:  # entries of rows r: the score, inf above t, for a gone box or itself
+        e = _match(box[r][:, None, :], box[None, :, :])
+        e[(e > t) | ~alive[None, :] | (r[:, None] == cols[None, :])] = np.inf
+        return e
+
+    cached = k * k <= _MATRIX_CELLS
+    s = rows(cols) if cached else None
+    if s is not None:
+        s = np.minimum(s, s.T)  # symmetric, so that the best pair's lower index is the row found first
+    rmin = np.full(k, np.inf)
+    rarg = np.zeros(k, np.int64)
+    for lo in range(0, k, 256):
+        e = s[lo : lo + 256] if s is not None else rows(cols[lo : lo + 256])
+        rmin[lo : lo + 256], rarg[lo : lo + 256] = e.min(axis=1), e.argmin(axis=1)
+    while True:
+        i = int(rmin.argmin())
+        if not rmin[i] <= t:
+            break
+        j = int(rarg[i])
+        a[i] += a[j]
+        box[i] = a[i, :4] / a[i, 4]
+        alive[j] = False
+        rmin[j] = np.inf
+        row = rows(np.array([i]))[0]
+        if s is not None:
+            s[i], s[:, i], s[:, j] = row, row, np.inf
+        rescan = alive & ((rarg == j) | ((rarg == i) & (row > rmin)))
+        rescan[i] = True
+        better = alive & ~rescan & ((row < rmin) | ((row == rmin) & (i < rarg)))
+        rmin[better], rarg[better] = row[better], i
+        r = np.flatnonzero(rescan)
+        e = s[r] if s is not None else rows(r)
+        rmin[r], rarg[r] = e.min(axis=1), e.argmin(axis=1)
+    acc[idx] = a
+    return idx[~alive]
 
 
 def _compiled_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray] | None:

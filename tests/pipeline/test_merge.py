@@ -17,14 +17,19 @@ from overfeat_edge.types import Detections
 Greedy = Callable[..., Detections]
 
 
-@pytest.fixture(params=["numpy", "compiled", "compiled-rescoring"])
+@pytest.fixture(params=["numpy", "numpy-per-merge", "numpy-per-merge-rescoring", "compiled", "compiled-rescoring"])
 def greedy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Greedy:
-    """Every greedy test runs on each pass: numpy, the C extension, and C with no group's matrix cached."""
-    if request.param != "numpy" and not merge.COMPILED:
+    """Every greedy test runs on each way through the code: numpy in lock step; numpy one merge at a time
+    (its path for large groups), with and without the group's matrix cached; the C extension, with and
+    without the matrix cached (the paths of groups too large for one)."""
+    compiled = request.param.startswith("compiled")
+    if compiled and not merge.COMPILED:
         pytest.skip("the C extension was not built (no C compiler at install)")
-    if request.param == "compiled-rescoring":
-        monkeypatch.setattr(merge, "_MATRIX_CELLS", 0)  # the path of groups too large for a cached matrix
-    return functools.partial(greedy_merge, compiled=request.param != "numpy")
+    if request.param.endswith("rescoring"):
+        monkeypatch.setattr(merge, "_MATRIX_CELLS", 0)
+    if request.param.startswith("numpy-per-merge"):
+        monkeypatch.setattr(merge, "_BIG_GROUP", 1)
+    return functools.partial(greedy_merge, compiled=compiled)
 
 
 def dets(boxes: list[list[float]], scores: list[float], classes: list[int] | None = None) -> Detections:
