@@ -52,7 +52,7 @@ except ImportError:  # not built (no C compiler at install): the numpy pass belo
 COMPILED = _greedy is not None
 """Whether greedy merge runs the compiled pass (``overfeat-edge doctor`` reports it)."""
 
-_PAIR_CHUNK = 1 << 22  # candidate pairs scored at once
+_PAIR_CHUNK = 1 << 18  # candidate pairs scored at once (about 70 MB of temporaries)
 _ROUND_CELLS = 1 << 16  # score-matrix entries (groups x K x K) a merge round scans; larger batches pay in argmin
 _MATRIX_CELLS = 1 << 22  # a large group's score matrix is cached up to 32 MiB; larger groups rescore rows
 _BIG_GROUP = 128  # numpy pass: larger groups merge one pair per step (_merge_big_group), not in lock step
@@ -272,15 +272,20 @@ def _merge_big_group(idx: np.ndarray, acc: np.ndarray, t: float) -> np.ndarray:
         e[(e > t) | ~alive[None, :] | (r[:, None] == cols[None, :])] = np.inf
         return e
 
-    cached = k * k <= _MATRIX_CELLS
-    s = rows(cols) if cached else None
-    if s is not None:
+    s = None
+    if k * k <= _MATRIX_CELLS:  # filled 256 rows at a time, so that _match's temporaries stay small
+        s = np.concatenate([rows(cols[lo : lo + 256]) for lo in range(0, k, 256)])
         s = np.minimum(s, s.T)  # symmetric, so that the best pair's lower index is the row found first
     rmin = np.full(k, np.inf)
     rarg = np.zeros(k, np.int64)
-    for lo in range(0, k, 256):
-        e = s[lo : lo + 256] if s is not None else rows(cols[lo : lo + 256])
-        rmin[lo : lo + 256], rarg[lo : lo + 256] = e.min(axis=1), e.argmin(axis=1)
+
+    def scan(r: np.ndarray) -> None:  # rows r's minima, 256 rows at a time (rescored rows: 256 x K at most)
+        for lo in range(0, len(r), 256):
+            part = r[lo : lo + 256]
+            e = s[part] if s is not None else rows(part)
+            rmin[part], rarg[part] = e.min(axis=1), e.argmin(axis=1)
+
+    scan(cols)
     while True:
         i = int(rmin.argmin())
         if not rmin[i] <= t:
@@ -297,9 +302,7 @@ def _merge_big_group(idx: np.ndarray, acc: np.ndarray, t: float) -> np.ndarray:
         rescan[i] = True
         better = alive & ~rescan & ((row < rmin) | ((row == rmin) & (i < rarg)))
         rmin[better], rarg[better] = row[better], i
-        r = np.flatnonzero(rescan)
-        e = s[r] if s is not None else rows(r)
-        rmin[r], rarg[r] = e.min(axis=1), e.argmin(axis=1)
+        scan(np.flatnonzero(rescan))
     acc[idx] = a
     return idx[~alive]
 
