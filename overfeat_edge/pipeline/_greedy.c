@@ -186,7 +186,7 @@ static PyObject *merge_pass(PyObject *self, PyObject *args) {
     const double *rx = rx_b.buf, *ry = ry_b.buf;
     uint8_t *gone = gone_b.buf;
     Py_ssize_t *parent = NULL, *start = NULL, *members = NULL, *rarg = NULL;
-    double *cx = NULL, *cy = NULL, *rmin = NULL, *row = NULL;
+    double *rmin = NULL, *row = NULL;
     Box *box = NULL;
     Sweep *sweep = NULL;
     char *alive = NULL;
@@ -200,23 +200,18 @@ static PyObject *merge_pass(PyObject *self, PyObject *args) {
     start = calloc(n + 2, sizeof *start);
     members = malloc((n + 1) * sizeof *members);
     rarg = malloc((n + 1) * sizeof *rarg);
-    cx = malloc((n + 1) * sizeof *cx);
-    cy = malloc((n + 1) * sizeof *cy);
     rmin = malloc((n + 1) * sizeof *rmin);
     row = malloc((n + 1) * sizeof *row);
     box = malloc((n + 1) * sizeof *box);
     sweep = malloc((n + 1) * sizeof *sweep);
     alive = malloc(n + 1);
-    if (parent && start && members && rarg && cx && cy && rmin && row && box && sweep && alive) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            parent[i] = i;
-            set_box(&box[i], acc + 6 * i);
-            cx[i] = (box[i].x1 + box[i].x2) / 2, cy[i] = (box[i].y1 + box[i].y2) / 2;
-        }
+    if (parent && start && members && rarg && rmin && row && box && sweep && alive) {
+        for (Py_ssize_t i = 0; i < n; i++) parent[i] = i, set_box(&box[i], acc + 6 * i);
         /* 1-2: pairs within reach that score <= t, joined into groups; the sweep reads in sorted order */
         for (Py_ssize_t p = 0; p < n; p++) {
             Py_ssize_t a = order[p];
-            sweep[p] = (Sweep){cx[a], cy[a], rx[a], ry[a], cls[a]};
+            double cx = (box[a].x1 + box[a].x2) / 2, cy = (box[a].y1 + box[a].y2) / 2;
+            sweep[p] = (Sweep){cx, cy, rx[a], ry[a], cls[a]};
         }
         for (Py_ssize_t p = 0; p < n; p++) {
             const Sweep *u = &sweep[p];
@@ -258,7 +253,7 @@ static PyObject *merge_pass(PyObject *self, PyObject *args) {
     else
         result = PyLong_FromSsize_t(merges);
 done:
-    free(parent), free(start), free(members), free(rarg), free(cx), free(cy);
+    free(parent), free(start), free(members), free(rarg);
     free(rmin), free(row), free(box), free(sweep), free(alive);
     PyBuffer_Release(&acc_b), PyBuffer_Release(&order_b), PyBuffer_Release(&rx_b), PyBuffer_Release(&ry_b);
     PyBuffer_Release(&cls_b), PyBuffer_Release(&gone_b);

@@ -138,6 +138,13 @@ def _reach(boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     return rx * (1 + 1e-9) + 1e-9, ry * (1 + 1e-9) + 1e-9
 
 
+def _sweep_order(boxes: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The order both passes sweep the boxes in (by class, then centre x; ties by index) and each box's class rank."""
+    _, rank = np.unique(cls, return_inverse=True)
+    rank = rank.reshape(-1)
+    return np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, rank)), rank
+
+
 def _pairs_within(boxes: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs of the same class whose match score is <= t (each pair once)."""
     n = len(boxes)
@@ -145,9 +152,8 @@ def _pairs_within(boxes: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndar
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     rx, ry = _reach(boxes, t)
     span = float(cx.max() - cx.min() + 2 * rx.max() + 1)
-    _, cls_rank = np.unique(cls, return_inverse=True)
-    key = cx - cx.min() + cls_rank.reshape(-1) * span  # one class never reaches the next
-    order = np.argsort(key, kind="stable")
+    order, cls_rank = _sweep_order(boxes, cls)
+    key = cx - cx.min() + cls_rank * span  # one class never reaches the next; non-decreasing in sweep order
     key, ky, rx, ry = key[order], cy[order], rx[order], ry[order]
     count = np.searchsorted(key, key + rx, side="right") - np.arange(1, n + 1)  # partners after each box
     ends = np.cumsum(count)
@@ -313,8 +319,7 @@ def _compiled_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarr
     boxes = acc[:, :4] / acc[:, 4:5]
     cls = np.ascontiguousarray(cls, dtype=np.int64)
     rx, ry = _reach(boxes, t)
-    _, rank = np.unique(cls, return_inverse=True)
-    order = np.lexsort(((boxes[:, 0] + boxes[:, 2]) / 2, rank.reshape(-1))).astype(np.int64)
+    order = _sweep_order(boxes, cls)[0].astype(np.int64)
     acc = np.array(acc, dtype=np.float64, order="C")  # written in place: the caller's array stays as it was
     gone = np.zeros(len(acc), np.uint8)
     rx, ry = (np.ascontiguousarray(r, dtype=np.float64) for r in np.broadcast_arrays(rx, ry))
@@ -333,7 +338,7 @@ def greedy_merge(det: Detections, threshold: float = 0.5, *, compiled: bool | No
         raise RuntimeError("the compiled greedy merge was not built (no C compiler at install)")
     if len(det) == 0:
         return det
-    merge_pass = _compiled_pass if (compiled is None and COMPILED) or compiled else _merge_pass
+    merge_pass = _compiled_pass if (COMPILED if compiled is None else compiled) else _merge_pass
     acc = np.concatenate([det.xyxy, np.ones((len(det), 1)), det.score[:, None]], axis=1, dtype=np.float64)
     cls = det.class_id
     while (merged := merge_pass(acc, cls, threshold)) is not None:
