@@ -93,7 +93,6 @@ class StreamLoop:
         self._mid: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
-        self._threads: list[threading.Thread] = []
         self._stages: dict[str, list[threading.Thread]] = {}  # stage -> its threads (inference: one per worker)
         self.stop_reason = ""
 
@@ -246,9 +245,13 @@ class StreamLoop:
         for stage, name, fn in stages:
             t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
             self._stages.setdefault(stage, []).append(t)
-            self._threads.append(t)
         for t in self._threads:
             t.start()
+
+    @property
+    def _threads(self) -> list[threading.Thread]:
+        """Every stage's threads, in the order they start."""
+        return [t for stage in self._stages.values() for t in stage]
 
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
