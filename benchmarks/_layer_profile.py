@@ -37,7 +37,7 @@ def _kind(m: Any) -> str:
         return text + (f" dil {d[0]}" if d[0] > 1 else "")
     if cls == "MaxPool2d":
         k, s = m.kernel_size, m.stride
-        return f"maxpool {k}x{k}" + (f" /{s}" if s != 1 else " /1")
+        return f"maxpool {k}x{k} /{s}"
     return cls.lower()
 
 
@@ -60,7 +60,7 @@ def profile_layers(net: Any, inputs: list[Any], reps: int = 10, warmup: int = 2)
     leaves = [(n, m) for n, m in net.named_modules() if not list(m.children())]
     rows: dict[tuple[int, str], LayerTime] = {}
     marks: list[tuple[tuple[int, str], Any, Any]] = []
-    state = {"level": 0, "record": False}
+    state: dict[str, Any] = {"level": 0, "record": False}
 
     def stamp() -> Any:
         if cuda:
@@ -69,18 +69,15 @@ def profile_layers(net: Any, inputs: list[Any], reps: int = 10, warmup: int = 2)
             return e
         return time.perf_counter()
 
-    def pre(name: str) -> Any:
-        def hook(m: Any, args: Any) -> None:
-            if state["record"]:
-                m._profile_start = stamp()
-
-        return hook
+    def pre(m: Any, args: Any) -> None:
+        if state["record"]:
+            m._profile_start = stamp()
 
     def post(name: str) -> Any:
         def hook(m: Any, args: Any, out: Any) -> None:
             if not state["record"]:
                 return
-            key = (int(state["level"]), name)
+            key = (state["level"], name)
             if key not in rows:
                 gflop = conv_gflop(m, out) if type(m).__name__ == "Conv2d" else 0.0
                 rows[key] = LayerTime(name, _kind(m), key[0], gflop)
@@ -90,7 +87,7 @@ def profile_layers(net: Any, inputs: list[Any], reps: int = 10, warmup: int = 2)
 
     handles = []
     for name, m in leaves:
-        handles.append(m.register_forward_pre_hook(pre(name)))
+        handles.append(m.register_forward_pre_hook(pre))
         handles.append(m.register_forward_hook(post(name)))
     try:
         with torch.inference_mode():

@@ -30,15 +30,16 @@ def today() -> str:
     return datetime.date.today().isoformat()
 
 
-def header(title: str, command: str, machine_note: str = "") -> list[str]:
-    """A section's first lines: its title, then the machine, the command (markdown) and the date."""
+def header(title: str, command: str, machine_note: str = "", host: str = "", date: str = "") -> list[str]:
+    """A section's first lines: its title, then the machine (``host``, default this CPU), the command
+    (markdown) and the date (default today)."""
     note = f", {machine_note}" if machine_note else ""
     return [
         f"## {title}",
         "",
-        f"- **Machine**: {machine()}{note}",
+        f"- **Machine**: {host or machine()}{note}",
         f"- **Command**: {command}",
-        f"- **Date**: {today()}",
+        f"- **Date**: {date or today()}",
     ]
 
 

@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _layer_profile import by_layer, by_level, profile_layers
-from _report import write_section
+from _report import header, write_section
 
 from overfeat_edge.models import create_model
 from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
@@ -148,8 +149,6 @@ def main() -> None:
 
 def driver_version() -> str:
     try:
-        import subprocess
-
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
         )
@@ -163,11 +162,12 @@ def render(r: dict, args: argparse.Namespace) -> str:
     peak = r["fp16_matmul_tflops"] * 1e3  # GFLOP/s
     best = min(r["rows"], key=lambda x: x["ms_per_frame"])
     lines = [
-        "## GPU fast path: accurate model, paper's 6 scales, fine stride (issue [6/6] item 2)",
-        "",
-        f"- **Machine**: {r['device']} (driver {r['driver']}), torch {r['torch']}",
-        f"- **Command**: `python3 benchmarks/gpu_pyramid.py --model {args.model} --frames {args.frames}`",
-        f"- **Date**: {r['date']}",
+        *header(
+            "GPU fast path: accurate model, paper's 6 scales, fine stride (issue [6/6] item 2)",
+            f"`python3 benchmarks/gpu_pyramid.py --model {args.model} --frames {args.frames}`",
+            host=f"{r['device']} (driver {r['driver']}), torch {r['torch']}",
+            date=r["date"],
+        ),
         f"- **Workload**: one {r['frame']} BGR frame per iteration -> pinned upload -> GPU resize + normalize to the "
         f"{len(r['levels'])} levels ({', '.join(lv.split('->')[0] for lv in r['levels'])}) -> `{args.model}` "
         "(1000 classes + background, classifier **and** box-regression heads, random weights) with fine stride "

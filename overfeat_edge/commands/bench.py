@@ -54,10 +54,16 @@ def network_seconds(runners: list[Any], inputs: list[list[np.ndarray]]) -> float
 
 
 def other_stages_cpu(
-    det: Any, clip: Path, imgs: list[np.ndarray], inputs: list[list[np.ndarray]], runner: Any, tmp: Path
+    det: Any,
+    clip: Path,
+    imgs: list[np.ndarray],
+    levels: list[Any],
+    inputs: list[list[np.ndarray]],
+    runner: Any,
+    tmp: Path,
 ) -> dict[str, float]:
-    """CPU seconds per frame of every stage but inference, each run alone on the same frames (``inputs``:
-    their pyramids, already made).
+    """CPU seconds per frame of every stage but inference, each run alone on the same frames (``levels``
+    and ``inputs``: their pyramid plan and inputs, already made).
 
     Process CPU time, so that OpenCV's own threads count. With inference using every core, these
     seconds are what the other stages take from it: the pipeline's ceiling is network CPU / (network
@@ -69,7 +75,6 @@ def other_stages_cpu(
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
 
     names = det.spec.class_names
-    levels = det.levels(imgs[0].shape[:2])
     maps = [det.forward(x, runner) for x in inputs]
     cpu: dict[str, float] = {}
     t = time.process_time()
@@ -143,7 +148,7 @@ def bench(
         cpu0 = time.process_time()
         pool_s = network_seconds(pool, inputs)
         net_cpu = (time.process_time() - cpu0) / len(imgs)
-        alone = other_stages_cpu(det, clip, imgs, inputs, pool[0], Path(tmp))
+        alone = other_stages_cpu(det, clip, imgs, levels, inputs, pool[0], Path(tmp))
         model_s = min(one_s, pool_s)  # the faster way is the baseline
         gflop = sum(det.spec.arch.dense_gflops(*lv.input_hw, det.spec.fine_stride) for lv in levels)
         loop = StreamLoop(Source(parse_source(str(clip))), det, [], runners=pool)
