@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from overfeat_edge.calibrate.quantize import LevelReader, pyramid_inputs
+from overfeat_edge.compare import Agreement
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.pipeline.merge import box_iou
-from overfeat_edge.runtime.base import Runner
+from overfeat_edge.runtime.base import OUTPUT_NAMES, Runner
 from overfeat_edge.train.datasets import DetectionDataset
 
 
@@ -45,18 +46,10 @@ class MethodResult:
 
 def output_agreement(fp32: Runner, int8: Runner, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
     """Cosine similarity and max |error| of each output, over all inputs together."""
-    dots = {"scores": 0.0, "boxes": 0.0}
-    na, nb = dict(dots), dict(dots)
-    err = dict(dots)
+    agreement = Agreement(OUTPUT_NAMES)
     for x in inputs:
-        for name, a, b in zip(("scores", "boxes"), fp32.infer(x), int8.infer(x), strict=True):
-            a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
-            dots[name] += float(a @ b)
-            na[name] += float(a @ a)
-            nb[name] += float(b @ b)
-            err[name] = max(err[name], float(np.abs(a - b).max()))
-    cos = {k: dots[k] / max(np.sqrt(na[k] * nb[k]), 1e-30) for k in dots}
-    return cos, err
+        agreement.add(int8.infer(x), fp32.infer(x))
+    return agreement.cosine(), agreement.max_abs_error
 
 
 def detection_f1(a: Detector, b: Detector, frames: list[np.ndarray]) -> tuple[float, float, float]:

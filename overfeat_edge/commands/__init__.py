@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, model, train
+from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, doctor, model, train
 from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import err_console
 from overfeat_edge.errors import OverfeatEdgeError
@@ -26,6 +26,7 @@ demo.register(app)
 model.register(app)
 detect.register(app)
 build.register(app)
+doctor.register(app)
 bench.register(app)
 calibrate.register(app)
 run_command.register(app)

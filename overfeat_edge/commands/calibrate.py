@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -22,16 +23,19 @@ def calibrate(
     ] = None,
     holdout: Annotated[str | None, typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
-    trt_version: Annotated[str, typer.Option(help="Version field of the TensorRT cache header (8601 = 8.6.1).")] = (
-        "8601"
-    ),
+    trt_version: Annotated[
+        str,
+        typer.Option(
+            help="Version field of trt.cache's header (8601 = 8.6.1, 100300 = 10.3.0); 'build --calib' rewrites "
+            "it for the TensorRT that builds."
+        ),
+    ] = "8601",
     out: Annotated[Path, typer.Option(help="Root of the outputs: OUT/<model>/<key>/.")] = Path("calib"),
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8."""
     from rich.progress import Progress, TaskID
 
-    from overfeat_edge.build.cache import sha256_file
     from overfeat_edge.calibrate.quantize import (
         METHODS,
         MIN_IMAGES,
@@ -50,11 +54,14 @@ def calibrate(
         worst_layers,
         write_report,
     )
+    from overfeat_edge.engine.cache import sha256_file
     from overfeat_edge.lazy import require
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.runtime.base import resolve_onnx, shipped_models
 
+    if not re.fullmatch(r"\d{4,6}", trt_version):
+        raise InputError(f"--trt-version must be TensorRT's version number like 8601 or 100300, got {trt_version!r}")
     require("onnx", "calibrate")
     methods = list(METHODS) if method == "all" else [method]
     if any(m not in METHODS for m in methods):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from overfeat_edge.compare import Agreement
 from overfeat_edge.errors import ParityError
 from overfeat_edge.io import atomic_path
 from overfeat_edge.lazy import require
@@ -127,17 +128,17 @@ def _parity(
             ref = [t.numpy() for t in net.predict(torch.from_numpy(x))]  # type: ignore[attr-defined]
         got = runner.infer(x)
         report.sizes.append(hw)
-        for name, a, b in zip(OUTPUT_NAMES, got, ref, strict=True):
-            if a.shape != b.shape:
-                raise ParityError(
-                    f"export parity: {name} shape {a.shape} from ONNX Runtime, {b.shape} from torch at input {hw}"
-                )
-            err = float(np.abs(a - b).max())
-            tol = tols[0] + tols[1] * float(np.abs(b).max())
-            report.max_abs_error[name] = max(err, report.max_abs_error.get(name, 0.0))
-            report.tolerance[name] = tol
-            if err > tol:
-                raise ParityError(
-                    f"export parity: {name} differs by {err:.3g} (tolerance {tol:.3g}) between ONNX Runtime "
-                    f"and torch at input {hw[0]}x{hw[1]}; the ONNX was not written"
-                )
+        agreement = Agreement(OUTPUT_NAMES)
+        try:
+            agreement.add(got, ref)
+        except ValueError as exc:
+            raise ParityError(f"export parity at input {hw}, ONNX Runtime vs torch: {exc}") from None
+        for name in OUTPUT_NAMES:
+            report.max_abs_error[name] = max(agreement.max_abs_error[name], report.max_abs_error.get(name, 0.0))
+            report.tolerance[name] = agreement.tolerance(name, *tols)
+        failed = agreement.failures(*tols)
+        if failed:
+            raise ParityError(
+                f"export parity: ONNX Runtime and torch differ at input {hw[0]}x{hw[1]}: {'; '.join(failed)}; "
+                "the ONNX was not written"
+            )

@@ -49,11 +49,20 @@ class CudaApi:
     def free(self, ptr: int) -> None:
         raise NotImplementedError
 
-    # CUDA graphs (cuda-python only); None = not available here
+    def free_pinned(self, array: np.ndarray) -> None:
+        """Release a buffer made by :meth:`pinned`."""
+        raise NotImplementedError
+
+    graphs = False  # CUDA graphs: cuda-python only (pycuda's API is not used for them here)
+
     def capture(self, stream: int, enqueue: Any) -> Any | None:
+        """Record ``enqueue()`` on ``stream`` as an executable CUDA graph; None where capture fails."""
         return None
 
     def launch(self, graph: Any, stream: int) -> None:
+        raise NotImplementedError
+
+    def destroy_graph(self, graph: Any) -> None:
         raise NotImplementedError
 
 
@@ -111,6 +120,10 @@ class PyCudaApi(CudaApi):
 
     def free(self, ptr: int) -> None:
         self._allocs.pop(ptr).free()
+
+    def free_pinned(self, array: np.ndarray) -> None:
+        allocation: Any = array.base  # pagelocked_empty's array is a view of a HostAllocation
+        allocation.free()
 
 
 def _cudart() -> Any:
@@ -178,21 +191,49 @@ class CudaPythonApi(CudaApi):
     def free(self, ptr: int) -> None:
         self._check(self.rt.cudaFree(ptr))
 
+    def free_pinned(self, array: np.ndarray) -> None:
+        ptr = int(array.ctypes.data)
+        self._pinned.remove(ptr)
+        self._check(self.rt.cudaFreeHost(ptr))
+
+    graphs = True
+
     def capture(self, stream: int, enqueue: Any) -> Any | None:
-        """Record ``enqueue()`` on ``stream`` as a CUDA graph; None (plain enqueue) if capture fails."""
+        """Record ``enqueue()`` on ``stream`` as a CUDA graph; None (plain enqueue) if capture fails.
+
+        As trtexec does (sampleDevice.h): after a failed capture the partial graph is destroyed and
+        the sticky error cleared with ``cudaGetLastError``. ``cudaGraphInstantiateWithFlags(graph,
+        0)`` has the same signature in cuda-python 11.8, 12.x and 13.x (``cudaGraphInstantiate``
+        takes a log buffer in 11.8 and flags from 12.0).
+        """
         mode = self.rt.cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        if int(self.rt.cudaStreamBeginCapture(stream, mode)[0]) != 0:
+            self.rt.cudaGetLastError()
+            return None
         try:
-            self._check(self.rt.cudaStreamBeginCapture(stream, mode))
-            ok = enqueue()
-            graph = self._check(self.rt.cudaStreamEndCapture(stream))
+            ok = bool(enqueue())
+        except Exception:
+            ok = False
+        err, graph = self.rt.cudaStreamEndCapture(stream)  # always end the capture
+        if int(err) != 0:
+            self.rt.cudaGetLastError()  # clear the capture's error so later calls do not fail
+            return None
+        try:
             if not ok:
                 return None
-            return self._check(self.rt.cudaGraphInstantiate(graph, 0))
-        except ModelError:
-            return None
+            err, exe = self.rt.cudaGraphInstantiateWithFlags(graph, 0)
+            if int(err) != 0:
+                self.rt.cudaGetLastError()
+                return None
+            return exe
+        finally:
+            self.rt.cudaGraphDestroy(graph)  # the executable graph keeps what it needs
 
     def launch(self, graph: Any, stream: int) -> None:
         self._check(self.rt.cudaGraphLaunch(graph, stream))
+
+    def destroy_graph(self, graph: Any) -> None:
+        self._check(self.rt.cudaGraphExecDestroy(graph))
 
 
 def load_cuda(prefer: str | None = None) -> CudaApi:

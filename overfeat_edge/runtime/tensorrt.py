@@ -1,13 +1,18 @@
 """[TensorRT] The TensorRT backend: one execution context per pyramid scale, one sync per frame.
 
 ``load(model)`` takes an engine file (``engines/.../fp16-480x640-1a2b3c4d.engine``); its manifest
-is checked against this device and TensorRT before the engine is deserialized (see
-:mod:`overfeat_edge.build.cache`), and carries the model's spec. For every optimization profile
-the runner creates a context, selects the profile (before setting shapes), sets the input shape,
-reads the output shapes back from the context, and allocates pinned host and device buffers once.
+is checked against this device and TensorRT, and the engine's SHA-256 against the manifest, on one
+read of the file: the bytes hashed are the bytes deserialized (see :mod:`overfeat_edge.engine.cache`).
+An engine built for a DLA core is deserialized on that core (``IRuntime.DLA_core`` set first).
+
+Lifecycle (as Polygraphy's runners): the engine is deserialized once; :meth:`activate` makes the
+device's context current in this thread and, on the outermost activation, creates for every
+optimization profile a context, selects the profile (before setting shapes), sets the input shape,
+reads the output shapes back and allocates pinned host and device buffers; :meth:`deactivate`
+frees them. Activate once per worker, not per frame (nested activations are free).
 ``infer_many`` enqueues every level's copies and ``execute_async_v3`` on one stream and
-synchronizes once; with ``cuda_graphs`` each context's enqueue is captured as a CUDA graph after a
-warm-up enqueue (falling back to plain enqueue where capture fails).
+synchronizes once; with ``cuda_graphs`` (cuda-python) each context's enqueue is captured as a
+CUDA graph after a warm-up enqueue, falling back to plain enqueue where capture fails.
 
 Inputs of other sizes go to the engine's dynamic profile (``build --dynamic``), if it has one:
 a context of its own, buffers for the profile's largest shape, the input shape set per level and
@@ -23,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from overfeat_edge.build.cache import DeviceInfo, Manifest, check_engine
-from overfeat_edge.build.profiles import Profile, profile_for
+from overfeat_edge.engine.cache import DeviceInfo, check_engine
+from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner
 from overfeat_edge.runtime.cuda import CudaApi, load_cuda
@@ -66,39 +71,50 @@ def running_device(module: Any, cuda: CudaApi, dla_core: int | None = None) -> D
 class TensorRTRunner(Runner):
     name = "tensorrt"
 
-    def __init__(self, engine_path: Path, cuda_graphs: bool = False, cuda: str | None = None) -> None:
-        from overfeat_edge.build.trt import load_tensorrt
+    def __init__(
+        self, engine_path: Path, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None
+    ) -> None:
+        from overfeat_edge.engine.trt import load_tensorrt
 
         module = load_tensorrt()
         self.cuda = load_cuda(cuda)
+        if cuda_graphs and not self.cuda.graphs:
+            raise InputError(
+                f"--cuda-graphs needs cuda-python (CUDA graphs are not implemented over {self.cuda.name}); "
+                "pip install cuda-python and pass --cuda cuda-python, or drop --cuda-graphs"
+            )
+        manifest, data = check_engine(engine_path, running_device(module, self.cuda, dla_core))
+        if "spec" not in manifest.extra:
+            raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
+        if any(p.max[0] != 1 for p in manifest.profiles):
+            raise ModelError(f"{engine_path}: built for batches over 1, which run does not feed yet; rebuild it")
+        self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
+        self.manifest = manifest
+        self.path = engine_path
+        self.cuda_graphs = cuda_graphs
+        self.logger: trt.ILogger = module.Logger(module.Logger.WARNING)
+        self.runtime: trt.Runtime = module.Runtime(self.logger)
+        if manifest.device.dla_core is not None:
+            self.runtime.DLA_core = manifest.device.dla_core  # before deserializing
         self.cuda.activate()
         try:
-            manifest: Manifest = check_engine(engine_path, running_device(module, self.cuda), None)
-            if "spec" not in manifest.extra:
-                raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
-            self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
-            self.manifest = manifest
-            self.logger: trt.ILogger = module.Logger(module.Logger.WARNING)
-            self.runtime: trt.Runtime = module.Runtime(self.logger)
-            self.engine: trt.ICudaEngine = self.runtime.deserialize_cuda_engine(engine_path.read_bytes())
-            if self.engine is None:
-                raise ModelError(f"TensorRT could not deserialize {engine_path}")
+            self.engine: trt.ICudaEngine = self.runtime.deserialize_cuda_engine(data)
             self.stream = self.cuda.stream()
-            self.slots = [self._slot(p) for p in manifest.profiles if p.scale is not None]
-            self.dynamic: _DynamicSlot | None = None  # made on first use
-            self.cuda_graphs = cuda_graphs
-            if cuda_graphs:
-                for s in self.slots:
-                    self._capture(s)
         finally:
             self.cuda.deactivate()
-        self.path = engine_path
+        if self.engine is None:
+            raise ModelError(f"TensorRT could not deserialize {engine_path}")
+        self.slots: list[_Slot] = []
+        self.dynamic: _DynamicSlot | None = None  # made on first use
+        self._depth = 0
 
     def _slot(self, p: Profile, dynamic: bool = False) -> _Slot:
         """A context on profile ``p`` with its buffers: for its one shape, or flat for its largest."""
         ctx = self.engine.create_execution_context()
-        if not ctx.set_optimization_profile_async(p.index, self.stream):  # profile first, then shapes
-            raise ModelError(f"cannot select optimization profile {p.index}")
+        try:  # profile first, then shapes; it raises on failure (returns True otherwise)
+            ctx.set_optimization_profile_async(p.index, self.stream)
+        except RuntimeError as exc:
+            raise ModelError(f"{self.path.name}: cannot select optimization profile {p.index} ({exc})") from None
         shape_in = p.max if dynamic else p.opt  # the largest outputs size a dynamic profile's buffers
         if not ctx.set_input_shape(INPUT_NAME, shape_in):
             raise ModelError(f"profile {p.index} does not accept input shape {shape_in}")
@@ -142,12 +158,41 @@ class TensorRTRunner(Runner):
         self.cuda.sync(self.stream)
         s.graph = self.cuda.capture(self.stream, lambda: s.context.execute_async_v3(self.stream))
 
+    def _free(self, s: _Slot) -> None:
+        if s.graph is not None:
+            self.cuda.destroy_graph(s.graph)
+        for ptr in (s.dev_in, *s.dev_out.values()):
+            self.cuda.free(ptr)
+        for host in (s.host_in, *s.host_out.values()):
+            self.cuda.free_pinned(host)
+
     # ---- Runner ------------------------------------------------------------------------------
     def activate(self) -> None:
+        """Make the context current; on the outermost activation, make contexts and buffers."""
         self.cuda.activate()
+        self._depth += 1
+        if self._depth > 1:
+            return
+        try:
+            self.slots = [self._slot(p) for p in self.manifest.profiles if p.scale is not None]
+            if self.cuda_graphs:
+                for s in self.slots:
+                    self._capture(s)
+        except BaseException:
+            self.deactivate()
+            raise
 
     def deactivate(self) -> None:
-        self.cuda.deactivate()
+        """Free what the outermost :meth:`activate` made; release the context in this thread."""
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                self.cuda.sync(self.stream)
+                for s in [*self.slots, *([self.dynamic] if self.dynamic else [])]:
+                    self._free(s)
+                self.slots, self.dynamic = [], None
+        finally:
+            self.cuda.deactivate()
 
     def describe(self) -> str:
         m = self.manifest
@@ -168,6 +213,9 @@ class TensorRTRunner(Runner):
         return self.infer_many([batch])[0]
 
     def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._depth == 0:
+            with self:
+                return self.infer_many(batches)
         done: list[_Slot | tuple[np.ndarray, np.ndarray]] = []
         for x in batches:
             x = self.check_input(x)
@@ -188,11 +236,13 @@ class TensorRTRunner(Runner):
         return [(d.host_out["scores"].copy(), d.host_out["boxes"].copy()) if isinstance(d, _Slot) else d for d in done]
 
 
-def load(model: str, cuda_graphs: bool = False, cuda: str | None = None, **_: Any) -> Runner:
+def load(
+    model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None, **_: Any
+) -> Runner:
     path = Path(model)
     if path.suffix != ".engine":
         raise InputError(
             f"--backend tensorrt takes an engine file (.engine), got {model!r}; build one with "
             "'overfeat-edge build --model MODEL' (it prints the engine's path)"
         )
-    return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda)
+    return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda, dla_core=dla_core)

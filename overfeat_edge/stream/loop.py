@@ -181,17 +181,18 @@ class StreamLoop:
     def _infer(self, runner: Runner) -> None:
         det = self.detector
         try:
-            while True:
-                item = self._pre.get()
-                if item is _END:
-                    break
-                seq, frame, t_cap, levels, inputs = cast(
-                    tuple[int, Frame, float, list[ScaleLevel], list[np.ndarray]], item
-                )
-                t1 = time.perf_counter()
-                maps = det.forward(inputs, runner)
-                self.stats.add("inference", time.perf_counter() - t1)
-                self._put(self._mid, _Inferred(seq, frame, levels, maps, t_cap), "post")
+            with runner:  # activated once for the worker's life: a GPU backend allocates here
+                while True:
+                    item = self._pre.get()
+                    if item is _END:
+                        break
+                    seq, frame, t_cap, levels, inputs = cast(
+                        tuple[int, Frame, float, list[ScaleLevel], list[np.ndarray]], item
+                    )
+                    t1 = time.perf_counter()
+                    maps = det.forward(inputs, runner)
+                    self.stats.add("inference", time.perf_counter() - t1)
+                    self._put(self._mid, _Inferred(seq, frame, levels, maps, t_cap), "post")
         finally:
             self._put(self._mid, _END, "post")
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from overfeat_edge.build.profiles import Profile
+from overfeat_edge.engine.profiles import Profile
 from overfeat_edge.errors import ModelError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
 
@@ -104,17 +104,38 @@ def manifest_path(engine: Path) -> Path:
     return engine.with_suffix(".json")
 
 
-def write_engine(engine: Path, data: bytes, manifest: Manifest) -> None:
-    """Engine first, then the manifest (with the engine's hash): a manifest always names a whole engine."""
+def calibration_cache_path(engine: Path) -> Path:
+    """Where the cache of an on-device INT8 calibration is kept: beside its engine."""
+    return engine.with_suffix(".calib.cache")
+
+
+def write_engine(engine: Path, data: bytes, manifest: Manifest, calibration_cache: bytes | None = None) -> None:
+    """Engine (and its calibration cache) first, then the manifest with their hashes: a manifest
+    always names whole files.
+    """
     manifest.engine_sha256 = hashlib.sha256(data).hexdigest()
     atomic_write_bytes(engine, data)
+    if calibration_cache is not None:
+        path = calibration_cache_path(engine)
+        atomic_write_bytes(path, calibration_cache)
+        manifest.extra["calibration_cache"] = {
+            "file": path.name,
+            "sha256": hashlib.sha256(calibration_cache).hexdigest(),
+        }
     atomic_write_text(manifest_path(engine), manifest.to_json())
 
 
 def check_engine(
-    engine: Path, running: DeviceInfo, onnx_sha256: str | None, calibration_sha256: str | None = None
-) -> Manifest:
-    """The manifest of a usable engine, or :class:`ModelError` saying why it is stale or foreign."""
+    engine: Path,
+    running: DeviceInfo,
+    *,
+    onnx_sha256: str | None = None,
+    calibration_sha256: str | None = None,
+) -> tuple[Manifest, bytes]:
+    """The manifest and the bytes of a usable engine, or :class:`ModelError` saying why it is stale
+    or foreign. The bytes returned are the ones hashed: deserialize these, not a second read of the
+    path. ``running.dla_core`` None accepts the DLA core the engine was built for (the manifest's).
+    """
     mpath = manifest_path(engine)
     if not engine.is_file():
         raise ModelError(f"no engine at {engine}; build it with 'overfeat-edge build'")
@@ -133,16 +154,17 @@ def check_engine(
             f"{engine.name} was built with TensorRT {b.tensorrt}, this is TensorRT {running.tensorrt} "
             f"(engines do not move between versions, e.g. after a JetPack upgrade){fix}"
         )
-    if b.dla_core != running.dla_core:
-        raise ModelError(f"{engine.name} targets DLA core {b.dla_core}, asked for {running.dla_core}{fix}")
+    if running.dla_core is not None and b.dla_core != running.dla_core:
+        built = "the GPU" if b.dla_core is None else f"DLA core {b.dla_core}"
+        raise ModelError(f"{engine.name} targets {built}, asked for DLA core {running.dla_core}{fix}")
     if onnx_sha256 is not None and m.onnx_sha256 != onnx_sha256:
         raise ModelError(f"{engine.name} was built from another version of the ONNX (sha256 differs){fix}")
     if calibration_sha256 is not None and m.calibration_sha256 != calibration_sha256:
         raise ModelError(f"{engine.name} was calibrated with other data (calibration sha256 differs){fix}")
-    actual = sha256_file(engine)
-    if actual != m.engine_sha256:
+    data = engine.read_bytes()
+    if hashlib.sha256(data).hexdigest() != m.engine_sha256:
         raise ModelError(
             f"{engine.name}: the file's sha256 is not the one its manifest recorded (modified or corrupt); "
             f"not deserializing it{fix}"
         )
-    return m
+    return m, data

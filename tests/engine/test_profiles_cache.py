@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from overfeat_edge.arch import get_arch
-from overfeat_edge.build.cache import (
+from overfeat_edge.engine.builder import parse_batch
+from overfeat_edge.engine.cache import (
     DeviceInfo,
     Manifest,
     check_engine,
@@ -17,7 +18,7 @@ from overfeat_edge.build.cache import (
     sha256_file,
     write_engine,
 )
-from overfeat_edge.build.profiles import plan_profiles, profile_for, profiles_key
+from overfeat_edge.engine.profiles import plan_profiles, profile_for, profiles_key
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.spec import default_spec
 
@@ -73,7 +74,8 @@ def _write(tmp_path: Path, data: bytes = b"\x01engine-bytes") -> tuple[Path, Man
 
 def test_manifest_round_trip_and_hash(tmp_path: Path) -> None:
     path, m = _write(tmp_path)
-    got = check_engine(path, ORIN, "a" * 64)
+    got, data = check_engine(path, ORIN, onnx_sha256="a" * 64)
+    assert data == b"\x01engine-bytes"  # the bytes hashed are the bytes handed to deserialization
     assert got.engine_sha256 == sha256_file(path) and got.profiles == m.profiles and got.frame_hw == (480, 640)
     assert json.loads(manifest_path(path).read_text())["device"]["tensorrt"] == "10.3.0"
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temporary files left
@@ -91,39 +93,58 @@ def test_manifest_round_trip_and_hash(tmp_path: Path) -> None:
 def test_stale_or_foreign_engines_are_refused(tmp_path: Path, running, onnx, message) -> None:
     path, _ = _write(tmp_path)
     with pytest.raises(ModelError, match=message) as e:
-        check_engine(path, running, onnx)
+        check_engine(path, running, onnx_sha256=onnx)
     assert "--rebuild" in str(e.value)
+
+
+def test_dla_engine_loads_on_the_core_it_was_built_for(tmp_path: Path) -> None:
+    dla1 = DeviceInfo("Orin", "8.7", "10.3.0", dla_core=1)
+    ps = plan_profiles(SPEC, (480, 640), ["384"])
+    m = Manifest("m", "a" * 64, "fp16", dla1, ps, (480, 640), ["FP16"], extra={"spec": SPEC.to_json()})
+    path = engine_path(tmp_path, "m", dla1, "fp16", profiles_key((480, 640), ps))
+    write_engine(path, b"dla-engine", m)
+    got, _ = check_engine(path, ORIN)  # no core asked for: the one it was built for
+    assert got.device.dla_core == 1
+    assert check_engine(path, dla1)[0].device.dla_core == 1
+    with pytest.raises(ModelError, match="targets DLA core 1, asked for DLA core 0"):
+        check_engine(path, DeviceInfo("Orin", "8.7", "10.3.0", dla_core=0))
+
+
+def test_calibration_cache_is_kept_beside_the_engine(tmp_path: Path) -> None:
+    ps = plan_profiles(SPEC, (480, 640), ["384"])
+    m = Manifest("m", "a" * 64, "int8", ORIN, ps, (480, 640), ["INT8"], extra={"spec": SPEC.to_json()})
+    path = engine_path(tmp_path, "m", ORIN, "int8", profiles_key((480, 640), ps))
+    write_engine(path, b"e", m, calibration_cache=b"TRT-100300-EntropyCalibration2\ninput: 3c010a14\n")
+    cache = path.with_suffix(".calib.cache")
+    entry = json.loads(manifest_path(path).read_text())["extra"]["calibration_cache"]
+    assert entry == {"file": cache.name, "sha256": sha256_file(cache)}
 
 
 def test_tampered_engine_is_not_deserialized(tmp_path: Path) -> None:
     path, _ = _write(tmp_path)
     path.write_bytes(b"\x01engine-bytez")
     with pytest.raises(ModelError, match="sha256 is not the one its manifest recorded"):
-        check_engine(path, ORIN, None)
+        check_engine(path, ORIN)
 
 
 def test_missing_or_malformed_manifest(tmp_path: Path) -> None:
     path, _ = _write(tmp_path)
     manifest_path(path).write_text("{not json")
     with pytest.raises(ModelError, match="malformed engine manifest"):
-        check_engine(path, ORIN, None)
+        check_engine(path, ORIN)
     manifest_path(path).unlink()
     with pytest.raises(ModelError, match="no manifest"):
-        check_engine(path, ORIN, None)
+        check_engine(path, ORIN)
     with pytest.raises(ModelError, match="no engine at"):
-        check_engine(tmp_path / "none.engine", ORIN, None)
+        check_engine(tmp_path / "none.engine", ORIN)
 
 
 @pytest.mark.parametrize(("text", "want"), [("1", (1, 1, 1)), ("4", (4, 4, 4)), ("1,2,8", (1, 2, 8))])
 def test_batch_option(text: str, want: tuple[int, int, int]) -> None:
-    from overfeat_edge.commands.build import _batch
-
-    assert _batch(text) == want
+    assert parse_batch(text) == want
 
 
 @pytest.mark.parametrize("text", ["x", "1,2", "1,2,3,4"])
 def test_bad_batch_option(text: str) -> None:
-    from overfeat_edge.commands.build import _batch
-
     with pytest.raises(InputError, match="--batch must be"):
-        _batch(text)
+        parse_batch(text)

@@ -2,8 +2,8 @@
 
 TensorRT cannot be installed here, so its API is checked statically: ``tensorrt-stubs`` (the 10.13
 API) is installed with ``--no-deps --target .stubs`` by the test command, a copy is repaired so it
-parses (see ``stubs.py``), and mypy checks ``build/trt.py`` and ``runtime/tensorrt.py`` against it.
-Calls that differ by version (8.x, 11.x) are chosen by ``build/compat.py`` and listed in the README.
+parses (see ``stubs.py``), and mypy checks ``engine/trt.py`` and ``runtime/tensorrt.py`` against it.
+Calls that differ by version (8.x, 11.x) are chosen by ``engine/compat.py`` and listed in the README.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from overfeat_edge.build.compat import TrtVersion, build_plan
+from overfeat_edge.engine.compat import TrtVersion, build_plan
 
 from .stubs import repaired_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 STUBS = ROOT / ".stubs"
-MODULES = ("overfeat_edge.build.trt", "overfeat_edge.runtime.tensorrt")
+MODULES = ("overfeat_edge.engine.trt", "overfeat_edge.runtime.tensorrt")
 
 pytestmark = pytest.mark.skipif(
     not (STUBS / "tensorrt_bindings").is_dir(),
@@ -71,7 +71,7 @@ def test_enum_members_we_name_exist(stubs: Path) -> None:
     tree = ast.parse((stubs / "tensorrt_bindings" / "tensorrt.pyi").read_text())
     flags = _class_attrs(tree, "BuilderFlag")
     for v in (TrtVersion(8, 6), TrtVersion(10, 3)):  # the builder flags exist up to 10.x
-        for precision, source in (("fp16", "qdq"), ("int8", "qdq"), ("int8", "cache")):
+        for precision, source in (("fp16", "qdq"), ("int8", "qdq"), ("int8", "calibrator")):
             assert set(build_plan(v, precision, source).builder_flags) <= flags
     assert "GPU_FALLBACK" in flags
     assert "WORKSPACE" in _class_attrs(tree, "MemoryPoolType")

@@ -1,0 +1,98 @@
+"""doctor: what this machine has, and where TensorRT exists, proof that it agrees with ONNX Runtime."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from overfeat_edge.commands.common import console
+from overfeat_edge.errors import OverfeatEdgeError, ParityError
+
+
+def _version(module: str) -> str:
+    try:
+        m = importlib.import_module(module)
+    except Exception:
+        return "not installed"
+    return str(getattr(m, "__version__", getattr(m, "VERSION_TEXT", "installed")))
+
+
+def _has_tensorrt() -> bool:
+    try:
+        from overfeat_edge.engine.trt import load_tensorrt
+
+        load_tensorrt()
+        return True
+    except OverfeatEdgeError:
+        return False
+
+
+def doctor(
+    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Build and compare a small engine.")] = True,
+) -> None:
+    """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device."""
+    import cv2
+    import onnxruntime as ort
+
+    from overfeat_edge.pipeline.merge import COMPILED
+    from overfeat_edge.stream.sources import has_gstreamer
+
+    rows: list[tuple[str, str]] = []
+    bindings = _version("cuda.bindings")
+    cuda_python = bindings if bindings != "not installed" else _version("cuda")
+    has_trt = _has_tensorrt()
+    gst = "yes" if has_gstreamer() else "no (csi:// and pipelines need it)"
+    try:
+        from overfeat_edge.runtime.cuda import load_cuda
+
+        cuda = load_cuda()
+        gpu, cc = cuda.device()
+        rows += [("GPU", f"{gpu} (compute capability {cc})"), ("CUDA API", cuda.name)]
+        rows += [(k, v) for k, v in cuda.versions().items()]
+    except OverfeatEdgeError as exc:
+        rows.append(("GPU", f"not usable: {exc}"))
+    rows += [
+        ("TensorRT", _version("tensorrt") if has_trt else "not installed"),
+        ("Polygraphy", _version("polygraphy")),
+        ("pycuda", _version("pycuda")),
+        ("cuda-python", cuda_python),
+        ("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}"),
+        ("OpenCV", f"{cv2.__version__}; GStreamer: {gst}"),
+        (
+            "greedy merge",
+            "compiled (C)" if COMPILED else "numpy (the C extension was not built: no compiler at install)",
+        ),
+    ]
+    table = Table(title="overfeat-edge doctor", show_header=False)
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+    if not has_trt:
+        console.print(
+            "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "
+            "with JetPack (sudo apt install nvidia-jetpack; use the system python3 or a venv with "
+            "--system-site-packages); on a desktop: pip install 'overfeat-edge[tensorrt]'."
+        )
+        return
+    if compare:
+        from overfeat_edge.engine.doctor import prove_device
+
+        failed = []
+        for precision, verdict in prove_device(console.print):
+            for name, err in verdict.max_abs_error.items():
+                atol, rtol = verdict.tolerance[name]
+                console.print(
+                    f"{precision} {name}: max |tensorrt - onnxruntime| = {err:.2e} "
+                    f"(atol {atol:g}, rtol {rtol:g}) {'PASS' if verdict.passed else 'FAIL'}"
+                )
+            if not verdict.passed:
+                failed.append(precision)
+        if failed:
+            raise ParityError(f"TensorRT {', '.join(failed)} disagrees with ONNX Runtime on this device")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(doctor)

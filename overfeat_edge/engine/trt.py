@@ -1,0 +1,209 @@
+"""[TensorRT] The thin layer that builds an engine, through Polygraphy's loaders.
+
+Every decision is made elsewhere (:mod:`compat` says what a version needs, :mod:`profiles` what
+shapes to tune for, :mod:`calibration` what INT8 is calibrated with). Polygraphy (NVIDIA's own,
+TensorRT 8.5 through 11.x) parses the ONNX (``NetworkFromOnnxPath``: the explicit-batch flag where
+the version needs it), makes the builder config (``CreateConfig``: profiles, workspace pool, FP16 /
+INT8 flags up to 10.x, TF32, DLA, the progress monitor from 10.0) and builds
+(``EngineBytesFromNetwork``). What Polygraphy does not do is added in one ``PostprocessConfig``:
+DLA core N (Polygraphy fixes core 0), the calibration profile, and our timing cache, read with
+a fallback for a corrupt file and written under a temporary name.
+
+Every TensorRT name used here is listed in ``compat.TRT_NAMES`` and checked in CI against the binding
+library of each version that uses it; mypy checks the calls against ``tensorrt-stubs`` 10.13.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from overfeat_edge.engine.calibration import CalibrationData
+from overfeat_edge.engine.compat import BuildPlan, TrtVersion
+from overfeat_edge.engine.profiles import Profile
+from overfeat_edge.errors import MissingDependency, ModelError
+from overfeat_edge.io import atomic_write_bytes
+from overfeat_edge.lazy import require
+from overfeat_edge.runtime.base import INPUT_NAME
+from overfeat_edge.runtime.cuda import CudaApi
+
+if TYPE_CHECKING:  # the type checker sees TensorRT's stubs; at run time the module is imported lazily
+    import tensorrt as trt
+else:
+    trt = None
+
+
+def load_tensorrt() -> Any:
+    """``import tensorrt`` (once), refusing a stubs-only install (a namespace without ``Builder``)."""
+    global trt
+    if trt is None:
+        mod = require("tensorrt", "TensorRT engines")
+        if not hasattr(mod, "Builder") or not hasattr(mod, "__version__"):
+            raise MissingDependency("tensorrt", "TensorRT engines (found type stubs only, not the library)", "tensorrt")
+        trt = mod
+    return trt
+
+
+def version(module: Any) -> TrtVersion:
+    return TrtVersion.parse(str(module.__version__))
+
+
+def _progress_monitor(report: Callable[[str, int, int], None]) -> trt.IProgressMonitor:
+    """An ``IProgressMonitor`` (TensorRT 10.0+) forwarding (phase, step, steps) to ``report``."""
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            self.steps[phase_name] = num_steps
+            report(phase_name, 0, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            report(phase_name, step + 1, self.steps.get(phase_name, 0))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            n = self.steps.pop(phase_name, 0)
+            report(phase_name, n, n)
+
+    return Monitor()
+
+
+class _Calibration:
+    """What a calibrator saw: whether TensorRT asked for data, and the cache it wrote."""
+
+    def __init__(self) -> None:
+        self.asked_for_data = False
+        self.written: bytes | None = None
+
+
+def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any:
+    """TensorRT's entropy calibrator (<= 10) over ``data``: batches copied to one device buffer, or
+    only a cache. With a cache and no batches, TensorRT asking for data means it refused the cache.
+    """
+
+    class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self) -> None:
+            trt.IInt8EntropyCalibrator2.__init__(self)
+            self.batches = iter(data.batches()) if data.batches is not None else iter(())
+            self.host = cuda.pinned(data.shape, np.float32) if data.batches is not None else None
+            self.device = cuda.malloc(self.host.nbytes) if self.host is not None else 0
+            self.stream = cuda.stream()
+
+        def free(self) -> None:
+            if self.host is not None:
+                cuda.free(self.device)
+                cuda.free_pinned(self.host)
+                self.host = None
+
+        def get_batch_size(self) -> int:
+            return data.shape[0]
+
+        def get_batch(self, names: list[str]) -> list[int]:
+            seen.asked_for_data = True
+            batch = next(self.batches, None)
+            if batch is None:
+                return []  # the documented end of data
+            assert self.host is not None
+            np.copyto(self.host, batch)
+            cuda.h2d(self.device, self.host, self.stream)
+            cuda.sync(self.stream)
+            return [self.device]
+
+        def read_calibration_cache(self) -> bytes | None:
+            return data.cache
+
+        def write_calibration_cache(self, cache: Any) -> None:
+            seen.written = bytes(cache)
+
+    return EntropyCalibrator()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    engine: bytes
+    seconds: float
+    calibration_cache: bytes | None  # what TensorRT's calibrator wrote (on-device INT8), else None
+
+
+def build_engine(
+    *,
+    onnx_path: Path,
+    plan: BuildPlan,
+    profiles: list[Profile],
+    workspace_mb: int,
+    timing_cache: Path,
+    cuda: CudaApi,
+    dla_core: int | None = None,
+    calibration: CalibrationData | None = None,
+    tf32: bool = True,
+    report: Callable[[str, int, int], None] | None = None,
+) -> BuildResult:
+    """Parse, configure and build; updates ``timing_cache``. Raises :class:`ModelError` on failure."""
+    load_tensorrt()
+    pgt = require("polygraphy.backend.trt", "building TensorRT engines")
+    exceptions = require("polygraphy.exception", "building TensorRT engines")
+    seen = _Calibration()
+    calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
+    dla = dla_core is not None
+    create = pgt.CreateConfig(
+        tf32=tf32,
+        fp16="FP16" in plan.builder_flags,
+        int8="INT8" in plan.builder_flags,
+        profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
+        calibrator=calibrator,
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
+        use_dla=dla,
+        allow_gpu_fallback=dla,
+        progress_monitor=_progress_monitor(report) if plan.progress_monitor and report is not None else None,
+    )
+    configs: list[trt.IBuilderConfig] = []
+
+    def finish(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:
+        if dla_core is not None:
+            config.DLA_core = dla_core  # Polygraphy sets core 0
+        if calibration is not None and calibration.batches is not None:
+            prof = builder.create_optimization_profile()  # not added: only calibration uses it
+            dims = trt.Dims(list(calibration.shape))
+            prof.set_shape(INPUT_NAME, dims, dims, dims)
+            config.set_calibration_profile(prof)
+        blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
+        try:
+            cache = config.create_timing_cache(blob)
+        except Exception:
+            cache = None
+        if cache is None:  # TensorRT returns None for a corrupt cache, as Polygraphy checks
+            cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+        configs.append(config)
+
+    build = pgt.EngineBytesFromNetwork(
+        pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
+    )
+    t0 = time.perf_counter()
+    try:
+        serialized = build()
+    except exceptions.PolygraphyException as exc:
+        raise ModelError(
+            f"TensorRT could not build {onnx_path.name}: {str(exc).strip().splitlines()[-1][:300]}"
+        ) from None
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    seconds = time.perf_counter() - t0
+    if not serialized:
+        raise ModelError("TensorRT could not build the engine (its log above says why)")
+    if calibration is not None and calibration.batches is None and seen.asked_for_data:
+        raise ModelError(
+            "TensorRT did not accept the calibration cache and asked for calibration data; nothing was written. "
+            "Calibrate on this device instead: --calib-images DIR"
+        )
+    atomic_write_bytes(timing_cache, bytes(configs[-1].get_timing_cache().serialize()))
+    return BuildResult(bytes(serialized), seconds, seen.written)
