@@ -1,9 +1,9 @@
 """[no torch] One comparison of two implementations' outputs (Polygraphy's Comparator, trimmed).
 
 Used where two runs of the same network must agree: ``export`` (ONNX Runtime vs torch) and the
-INT8 report (INT8 vs FP32). ``doctor`` compares TensorRT with ONNX Runtime through Polygraphy's own
-``Comparator`` (see :mod:`overfeat_edge.engine.doctor`) with the same per-output tolerance rule:
-``|got - want| <= atol + rtol * max|want|``, per output, over every input.
+INT8 report (INT8 vs FP32), with one rule per output over every input:
+``max |got - want| <= atol + rtol * max |want|``. ``doctor`` compares TensorRT with ONNX Runtime
+through Polygraphy's own ``Comparator`` instead (see :mod:`overfeat_edge.engine.doctor`).
 """
 
 from __future__ import annotations

@@ -89,6 +89,10 @@ class BuildRequest:
             raise InputError(f"--workspace must be at least 1 MiB, got {self.workspace_mb}")
         if self.dla is not None and self.dla < 0:
             raise InputError(f"--dla must be a DLA core number (0 or 1), got {self.dla}")
+        if self.dla is not None and self.precision == "fp32":
+            raise InputError(
+                "--dla runs FP16 or INT8 only; with --precision fp32 every layer would fall back to the GPU"
+            )
         if self.calib is not None and self.calib_images is not None:
             raise InputError("--calib (a cache) and --calib-images (calibrate here) are two ways; give one")
         if (self.calib is not None or self.calib_images is not None) and self.precision != "int8":

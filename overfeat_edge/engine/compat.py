@@ -158,7 +158,7 @@ TRT_NAMES: dict[str, tuple[str, ...]] = {
         "write_calibration_cache",
         "set_calibration_profile",
     ),
-    "dla": ("DLA_core",),
+    "dla": ("DLA_core", "num_DLA_cores"),
 }
 
 

@@ -2,8 +2,8 @@
 
 ``doctor`` builds the shipped model at one scale (FP32 with TF32 off, as Polygraphy's own checks do,
 and FP16 where the version allows), runs it with Polygraphy's ``TrtRunner`` next to ``OnnxrtRunner``
-on the same inputs, and lets Polygraphy's ``Comparator`` judge each output with its tolerance:
-``|trt - ort| <= atol + rtol * |ort|`` element by element (``CompareFunc.simple``).
+on the same inputs, and lets Polygraphy's ``Comparator`` judge each output with its tolerance, element by element
+(``SimpleCompareFunc``): an element passes when ``|trt - ort| <= atol`` or ``|trt - ort| / |ort| <= rtol``.
 """
 
 from __future__ import annotations

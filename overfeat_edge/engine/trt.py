@@ -77,11 +77,13 @@ def _progress_monitor(report: Callable[[str, int, int], None]) -> trt.IProgressM
 
 
 class _Calibration:
-    """What a calibrator saw: whether TensorRT asked for data, and the cache it wrote."""
+    """What a calibrator saw: whether TensorRT asked for data, the cache it wrote, and an error
+    raised inside a callback (the binding only prints those and reads them as end of data)."""
 
     def __init__(self) -> None:
         self.asked_for_data = False
         self.written: bytes | None = None
+        self.error: BaseException | None = None
 
 
 def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any:
@@ -108,13 +110,16 @@ def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any
 
         def get_batch(self, names: list[str]) -> list[int]:
             seen.asked_for_data = True
-            batch = next(self.batches, None)
-            if batch is None:
-                return []  # the documented end of data
-            assert self.host is not None
-            np.copyto(self.host, batch)
-            cuda.h2d(self.device, self.host, self.stream)
-            cuda.sync(self.stream)
+            try:
+                batch = next(self.batches, None)
+                if batch is None or self.host is None:
+                    return []  # the documented end of data
+                np.copyto(self.host, batch)
+                cuda.h2d(self.device, self.host, self.stream)
+                cuda.sync(self.stream)
+            except Exception as exc:  # kept, and raised after the build: calibration must not end quietly
+                seen.error = exc
+                return []
             return [self.device]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -124,6 +129,17 @@ def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any
             seen.written = bytes(cache)
 
     return EntropyCalibrator()
+
+
+def _calibration_failure(calibration: CalibrationData | None, seen: _Calibration) -> None:
+    """Raise the calibration's own failure, if it had one (checked before any other build error)."""
+    if seen.error is not None:
+        raise ModelError(f"calibration failed while feeding TensorRT: {type(seen.error).__name__}: {seen.error}")
+    if calibration is not None and calibration.batches is None and seen.asked_for_data:
+        raise ModelError(
+            "TensorRT did not accept the calibration cache and asked for calibration data; nothing was written. "
+            "Calibrate on this device instead: --calib-images DIR"
+        )
 
 
 @dataclass(frozen=True)
@@ -151,29 +167,23 @@ def build_engine(
     pgt = require("polygraphy.backend.trt", "building TensorRT engines")
     exceptions = require("polygraphy.exception", "building TensorRT engines")
     seen = _Calibration()
-    calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
     dla = dla_core is not None
-    create = pgt.CreateConfig(
-        tf32=tf32,
-        fp16="FP16" in plan.builder_flags,
-        int8="INT8" in plan.builder_flags,
-        profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
-        calibrator=calibrator,
-        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
-        use_dla=dla,
-        allow_gpu_fallback=dla,
-        progress_monitor=_progress_monitor(report) if plan.progress_monitor and report is not None else None,
-    )
+    options: dict[str, Any] = {}
+    if plan.progress_monitor and report is not None:  # the keyword exists from Polygraphy 0.49.1
+        options["progress_monitor"] = _progress_monitor(report)
     configs: list[trt.IBuilderConfig] = []
 
     def finish(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:
         if dla_core is not None:
+            if dla_core >= builder.num_DLA_cores:
+                raise ModelError(f"--dla {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
             config.DLA_core = dla_core  # Polygraphy sets core 0
         if calibration is not None and calibration.batches is not None:
-            prof = builder.create_optimization_profile()  # not added: only calibration uses it
+            prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
             dims = trt.Dims(list(calibration.shape))
             prof.set_shape(INPUT_NAME, dims, dims, dims)
-            config.set_calibration_profile(prof)
+            if not config.set_calibration_profile(prof):
+                raise ModelError(f"TensorRT refused the calibration profile {calibration.shape}")
         blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
         try:
             cache = config.create_timing_cache(blob)
@@ -184,13 +194,27 @@ def build_engine(
         config.set_timing_cache(cache, False)
         configs.append(config)
 
-    build = pgt.EngineBytesFromNetwork(
-        pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
-    )
+    calibrator = None
     t0 = time.perf_counter()
     try:
+        calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
+        create = pgt.CreateConfig(
+            tf32=tf32,
+            fp16="FP16" in plan.builder_flags,
+            int8="INT8" in plan.builder_flags,
+            profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
+            calibrator=calibrator,
+            memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
+            use_dla=dla,
+            allow_gpu_fallback=dla,
+            **options,
+        )
+        build = pgt.EngineBytesFromNetwork(
+            pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
+        )
         serialized = build()
     except exceptions.PolygraphyException as exc:
+        _calibration_failure(calibration, seen)
         raise ModelError(
             f"TensorRT could not build {onnx_path.name}: {str(exc).strip().splitlines()[-1][:300]}"
         ) from None
@@ -198,12 +222,8 @@ def build_engine(
         if calibrator is not None:
             calibrator.free()
     seconds = time.perf_counter() - t0
+    _calibration_failure(calibration, seen)
     if not serialized:
         raise ModelError("TensorRT could not build the engine (its log above says why)")
-    if calibration is not None and calibration.batches is None and seen.asked_for_data:
-        raise ModelError(
-            "TensorRT did not accept the calibration cache and asked for calibration data; nothing was written. "
-            "Calibrate on this device instead: --calib-images DIR"
-        )
     atomic_write_bytes(timing_cache, bytes(configs[-1].get_timing_cache().serialize()))
     return BuildResult(bytes(serialized), seconds, seen.written)
