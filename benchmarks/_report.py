@@ -21,9 +21,24 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_flags() -> str:
+    """The CPU flags that decide what a CPU runtime can use (INT8 VNNI/AMX, bf16), as /proc/cpuinfo says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in FLAGS if f in have) or "none of " + "/".join(FLAGS)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def machine() -> str:
     system = f"{platform.system()} {platform.release()}"
-    return f"{cpu_name()}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
+    return f"{cpu_name()} (flags: {cpu_flags()}), {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
 def today() -> str:

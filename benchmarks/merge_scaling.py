@@ -60,7 +60,9 @@ def real_frames() -> list[Detections]:
     out = []
     for path in sorted(SAMPLE.iterdir()):
         levels, maps = det.infer(read_image(path))
-        raw = [decode_level(s, b, lv, det.spec, 0.5, None) for lv, (s, b) in zip(levels, maps, strict=True)]
+        raw = [
+            decode_level(m["scores"], m["boxes"], lv, det.spec, 0.5, None) for lv, m in zip(levels, maps, strict=True)
+        ]
         out.append(Detections.concat(raw))
     return out
 

@@ -3,9 +3,16 @@
 No torch here: the pyramid planner, the ``models`` listing and the runtime all read these
 tables. ``overfeat_edge.models`` turns an :class:`Arch` into a torch module.
 
-Layer tables follow ``shared/spec/overfeat.md`` (paper Tables 1 and 3). Every conv is followed
-by ReLU; pooling is max-pooling with kernel == stride. The last pool of ``features`` is the one
-fine stride acts on; the heads read its output.
+OverFeat's layer tables are the paper's Tables 1 and 3 (``docs/`` has the derivations): every
+conv is followed by ReLU; pooling is max-pooling with kernel == stride. The last pool of
+``features`` is the one fine stride acts on; the heads read its output.
+
+The MTCNN face cascade (Zhang et al., 2016) is the same family, written with three additions:
+PReLU after a conv (``act="prelu"``), ceil-mode pools (``ceil=True``, kernel may exceed stride),
+and a ``neck``: convs shared by the heads after the last pool (P-Net's conv2-3; R-Net's and
+O-Net's conv and their first dense layer, written as a conv whose kernel is the map's size).
+``extra_heads`` are further 1x1 outputs (O-Net's landmarks). Fine stride is for nets without a
+neck (an MTCNN stage runs at its own stride).
 """
 
 from __future__ import annotations
@@ -27,10 +34,32 @@ class Layer:
     s: int
     p: int = 0
     channels: int = 0
+    act: Literal["relu", "prelu"] = "relu"  # after a conv
+    ceil: bool = False  # a pool in ceil mode (torch's ceil_mode, ONNX's ceil_mode=1)
 
     def out_size(self, n: int) -> int:
-        """Spatial size after this layer for an input of size ``n`` (floor, as torch and ONNX)."""
-        return (n + 2 * self.p - self.k) // self.s + 1
+        """Spatial size after this layer for an input of size ``n`` (floor, or ceil as torch does it:
+        a last window that would start past the input's end (padding included) is dropped)."""
+        if not self.ceil:
+            return (n + 2 * self.p - self.k) // self.s + 1
+        out = -(-(n + 2 * self.p - self.k) // self.s) + 1
+        if (out - 1) * self.s >= n + self.p:
+            out -= 1
+        return out
+
+    def to_list(self) -> list[Any]:
+        row: list[Any] = [self.op, self.k, self.s, self.p, self.channels]
+        if self.act != "relu" or self.ceil:
+            row += [self.act, self.ceil]
+        return row
+
+    @classmethod
+    def from_list(cls, row: list[Any]) -> Layer:
+        op, k, s, p, c, *rest = row
+        act, ceil = (str(rest[0]), bool(rest[1])) if rest else ("relu", False)
+        if act not in ("relu", "prelu"):
+            raise ValueError(f"unknown activation {act!r}")
+        return cls(op, int(k), int(s), int(p), int(c), "prelu" if act == "prelu" else "relu", ceil)
 
 
 @dataclass(frozen=True)
@@ -53,6 +82,8 @@ class Arch:
     in_channels: int = 3
     width: float = 1.0
     base: str = field(default="", compare=False)
+    neck: tuple[Layer, ...] = ()  # convs after the last pool, shared by every head
+    extra_heads: tuple[tuple[str, int], ...] = ()  # (output name, channels): more 1x1-style heads
 
     # ---- derived geometry -------------------------------------------------------------
     @property
@@ -75,7 +106,12 @@ class Arch:
 
     @property
     def feature_channels(self) -> int:
-        return [layer.channels for layer in self.features if layer.op == "conv"][-1]
+        """Channels the heads read (the neck's last conv, else the features' last conv)."""
+        return [layer.channels for layer in (*self.features, *self.neck) if layer.op == "conv"][-1]
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return ("scores", "boxes", *(name for name, _ in self.extra_heads))
 
     def prepool_size(self, n: int) -> int:
         """Spatial size of the map entering the last pool for an input side of ``n``."""
@@ -91,14 +127,21 @@ class Arch:
     def _convs(self) -> list[tuple[str, int, int, int, int]]:
         """(name, cin, cout, kernel, output size at the training window) of every conv."""
         rows, cin, n = [], self.in_channels, self.window
-        for i, layer in enumerate(self.features):
+        for i, layer in enumerate(self.features[:-1]):
             n = layer.out_size(n)
             if layer.op == "conv":
                 rows.append((f"conv{i}", cin, layer.channels, layer.k, n))
                 cin = layer.channels
+        last_pool = self.features[-1]
+        n = last_pool.out_size(self.prepool_size(self.window))
+        for j, layer in enumerate(self.neck):
+            n = layer.out_size(n)
+            rows.append((f"neck{j}", cin, layer.channels, layer.k, n))
+            cin = layer.channels
         for head, hidden, last in (
             ("cls", self.cls_hidden, self.num_outputs),
             ("reg", self.reg_hidden, 4 * self.num_classes),
+            *((name, (), c) for name, c in self.extra_heads),
         ):
             c, k = cin, self.head_kernel
             for j, cout in enumerate((*hidden, last)):
@@ -107,7 +150,8 @@ class Arch:
         return rows
 
     def params(self) -> int:
-        return sum(cin * cout * k * k + cout for _, cin, cout, k, _ in self._convs())
+        prelu = sum(x.channels for x in (*self.features, *self.neck) if x.op == "conv" and x.act == "prelu")
+        return sum(cin * cout * k * k + cout for _, cin, cout, k, _ in self._convs()) + prelu
 
     def gflops_per_window(self) -> float:
         """Multiply-adds x 2 of one forward pass on the training window, both heads."""
@@ -127,15 +171,20 @@ class Arch:
                 cin = layer.channels
         oh = self.out_size_from_prepool(h, fine)
         ow = self.out_size_from_prepool(w, fine)
-        per_position = sum(
-            c_in * c_out * k * k for name, c_in, c_out, k, _ in self._convs() if name[:3] in ("cls", "reg")
-        )
+        per_position = sum(c_in * c_out * k * k for name, c_in, c_out, k, _ in self._convs() if name[:4] != "conv")
         return 2 * (macs + max(oh, 0) * max(ow, 0) * per_position) / 1e9
 
     def out_size_from_prepool(self, size: int, fine: bool) -> int:
         """Classifier map size from the pre-pool size: fine = pool stride 1 + head dilated by s."""
         s, k = self.fine_factor, self.head_kernel
-        return size - k * s + 1 if fine else (size - s) // s + 1 - k + 1
+        if fine:
+            if self.neck:
+                raise InputError(f"{self.name} has a neck after its last pool: fine stride is not defined for it")
+            return size - k * s + 1
+        n = self.features[-1].out_size(size)
+        for layer in self.neck:
+            n = layer.out_size(n)
+        return n - k + 1
 
     @property
     def family(self) -> str:
@@ -155,6 +204,7 @@ class Arch:
             self,
             name=f"{self.family}@{width:g}" if width != 1 else self.family,
             features=feats,
+            neck=tuple(replace(x, channels=w(x.channels)) for x in self.neck),
             cls_hidden=tuple(w(c) for c in self.cls_hidden),
             reg_hidden=tuple(w(c) for c in self.reg_hidden),
             width=width,
@@ -167,7 +217,7 @@ class Arch:
             "name": self.name,
             "base": self.family,
             "window": self.window,
-            "features": [[x.op, x.k, x.s, x.p, x.channels] for x in self.features],
+            "features": [x.to_list() for x in self.features],
             "head_kernel": self.head_kernel,
             "cls_hidden": list(self.cls_hidden),
             "reg_hidden": list(self.reg_hidden),
@@ -175,6 +225,8 @@ class Arch:
             "background": self.background,
             "in_channels": self.in_channels,
             "width": self.width,
+            **({"neck": [x.to_list() for x in self.neck]} if self.neck else {}),
+            **({"extra_heads": [list(h) for h in self.extra_heads]} if self.extra_heads else {}),
         }
 
     @classmethod
@@ -183,7 +235,7 @@ class Arch:
             name=d["name"],
             base=d.get("base", d["name"]),
             window=int(d["window"]),
-            features=tuple(Layer(op, k, s, p, c) for op, k, s, p, c in d["features"]),
+            features=tuple(Layer.from_list(row) for row in d["features"]),
             head_kernel=int(d["head_kernel"]),
             cls_hidden=tuple(d["cls_hidden"]),
             reg_hidden=tuple(d["reg_hidden"]),
@@ -191,6 +243,8 @@ class Arch:
             background=bool(d["background"]),
             in_channels=int(d.get("in_channels", 3)),
             width=float(d.get("width", 1.0)),
+            neck=tuple(Layer.from_list(row) for row in d.get("neck", [])),
+            extra_heads=tuple((str(name), int(c)) for name, c in d.get("extra_heads", [])),
         )
 
 
@@ -200,6 +254,14 @@ def _c(k: int, s: int, p: int, ch: int) -> Layer:
 
 def _p(k: int) -> Layer:
     return Layer("pool", k, k)
+
+
+def _cp(k: int, ch: int) -> Layer:  # MTCNN: conv (stride 1, no padding) + PReLU
+    return Layer("conv", k, 1, 0, ch, act="prelu")
+
+
+def _pc(k: int, s: int) -> Layer:  # MTCNN: ceil-mode max pool
+    return Layer("pool", k, s, ceil=True)
 
 
 # Paper Table 1: fast model, 231x231 window, stride 32, fine factor 2.
@@ -276,7 +338,48 @@ OVERFEAT_MINI = Arch(
     num_classes=3,
 )
 
-ARCHS: dict[str, Arch] = {a.name: a for a in (OVERFEAT_FAST, OVERFEAT_ACCURATE, OVERFEAT_MINI, SEED_NET)}
+# MTCNN (Zhang et al., 2016), as facenet-pytorch 2.6.0 defines it. P-Net is a 12x12-window
+# detector with output stride 2, run over the image pyramid; its heads are 1x1 convs on the neck.
+# Its ``boxes`` are the 12x12 cells themselves and its ``regression`` (MTCNN's offsets) a head of
+# its own: MTCNN suppresses overlapping cells before it applies the offsets.
+MTCNN_PNET = Arch(
+    name="mtcnn-pnet",
+    window=12,
+    features=(_cp(3, 10), _pc(2, 2)),
+    neck=(_cp(3, 16), _cp(3, 32)),
+    head_kernel=1,
+    cls_hidden=(),
+    reg_hidden=(),
+    num_classes=1,
+    extra_heads=(("regression", 4),),
+)
+# R-Net and O-Net classify 24x24 and 48x48 crops; their dense layers are convs over the whole map
+# (R-Net: 3x3x64 -> 128, O-Net: 3x3x128 -> 256), then 1x1 heads (O-Net: 10 landmark coordinates).
+MTCNN_RNET = Arch(
+    name="mtcnn-rnet",
+    window=24,
+    features=(_cp(3, 28), _pc(3, 2), _cp(3, 48), _pc(3, 2)),
+    neck=(_cp(2, 64), _cp(3, 128)),
+    head_kernel=1,
+    cls_hidden=(),
+    reg_hidden=(),
+    num_classes=1,
+)
+MTCNN_ONET = Arch(
+    name="mtcnn-onet",
+    window=48,
+    features=(_cp(3, 32), _pc(3, 2), _cp(3, 64), _pc(3, 2), _cp(3, 64), _pc(2, 2)),
+    neck=(_cp(2, 128), _cp(3, 256)),
+    head_kernel=1,
+    cls_hidden=(),
+    reg_hidden=(),
+    num_classes=1,
+    extra_heads=(("landmarks", 10),),
+)
+
+ARCHS: dict[str, Arch] = {
+    a.name: a for a in (OVERFEAT_FAST, OVERFEAT_ACCURATE, OVERFEAT_MINI, SEED_NET, MTCNN_PNET, MTCNN_RNET, MTCNN_ONET)
+}
 
 _NAME = re.compile(r"^(?P<base>[a-z0-9-]+?)(?:@(?P<width>[0-9.]+))?$")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,11 +17,17 @@ class Detections:
     xyxy: (N, 4) float32, ``(x1, y1, x2, y2)`` with x2 >= x1, y2 >= y1, in original-image pixels
     (x right, y down, origin at the top-left corner of the top-left pixel).
     score: (N,) float32 confidence. class_id: (N,) int64, an index into the spec's class names.
+    tracker_id: (N,) int64 identities across frames, or None.
+    data: per-box arrays, each of length N (e.g. ``landmarks``: (N, 5, 2) float32 x, y in image
+    pixels; a cascade stage's score: (N,)). metadata: per-frame facts (source name, frame index).
     """
 
     xyxy: np.ndarray
     score: np.ndarray
     class_id: np.ndarray
+    tracker_id: np.ndarray | None = None
+    data: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32)
@@ -33,6 +40,14 @@ class Detections:
             raise InputError(f"score must be of shape ({n},), but got shape {self.score.shape}")
         if self.class_id.shape != (n,):
             raise InputError(f"class_id must be of shape ({n},), but got shape {self.class_id.shape}")
+        if self.tracker_id is not None:
+            self.tracker_id = np.asarray(self.tracker_id, dtype=np.int64)
+            if self.tracker_id.shape != (n,):
+                raise InputError(f"tracker_id must be of shape ({n},), but got shape {self.tracker_id.shape}")
+        self.data = {k: np.asarray(v) for k, v in self.data.items()}
+        for k, v in self.data.items():
+            if v.ndim == 0 or len(v) != n:
+                raise InputError(f"data[{k!r}] must have {n} rows (one per box), but got shape {v.shape}")
 
     @classmethod
     def empty(cls) -> Detections:
@@ -41,17 +56,34 @@ class Detections:
     def __len__(self) -> int:
         return len(self.xyxy)
 
-    def __getitem__(self, index: np.ndarray | slice) -> Detections:
-        return Detections(self.xyxy[index], self.score[index], self.class_id[index])
+    def __getitem__(self, index: np.ndarray | slice | list[int]) -> Detections:
+        """Boxes selected by a slice, an index array or a boolean mask (a bad key raises
+        IndexError or TypeError, as numpy does: that is a programming error, not user input)."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(
+            self.xyxy[index],
+            self.score[index],
+            self.class_id[index],
+            None if self.tracker_id is None else self.tracker_id[index],
+            {k: v[index] for k, v in self.data.items()},
+            dict(self.metadata),
+        )
 
     @classmethod
     def concat(cls, parts: list[Detections]) -> Detections:
+        """One set of boxes; per-box data only where every part has it, metadata of the first part."""
         if not parts:
             return cls.empty()
+        keys = set.intersection(*(set(p.data) for p in parts))
+        tracked = all(p.tracker_id is not None for p in parts)
         return cls(
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.class_id for p in parts]),
+            np.concatenate([p.tracker_id for p in parts]) if tracked else None,  # type: ignore[misc]
+            {k: np.concatenate([p.data[k] for p in parts]) for k in sorted(keys)},
+            dict(parts[0].metadata),
         )
 
     def sorted(self) -> Detections:
@@ -59,15 +91,21 @@ class Detections:
         return self[np.argsort(-self.score, kind="stable")]
 
     def to_records(self, class_names: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
-        return [
-            {
+        """One JSON-ready dict per box: class, score, box, and tracker id and per-box data if present."""
+        out: list[dict[str, object]] = []
+        for i, (b, s, c) in enumerate(zip(self.xyxy, self.score, self.class_id, strict=True)):
+            rec: dict[str, object] = {
                 "class_id": int(c),
                 "class": class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)),
                 "score": round(float(s), 5),
                 "box": [round(float(v), 2) for v in b],
             }
-            for b, s, c in zip(self.xyxy, self.score, self.class_id, strict=True)
-        ]
+            if self.tracker_id is not None:
+                rec["tracker_id"] = int(self.tracker_id[i])
+            for k, v in self.data.items():
+                rec[k] = np.round(v[i].astype(np.float64), 2).tolist()
+            out.append(rec)
+        return out
 
 
 @dataclass(frozen=True)

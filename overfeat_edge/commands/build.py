@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from overfeat_edge.commands.common import console, err_console
+from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, pyramid
 
 
 def build(
@@ -17,6 +17,8 @@ def build(
         "480x640"
     ),
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    min_size: MinSize = None,
+    scale_factor: ScaleFactor = None,
     dynamic: Annotated[
         int | None, typer.Option(help="Also a dynamic profile up to this side, for other sizes.")
     ] = None,
@@ -35,9 +37,18 @@ def build(
     batch: Annotated[str, typer.Option(help="Batch per profile; 1 until multi-camera run feeds batches.")] = "1",
 ) -> None:
     """Build a TensorRT engine: one optimization profile per pyramid scale, cached per device."""
+    scales = pyramid(scales, min_size, scale_factor)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from overfeat_edge.engine.builder import BuildRequest, build_cached, parse_batch, parse_frame_size, prepare
+    from overfeat_edge.engine.builder import (
+        BuildRequest,
+        build_cached,
+        parse_batch,
+        parse_frame_size,
+        prepare,
+        prepare_stages,
+        stage_engine_path,
+    )
 
     request = BuildRequest(  # every option checked here, before TensorRT is looked for
         model=model,
@@ -53,6 +64,7 @@ def build(
         batch=parse_batch(batch),
     )
     prepared = prepare(request)
+    stages = prepare_stages(prepared)  # a cascade's crop classifiers (MTCNN's R-Net, O-Net): checked now too
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         tasks: dict[str, Any] = {}
@@ -64,12 +76,17 @@ def build(
 
         progress.add_task(f"building {precision} ({len(prepared.profiles)} profiles)", total=None)
         built = build_cached(prepared, engines=engines, rebuild=rebuild, report=report)
-    if not built.built:
-        console.print(f"up to date: {built.path}")
-    else:
-        if built.stale:
-            err_console.print(f"rebuilt: {built.stale}", style="yellow")
-        console.print(f"built {built.path} in {built.seconds:.1f} s ({built.path.stat().st_size / 2**20:.1f} MiB)")
+        done = [built]
+        for name, stage in stages:  # one dynamic-batch engine per stage, beside the detector's
+            path = stage_engine_path(built.path, name)
+            done.append(build_cached(stage, engines=engines, rebuild=rebuild, report=report, path=path))
+    for b in done:
+        if not b.built:
+            console.print(f"up to date: {b.path}")
+            continue
+        if b.stale:
+            err_console.print(f"rebuilt: {b.stale}", style="yellow")
+        console.print(f"built {b.path} in {b.seconds:.1f} s ({b.path.stat().st_size / 2**20:.1f} MiB)")
     console.print(f"run it: overfeat-edge run SOURCE --backend tensorrt --model {built.path}")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 from overfeat_edge.errors import InputError
@@ -35,3 +37,21 @@ def expand_images(items: list[str]) -> list[Path]:
         else:
             raise InputError(f"image not found: {item}")
     return out
+
+
+MinSize = Annotated[
+    int | None,
+    typer.Option("--min-size", help="MTCNN-style pyramid: the smallest object to find, in pixels (e.g. 20)."),
+]
+ScaleFactor = Annotated[
+    float | None, typer.Option("--scale-factor", help="MTCNN-style pyramid: size ratio between levels (0.709).")
+]
+
+
+def pyramid(scales: list[str] | None, min_size: int | None, scale_factor: float | None) -> list[str] | None:
+    """``--scales``, or the geometric rule ``geo:MIN_SIZE:FACTOR`` from ``--min-size``/``--scale-factor``."""
+    if min_size is None and scale_factor is None:
+        return scales
+    if scales:
+        raise InputError("--scales and --min-size/--scale-factor are two ways to give the pyramid; give one")
+    return [f"geo:{min_size if min_size is not None else 20}:{scale_factor if scale_factor is not None else 0.709}"]

@@ -7,20 +7,27 @@ from typing import Annotated
 
 import typer
 
-from overfeat_edge.commands.common import console
+from overfeat_edge.commands.common import MinSize, ScaleFactor, console, pyramid
 from overfeat_edge.errors import InputError
 from overfeat_edge.types import Detections
 
 DEMO_MODEL = "overfeat-mini-shapes"
 
 
-def write_demo_video(path: Path, frames: int, seed: int, fps: float = 30.0) -> Path:
-    """The demo's input: moving, spinning, growing and shrinking shapes (``train.synth.video``)."""
-    from overfeat_edge.stream.sinks import VideoSink
-    from overfeat_edge.train.synth import video
+def write_demo_video(path: Path, frames: int, seed: int, fps: float = 30.0, photo: Path | None = None) -> Path:
+    """The demo's input: moving, spinning, growing and shrinking shapes (``train.synth.video``), or a
+    camera's slow pan and zoom over ``photo`` (a model's ``sample.jpg``, e.g. faces)."""
+    import cv2
 
+    from overfeat_edge.stream.sinks import VideoSink
+    from overfeat_edge.train.synth import photo_tour, video
+
+    image = cv2.imread(str(photo)) if photo is not None else None
+    if photo is not None and image is None:
+        raise InputError(f"cannot read the model's sample photo {photo}")
+    clip = photo_tour(image, frames) if image is not None else (f for f, _, _ in video(seed, frames))
     with VideoSink(path, fps) as sink:
-        for i, (frame, _, _) in enumerate(video(seed, frames)):
+        for i, frame in enumerate(clip):
             sink.write(i, i / fps, frame, Detections.empty())
     return path
 
@@ -33,15 +40,22 @@ def demo(
     threads: Annotated[int | None, typer.Option(help="onnxruntime threads, all workers (default: all cores).")] = None,
     workers: Annotated[int | None, typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
-    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
+    min_size: MinSize = None,
+    scale_factor: ScaleFactor = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+    ] = None,
     min_score: Annotated[
-        float, typer.Option(help="Drop merged boxes whose summed confidence is below this (display).")
-    ] = 1.5,
+        float | None,
+        typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
+    ] = None,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
-    from overfeat_edge.commands.run import inference_workers, worker_threads
-    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+    scales = pyramid(scales, min_size, scale_factor)
+    from overfeat_edge.commands.detect import load_detector
+    from overfeat_edge.commands.run import display_min_score, inference_workers, worker_threads
     from overfeat_edge.runtime import load_runner
+    from overfeat_edge.runtime.base import resolve_onnx
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
@@ -49,14 +63,18 @@ def demo(
     if frames < 1:
         raise InputError(f"--frames must be >= 1, got {frames}")
     n_workers = inference_workers(workers, "onnxruntime", live=False)
-    runners = [load_runner("onnxruntime", model, threads=worker_threads(threads, n_workers)) for _ in range(n_workers)]
-    runner = runners[0]
-    det = Detector(runner, DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score))
-    src = write_demo_video(out / "input.mp4", frames, seed)
-    console.print(f"generated {src} ({frames} frames, seed {seed}); detecting with {n_workers} x {runner.describe()}")
+    per_worker = worker_threads(threads, n_workers)
+    det = load_detector(model, "onnxruntime", None, "cpu", per_worker, scales, threshold, None, 0.5, None, None)
+    display_min_score(det, min_score)
+    runner = det.runner
+    runners = [runner] + [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers - 1)]
+    sample = resolve_onnx(model).parent / "sample.jpg"
+    src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
+    what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"
+    console.print(f"generated {src} ({frames} frames, {what}); detecting with {n_workers} x {runner.describe()}")
     # the same threaded loop as `run` on a file: every frame, in order
     source = Source(parse_source(str(src)))
-    overlay = f"overfeat-edge {runner.name} CPU, {len(det.scales)} scales"
+    overlay = f"overfeat-edge {runner.name} CPU, {det.describe_pyramid()}"
     try:
         with (
             VideoSink(out / "demo.mp4", source.fps) as video,

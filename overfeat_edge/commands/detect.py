@@ -10,7 +10,7 @@ from typing import Annotated
 import cv2
 import typer
 
-from overfeat_edge.commands.common import console, err_console, expand_images
+from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, expand_images, pyramid
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
@@ -26,14 +26,15 @@ def load_detector(
     device: str,
     threads: int | None,
     scales: list[str] | None,
-    threshold: float,
-    merge: str,
+    threshold: float | None,
+    merge: str | None,
     merge_threshold: float,
-    nms_iou: float,
+    nms_iou: float | None,
     top_k_classes: int | None,
-    min_score: float = 0.0,
+    min_score: float | None = None,
     cuda_graphs: bool = False,
 ) -> Detector:
+    from overfeat_edge.pipeline.cascade import load_stages
     from overfeat_edge.runtime import load_runner
 
     config = DetectorConfig(
@@ -53,7 +54,15 @@ def load_detector(
         threads=threads,
         cuda_graphs=cuda_graphs,
     )
-    return Detector(runner, config)
+    det = Detector(runner, config, steps=load_stages(runner, backend, threads=threads))
+    names = det.spec.class_names
+    cascade = f" (then {', '.join(s.spec.name for s in det.steps if hasattr(s, 'spec'))})" if det.steps else ""
+    console.print(
+        f"model {model}: {det.spec.arch.name}{cascade}; knows {len(names)} class(es): {', '.join(names[:12])}"
+        + (" ..." if len(names) > 12 else ""),
+        soft_wrap=True,
+    )
+    return det
 
 
 def detect(
@@ -67,15 +76,24 @@ def detect(
     scales: Annotated[
         list[str] | None, typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
     ] = None,
-    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
-    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
+    min_size: MinSize = None,
+    scale_factor: ScaleFactor = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's, else 0.5).")
+    ] = None,
+    merge: Annotated[
+        str | None, typer.Option(help="greedy (OverFeat) or nms (default: the model's, else greedy).")
+    ] = None,
     merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
-    nms_iou: Annotated[float, typer.Option(help="nms: IoU above which a box is suppressed.")] = 0.5,
+    nms_iou: Annotated[float | None, typer.Option(help="nms: IoU above which a box is suppressed.")] = None,
     top_k_classes: Annotated[int | None, typer.Option(help="Keep only the k best classes per scale (paper).")] = None,
-    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")] = 0.0,
+    min_score: Annotated[
+        float | None, typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
+    ] = None,
     save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
 ) -> None:
     """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
+    scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
 
     paths = expand_images(images)
@@ -127,7 +145,7 @@ def detect(
         "backend": det.runner.describe(),
         "scales": [str(s) for s in det.scales],
         "fine_stride": spec.fine_stride,
-        "merge": merge,
+        "merge": det.config.merge,
         "images": results,
     }
     atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))

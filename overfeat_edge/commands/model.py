@@ -88,15 +88,32 @@ def export(
 
 
 def import_weights(
-    file: Annotated[Path, typer.Argument(help="net_weight_0 (fast) or net_weight_1 (accurate).")],
-    model: Annotated[str, typer.Option(help="overfeat-fast or overfeat-accurate.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt).")],
-    classes: Annotated[Path | None, typer.Option(help="Text file with 1000 class names, one a line.")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="original: net_weight_0 (fast) or net_weight_1 (accurate); facenet-pytorch: pnet.pt rnet.pt onet.pt."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="original: the checkpoint to write (.pt); facenet-pytorch: a model folder.")
+    ],
+    format: Annotated[
+        str, typer.Option("--format", help="original (OverFeat's release) or facenet-pytorch (MTCNN).")
+    ] = ("original"),
+    model: Annotated[str | None, typer.Option(help="original: overfeat-fast or overfeat-accurate.")] = None,
+    classes: Annotated[Path | None, typer.Option(help="original: text file with 1000 class names, one a line.")] = None,
 ) -> None:
-    """Load the original OverFeat release's weights into a checkpoint."""
+    """Load pretrained weights: OverFeat's release into a checkpoint, or MTCNN into a face cascade."""
     require("torch", "import-weights")
+    if format == "facenet-pytorch":
+        _import_facenet(files, out)
+        return
+    if format != "original":
+        raise InputError(f"--format must be original or facenet-pytorch, got {format!r}")
     from overfeat_edge.models import import_original_weights, save_checkpoint
 
+    if len(files) != 1 or model is None:
+        raise InputError("--format original takes one weights file and --model overfeat-fast|overfeat-accurate")
     names = None
     if classes is not None:
         if not classes.is_file():
@@ -104,14 +121,33 @@ def import_weights(
         names = [ln.strip() for ln in classes.read_text().splitlines() if ln.strip()]
         if len(names) != 1000:
             raise InputError(f"{classes}: expected 1000 class names, found {len(names)}")
-    net, spec = import_original_weights(file, model, names)
+    net, spec = import_original_weights(files[0], model, names)
     save_checkpoint(
-        out, net, spec, {"source": str(file), "note": "classifier from the OverFeat release; box head untrained"}
+        out, net, spec, {"source": str(files[0]), "note": "classifier from the OverFeat release; box head untrained"}
     )
     console.print(
         f"wrote {out}: {spec.arch.name}, {spec.arch.params() / 1e6:.1f} M parameters "
         "(classifier imported; the box-regression head is untrained)"
     )
+
+
+def _import_facenet(files: list[Path], out: Path) -> None:
+    """MTCNN from facenet-pytorch's weights -> OUT/model.onnx (P-Net + the cascade), rnet.onnx, onet.onnx."""
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models.mtcnn import import_facenet
+
+    nets = import_facenet(files)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; facenet-pytorch weights make a model folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for stage, (net, spec) in nets.items():
+        stem = "model" if stage == "pnet" else stage
+        for half in (False, True):  # the FP16 graph is what TensorRT 11 builds FP16 engines from
+            path = out / f"{stem}{'.fp16' if half else ''}.onnx"
+            report = export_onnx(net, spec, path, half=half)
+            worst = max(report.max_abs_error.values())
+            console.print(f"wrote {path} ({spec.arch.name}, {spec.arch.params()} parameters; parity {worst:.1e})")
+    console.print(f"detect with it: overfeat-edge detect IMAGES --model {out / 'model.onnx'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -6,13 +6,17 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from overfeat_edge.commands.common import console, err_console
+from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, pyramid
 from overfeat_edge.errors import InputError
+
+if TYPE_CHECKING:
+    from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.io import atomic_write_text
 
 
@@ -25,6 +29,16 @@ def _table(summary: dict[str, Any]) -> Any:
     for name, v in summary["stages"].items():
         t.add_row(name, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['p99_ms']:.1f}")
     return t
+
+
+GREEDY_DISPLAY_MIN_SCORE = 1.5  # summed window confidences: what a live view keeps of a greedy merge
+
+
+def display_min_score(det: Detector, min_score: float | None) -> None:
+    """A live view's floor on merged scores: the one given, else the model's, else 1.5 for greedy merging
+    (its scores are sums of window confidences; NMS scores are one window's and keep the model's)."""
+    if min_score is None and "min_score" not in det.spec.extra.get("detector", {}) and det.config.merge == "greedy":
+        det.config = replace(det.config, min_score=GREEDY_DISPLAY_MIN_SCORE)
 
 
 def inference_workers(workers: int | None, backend: str, live: bool) -> int:
@@ -74,12 +88,20 @@ def run(
         ),
     ] = None,
     scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
-    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
-    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
-    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 1.5,
+    min_size: MinSize = None,
+    scale_factor: ScaleFactor = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+    ] = None,
+    merge: Annotated[str | None, typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
+    ] = None,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
 ) -> None:
     """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
+    scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.commands.detect import load_detector
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.loop import StreamLoop
@@ -96,8 +118,9 @@ def run(
     n_workers = inference_workers(workers, backend, spec.live)
     per_worker = worker_threads(threads, n_workers) if backend == "onnxruntime" else threads
     det = load_detector(
-        model, backend, None, "cpu", per_worker, scales, threshold, merge, 0.5, 0.5, None, min_score, cuda_graphs
+        model, backend, None, "cpu", per_worker, scales, threshold, merge, 0.5, None, None, min_score, cuda_graphs
     )
+    display_min_score(det, min_score)
     runners = [det.runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
 
     def log(msg: str) -> None:
@@ -114,7 +137,7 @@ def run(
             sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source}))
         if save_frames is not None:
             sinks.append(ImageFolderSink(save_frames))
-        overlay = f"{det.runner.name} {len(det.scales)} scales"
+        overlay = f"{det.runner.name} {det.describe_pyramid()}"
         loop = StreamLoop(src, det, sinks, stats, max_frames, overlay, runners=runners)
         if display:
             problem = display_problem()

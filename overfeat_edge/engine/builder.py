@@ -176,8 +176,11 @@ class Built:
     stale: str = ""  # why an existing engine was rebuilt
 
 
-def build_cached(p: Prepared, *, engines: Path, rebuild: bool = False, report: Report | None = None) -> Built:
-    """Find the up-to-date engine for ``p`` or build it (TensorRT and CUDA needed from here on)."""
+def build_cached(
+    p: Prepared, *, engines: Path, rebuild: bool = False, report: Report | None = None, path: Path | None = None
+) -> Built:
+    """Find the up-to-date engine for ``p`` or build it (TensorRT and CUDA needed from here on);
+    ``path`` names the engine file instead of the cache's own naming (a cascade's stages)."""
     from overfeat_edge.engine.trt import build_engine, load_tensorrt, version
     from overfeat_edge.runtime.cuda import load_cuda
 
@@ -195,7 +198,7 @@ def build_cached(p: Prepared, *, engines: Path, rebuild: bool = False, report: R
     cuda = load_cuda()
     gpu, cc = cuda.device()
     device = DeviceInfo(gpu, cc, str(trt.__version__), req.dla)
-    path = engine_path(engines, p.name, device, req.precision, profiles_key(req.frame_hw, p.profiles))
+    path = path or engine_path(engines, p.name, device, req.precision, profiles_key(req.frame_hw, p.profiles))
     onnx_sha = sha256_file(source)
     stale = ""
     if path.is_file() and not rebuild:
@@ -241,3 +244,34 @@ def build_cached(p: Prepared, *, engines: Path, rebuild: bool = False, report: R
     )
     write_engine(path, result.engine, manifest, result.calibration_cache)
     return Built(path, built=True, seconds=result.seconds, stale=stale)
+
+
+STAGE_MAX_BATCH = 256  # crops per inference of a cascade's stage engine (more are run in chunks)
+
+
+def stage_engine_path(detector_engine: Path, stage: str) -> Path:
+    """A cascade stage's engine, beside its detector's: ``fp16-480x640-1a2b3c4d.rnet.engine``."""
+    return detector_engine.with_name(f"{detector_engine.stem}.{stage}.engine")
+
+
+def prepare_stages(p: Prepared, max_batch: int = STAGE_MAX_BATCH) -> list[tuple[str, Prepared]]:
+    """The crop stages the detector's spec names, each as a build with one dynamic-batch profile
+    (1 .. ``max_batch`` crops at the stage's input size). INT8 detectors get FP16 stages: the
+    calibration covers the detector's pyramid, not the crops."""
+    from overfeat_edge.pipeline.cascade import cascade_stages
+    from overfeat_edge.runtime import load_runner
+
+    out = []
+    for st in cascade_stages(p.spec.extra, str(p.onnx)):
+        onnx = p.onnx.parent / st.file
+        if not onnx.is_file():
+            raise InputError(f"the cascade's {st.name} stage is missing: {onnx}")
+        spec = load_runner("onnxruntime", str(onnx), threads=1).spec
+        s, opt = spec.arch.window, min(64, max_batch)
+        precision = "fp16" if p.request.precision == "int8" else p.request.precision
+        request = BuildRequest(
+            model=str(onnx), precision=precision, frame_hw=(s, s), workspace_mb=p.request.workspace_mb
+        )
+        profile = Profile(0, None, (1, 3, s, s), (opt, 3, s, s), (max_batch, 3, s, s))
+        out.append((st.name, Prepared(request, st.name, spec, onnx, [profile], "qdq", None, None)))
+    return out

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from overfeat_edge.errors import InputError
-from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
+from overfeat_edge.pipeline.pyramid import expand_scales, parse_scales, plan_levels
 from overfeat_edge.spec import ModelSpec
 
 Shape = tuple[int, int, int, int]
@@ -61,7 +61,7 @@ def plan_profiles(
         raise InputError(f"batch range must be 1 <= min <= opt <= max, got {batch}")
     items = scales or list(spec.scales) or [str(spec.arch.window)]
     levels = plan_levels(spec.arch, spec.fine_stride, frame_hw, parse_scales(items))
-    names = [str(s) for s in parse_scales(items)]
+    names = [str(s) for s in expand_scales(parse_scales(items), frame_hw, spec.arch.window)]
     profiles: list[Profile] = []
     seen: set[tuple[int, int]] = set()
     for name, lv in zip(names, levels, strict=True):

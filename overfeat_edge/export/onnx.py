@@ -12,7 +12,7 @@ from overfeat_edge.compare import Agreement
 from overfeat_edge.errors import ParityError
 from overfeat_edge.io import atomic_path
 from overfeat_edge.lazy import require
-from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES
+from overfeat_edge.runtime.base import INPUT_NAME
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
 
 OPSET = 17
@@ -68,8 +68,8 @@ def export_onnx(
                 dynamo=False,
                 opset_version=OPSET,
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
-                dynamic_axes={INPUT_NAME: dyn, OUTPUT_NAMES[0]: dyn, OUTPUT_NAMES[1]: dyn},
+                output_names=list(spec.arch.output_names),
+                dynamic_axes={INPUT_NAME: dyn, **{name: dyn for name in spec.arch.output_names}},
             )
         model = onnx.load(str(tmp))
         model.producer_name = "overfeat-edge"
@@ -125,15 +125,16 @@ def _parity(
     for hw in parity_sizes(spec):
         x = rng.standard_normal((1, spec.arch.in_channels, *hw)).astype(np.float32)
         with torch.inference_mode():
-            ref = [t.numpy() for t in net.predict(torch.from_numpy(x))]  # type: ignore[attr-defined]
-        got = runner.infer(x)
+            ref = [t.numpy() for t in net.predict_all(torch.from_numpy(x))]  # type: ignore[attr-defined]
+        outputs = runner.run(x)
+        names = spec.arch.output_names
         report.sizes.append(hw)
-        agreement = Agreement(OUTPUT_NAMES)
+        agreement = Agreement(names)
         try:
-            agreement.add(got, ref)
+            agreement.add([outputs[n] for n in names], ref)
         except ValueError as exc:
             raise ParityError(f"export parity at input {hw}, ONNX Runtime vs torch: {exc}") from None
-        for name in OUTPUT_NAMES:
+        for name in names:
             report.max_abs_error[name] = max(agreement.max_abs_error[name], report.max_abs_error.get(name, 0.0))
             report.tolerance[name] = agreement.tolerance(name, *tols)
         failed = agreement.failures(*tols)

@@ -11,7 +11,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from overfeat_edge.arch import Arch, get_arch
+from overfeat_edge.arch import Arch, Layer, get_arch
+
+
+def _conv(layer: Layer, cin: int) -> list[nn.Module]:
+    act: nn.Module = nn.PReLU(layer.channels) if layer.act == "prelu" else nn.ReLU(inplace=True)
+    return [nn.Conv2d(cin, layer.channels, layer.k, layer.s, layer.p), act]
+
+
+def _pool(layer: Layer) -> nn.MaxPool2d:
+    return nn.MaxPool2d(layer.k, layer.s, layer.p, ceil_mode=layer.ceil)
 
 
 def _head(cin: int, hidden: tuple[int, ...], cout: int, kernel: int, dropout: float) -> nn.Sequential:
@@ -39,20 +48,29 @@ class OverFeatNet(nn.Module):
         cin = arch.in_channels
         for layer in arch.features[:-1]:
             if layer.op == "conv":
-                layers += [nn.Conv2d(cin, layer.channels, layer.k, layer.s, layer.p), nn.ReLU(inplace=True)]
+                layers += _conv(layer, cin)
                 cin = layer.channels
             else:
-                layers.append(nn.MaxPool2d(layer.k, layer.s))
+                layers.append(_pool(layer))
         self.features = nn.Sequential(*layers)
-        last = arch.features[-1]
-        self.pool = nn.MaxPool2d(last.k, last.s)
+        self.pool = _pool(arch.features[-1])
+        neck: list[nn.Module] = []
+        for layer in arch.neck:
+            neck += _conv(layer, cin)
+            cin = layer.channels
+        self.neck = nn.Sequential(*neck)  # empty (identity) for OverFeat's nets
         self.cls_head = _head(cin, arch.cls_hidden, arch.num_outputs, arch.head_kernel, dropout)
         self.reg_head = _head(cin, arch.reg_hidden, 4 * arch.num_classes, arch.head_kernel, dropout)
+        self.extra_heads = nn.ModuleDict(
+            {name: _head(cin, (), c, arch.head_kernel, dropout) for name, c in arch.extra_heads}
+        )
         self.fine_stride = False
-        self.set_fine_stride(fine_stride)
+        self.set_fine_stride(fine_stride and not arch.neck)  # a net with a neck runs at its own stride
 
     def set_fine_stride(self, fine: bool) -> None:
         """Switch between coarse (pool stride s) and fine (pool stride 1 + dilation s) graphs."""
+        if fine and self.arch.neck:
+            raise ValueError(f"{self.arch.name} has a neck after its last pool: it has no fine-stride graph")
         s = self.arch.fine_factor
         self.pool.stride = 1 if fine else s
         for head in (self.cls_head, self.reg_head):
@@ -66,7 +84,8 @@ class OverFeatNet(nn.Module):
         return self.features(x)
 
     def forward_head(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.cls_head(pooled), self.reg_head(pooled)
+        z = self.neck(pooled)
+        return self.cls_head(z), self.reg_head(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_head(self.pool(self.forward_features(x)))
@@ -74,6 +93,12 @@ class OverFeatNet(nn.Module):
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, boxes = self(x)
         return torch.softmax(logits, dim=1), boxes
+
+    def predict_all(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every output in ``arch.output_names`` order: probabilities, boxes, then the extra heads."""
+        z = self.neck(self.pool(self.forward_features(x)))
+        extra = [self.extra_heads[name](z) for name, _ in self.arch.extra_heads]
+        return (torch.softmax(self.cls_head(z), dim=1), self.reg_head(z), *extra)
 
 
 class _Predict(nn.Module):
@@ -83,8 +108,8 @@ class _Predict(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net.predict(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.net.predict_all(x)
 
 
 def create_model(

@@ -37,12 +37,14 @@ def decode_level(
     spec: ModelSpec,
     threshold: float = 0.5,
     top_k_classes: int | None = None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Detections:
     """Detections of one level, in original-image pixels.
 
     scores: (C', H, W) probabilities; boxes: (4 * num_classes, H, W). Every (class, location)
     with probability >= ``threshold`` gives a box; with ``top_k_classes`` only the k classes
-    with the highest spatial maximum are kept (the paper's C_s).
+    with the highest spatial maximum are kept (the paper's C_s). ``extra`` maps (K, H, W) of
+    further heads are read at each box's location into ``data[name]`` (n, K).
     """
     probs = class_probs(scores, spec)
     nc, h, w = probs.shape
@@ -56,7 +58,8 @@ def decode_level(
         keep &= allowed[:, None, None]
     cls, ys, xs = np.nonzero(keep)
     if len(cls) == 0:
-        return Detections.empty()
+        empty = {name: np.zeros((0, m.shape[0]), np.float32) for name, m in (extra or {}).items()}
+        return Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), data=empty)
     win = float(spec.arch.window)
     stride = spec.out_stride
     edges = boxes.reshape(nc, 4, h, w)[cls, :, ys, xs]  # (n, 4): x1, y1, x2, y2 relative
@@ -74,7 +77,12 @@ def decode_level(
     )
     # a regressor may swap edges; keep x1 <= x2, y1 <= y2
     xyxy = np.concatenate([np.minimum(xyxy[:, :2], xyxy[:, 2:]), np.maximum(xyxy[:, :2], xyxy[:, 2:])], axis=1)
-    return Detections(xyxy, probs[cls, ys, xs], cls)
+    data = {}
+    for name, m in (extra or {}).items():
+        if m.shape[1:] != (h, w):
+            raise ModelError(f"output {name} must be of shape (_, {h}, {w}) like the scores, but got {m.shape}")
+        data[name] = np.ascontiguousarray(m[:, ys, xs].T, dtype=np.float32)
+    return Detections(xyxy, probs[cls, ys, xs], cls, data=data)
 
 
 def window_boxes(level: ScaleLevel, spec: ModelSpec) -> np.ndarray:

@@ -1,50 +1,93 @@
-"""The detector: pyramid -> runner -> decode -> merge for one frame."""
+"""The detector: pyramid -> runner -> decode -> merge for one frame, then optional steps.
+
+Post-processing choices left at None take the model's own defaults (``spec.extra["detector"]``,
+e.g. MTCNN's P-Net: threshold 0.6, NMS 0.5 within each level and 0.7 across levels), else
+:data:`FALLBACK`. Steps run after the merge on (frame, detections): a cascade's crop classifiers
+(:mod:`overfeat_edge.pipeline.cascade`), later tracking.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.pipeline.decode import classify, decode_level
-from overfeat_edge.pipeline.merge import MERGERS
+from overfeat_edge.pipeline.merge import MERGERS, nms
 from overfeat_edge.pipeline.preprocess import level_inputs, to_bgr8
 from overfeat_edge.pipeline.pyramid import Scale, parse_scales, plan_levels
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.types import Detections, ScaleLevel
 
+# post-processing defaults for a model whose spec names none
+FALLBACK: dict[str, Any] = {
+    "threshold": 0.5,
+    "merge": "greedy",
+    "nms_iou": 0.5,
+    "min_score": 0.0,
+    "level_nms": None,
+    "max_detections": 100,
+    "floor_boxes": False,
+}
+
+Step = Callable[[np.ndarray, Detections], Detections]  # (BGR frame, detections) -> detections
+Maps = dict[str, np.ndarray]  # one level's outputs by name, batch index dropped
+
 
 @dataclass
 class DetectorConfig:
-    """Post-processing choices. ``scales`` empty means the model's own default pyramid."""
+    """Post-processing choices. ``scales`` empty means the model's own default pyramid; a None
+    choice means the model's own default (see the module docstring)."""
 
     scales: list[str] = field(default_factory=list)
-    threshold: float = 0.5
-    merge: str = "greedy"
+    threshold: float | None = None
+    merge: str | None = None
     merge_threshold: float = 0.5
-    nms_iou: float = 0.5
+    nms_iou: float | None = None
     top_k_classes: int | None = None
-    max_detections: int = 100
-    min_score: float = 0.0  # after merging: greedy scores are summed window confidences, NMS's are one window's
+    max_detections: int | None = None
+    min_score: float | None = None  # after merging: greedy scores are summed window confidences, NMS's one window's
+    level_nms: float | None = None  # NMS within each pyramid level before the merge (MTCNN's P-Net: 0.5)
+    floor_boxes: bool | None = None  # boxes snapped down to whole pixels after decoding (MTCNN's cells)
 
     def __post_init__(self) -> None:
-        if self.merge not in MERGERS:
+        if self.merge is not None and self.merge not in MERGERS:
             raise InputError(f"--merge must be one of {', '.join(MERGERS)}, got {self.merge!r}")
-        if not 0 <= self.threshold <= 1:
+        if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+
+    def resolved(self, defaults: dict[str, Any]) -> DetectorConfig:
+        """Every None choice filled from ``defaults`` (the model's), then :data:`FALLBACK`."""
+        fill = {
+            f.name: defaults.get(f.name, FALLBACK[f.name])
+            for f in fields(self)
+            if f.name in FALLBACK and getattr(self, f.name) is None
+        }
+        return replace(self, **fill)
 
 
 class Detector:
     """Runs one model over a multi-scale pyramid and merges the boxes of every scale."""
 
-    def __init__(self, runner: Runner, config: DetectorConfig | None = None) -> None:
+    def __init__(
+        self, runner: Runner, config: DetectorConfig | None = None, steps: Sequence[Step] | None = None
+    ) -> None:
         self.runner = runner
         self.spec = runner.spec
-        self.config = config or DetectorConfig()
+        self.config = (config or DetectorConfig()).resolved(self.spec.extra.get("detector", {}))
+        self.steps = list(steps or [])
         items = self.config.scales or list(self.spec.scales) or [str(self.spec.arch.window)]
         self.scales: list[Scale] = parse_scales(items)
         self._plans: dict[tuple[int, int], list[ScaleLevel]] = {}
+
+    def describe_pyramid(self) -> str:
+        """``6 scales``, or the rule (``pyramid geo:20:0.709``) when the levels depend on the image."""
+        if any(s.rule is not None for s in self.scales):
+            return "pyramid " + ", ".join(map(str, self.scales))
+        return f"{len(self.scales)} scales"
 
     def levels(self, image_hw: tuple[int, int]) -> list[ScaleLevel]:
         """The pyramid plan for an image size (cached: a video keeps one size)."""
@@ -57,26 +100,40 @@ class Detector:
         levels = self.levels(frame_bgr.shape[:2])
         return levels, level_inputs(frame_bgr, levels, self.spec)
 
-    def forward(self, inputs: list[np.ndarray], runner: Runner | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))], by ``runner`` or the detector's own."""
+    def forward(self, inputs: list[np.ndarray], runner: Runner | None = None) -> list[Maps]:
+        """Raw maps of every level by output name (``scores`` (C', H, W), ``boxes`` (4C, H, W), and any
+        extra head, e.g. (K, H, W)), by ``runner`` or the detector's own; batch index 0."""
         runner = runner or self.runner
         with runner:  # a GPU backend makes its context current in this thread
-            outs = runner.infer_many(inputs)
-        return [(scores[0], boxes[0]) for scores, boxes in outs]
+            outs = runner.run_many(inputs)
+        return [{name: v[0] for name, v in out.items()} for out in outs]
 
-    def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[tuple[np.ndarray, np.ndarray]]]:
-        """Raw maps of every level: [(scores (C', H, W), boxes (4C, H, W))]."""
+    def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[Maps]]:
+        """Raw maps of every level (see :meth:`forward`)."""
         levels, inputs = self.preprocess(to_bgr8(frame))
         return levels, self.forward(inputs)
 
-    def postprocess(self, levels: list[ScaleLevel], maps: list[tuple[np.ndarray, np.ndarray]]) -> Detections:
+    def postprocess(self, levels: list[ScaleLevel], maps: list[Maps]) -> Detections:
         cfg = self.config
-        raw = Detections.concat(
-            [
-                decode_level(s, b, lv, self.spec, cfg.threshold, cfg.top_k_classes)
-                for lv, (s, b) in zip(levels, maps, strict=True)
-            ]
-        )
+        assert cfg.threshold is not None and cfg.min_score is not None and cfg.nms_iou is not None  # resolved
+        assert cfg.max_detections is not None
+        per_level = [
+            decode_level(
+                m["scores"],
+                m["boxes"],
+                lv,
+                self.spec,
+                cfg.threshold,
+                cfg.top_k_classes,
+                {k: v for k, v in m.items() if k not in ("scores", "boxes")},
+            )
+            for lv, m in zip(levels, maps, strict=True)
+        ]
+        if cfg.floor_boxes:
+            per_level = [Detections(np.floor(d.xyxy), d.score, d.class_id, data=d.data) for d in per_level]
+        if cfg.level_nms is not None:
+            per_level = [nms(d, cfg.level_nms) for d in per_level]
+        raw = Detections.concat(per_level)
         if cfg.merge == "greedy":
             merged = MERGERS["greedy"](raw, cfg.merge_threshold)
         else:
@@ -85,15 +142,22 @@ class Detector:
             merged = merged[merged.score >= cfg.min_score]
         return merged[: cfg.max_detections]
 
+    def refine(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
+        """The steps after the merge (a cascade's crop classifiers), in order."""
+        for step in self.steps:
+            detections = step(frame_bgr, detections)
+        return detections
+
     def detect(self, frame: np.ndarray) -> Detections:
         """Detections for one frame (H, W[, C]) in its own pixels, best first."""
+        frame = to_bgr8(frame)
         levels, maps = self.infer(frame)
-        return self.postprocess(levels, maps)
+        return self.refine(frame, self.postprocess(levels, maps))
 
     def classify(self, frame: np.ndarray, flips: bool = True, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k classes over every scale (and its horizontal flip): spatial max, then mean."""
         frame = to_bgr8(frame)
-        maps = [s for s, _ in self.infer(frame)[1]]
+        maps = [m["scores"] for m in self.infer(frame)[1]]
         if flips:
-            maps += [s for s, _ in self.infer(np.ascontiguousarray(frame[:, ::-1]))[1]]
+            maps += [m["scores"] for m in self.infer(np.ascontiguousarray(frame[:, ::-1]))[1]]
         return classify(maps, self.spec, top_k)

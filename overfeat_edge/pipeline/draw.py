@@ -18,15 +18,21 @@ def color(class_id: int) -> tuple[int, int, int]:
 def draw_detections(
     frame: np.ndarray, det: Detections, class_names: tuple[str, ...] | list[str], text: str | None = None
 ) -> np.ndarray:
-    """A copy of ``frame`` (H, W, 3 uint8 BGR) with every box and label, and ``text`` top-left."""
+    """A copy of ``frame`` (H, W, 3 uint8 BGR) with every box and label (tracker id ``#n`` where
+    there is one), landmarks as dots where the detections carry them, and ``text`` top-left."""
     out = frame.copy()
     thick = max(1, round(min(out.shape[:2]) / 300))
-    for box, score, cid in zip(det.xyxy, det.score, det.class_id, strict=True):
+    points = det.data.get("landmarks")
+    for i, (box, score, cid) in enumerate(zip(det.xyxy, det.score, det.class_id, strict=True)):
         x1, y1, x2, y2 = (round(float(v)) for v in box)
         c = color(int(cid))
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thick)
+        if points is not None:
+            for px, py in points[i]:
+                cv2.circle(out, (round(float(px)), round(float(py))), thick + 1, (0, 255, 255), -1, cv2.LINE_AA)
         name = class_names[int(cid)] if 0 <= int(cid) < len(class_names) else str(int(cid))
-        label = f"{name} {score:.2f}"
+        tag = f" #{int(det.tracker_id[i])}" if det.tracker_id is not None else ""
+        label = f"{name}{tag} {score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, 1)
         ty = max(y1, th + base)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), c, -1)

@@ -89,20 +89,26 @@ def match_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _match(a[:, None, :], b[None, :, :])
 
 
-def nms(det: Detections, iou_threshold: float = 0.5) -> Detections:
-    """Class-aware non-maximum suppression; returns the kept detections, best first."""
+def nms(det: Detections, iou_threshold: float = 0.5, overlap: str = "iou") -> Detections:
+    """Class-aware non-maximum suppression; returns the kept detections, best first.
+
+    ``overlap`` "iou" (intersection over union) or "min" (intersection over the smaller box, as
+    MTCNN's last stage uses it).
+    """
+    if overlap not in ("iou", "min"):
+        raise ValueError(f"overlap must be 'iou' or 'min', got {overlap!r}")
     if len(det) == 0:
         return det
     order = np.argsort(-det.score, kind="stable")
     keep: list[np.ndarray] = []
     for c in np.unique(det.class_id):
         idx = order[det.class_id[order] == c]  # this class, best first
-        keep.append(idx[_nms_sorted(det.xyxy[idx].astype(np.float32), iou_threshold)])
+        keep.append(idx[_nms_sorted(det.xyxy[idx].astype(np.float32), iou_threshold, overlap == "min")])
     kept = np.concatenate(keep)
     return det[kept[np.argsort(-det.score[kept], kind="stable")]]
 
 
-def _nms_sorted(boxes: np.ndarray, t: float) -> np.ndarray:
+def _nms_sorted(boxes: np.ndarray, t: float, over_min: bool = False) -> np.ndarray:
     """Indices kept by greedy NMS of (n, 4) boxes already sorted best first.
 
     Each kept box is compared with the boxes still alive after it, which are compacted as they
@@ -119,8 +125,8 @@ def _nms_sorted(boxes: np.ndarray, t: float) -> np.ndarray:
         w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
         h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
         inter = w * h
-        iou = inter / np.maximum(area[i] + area[rest] - inter, 1e-12)
-        idx = rest[iou <= t]
+        union = np.minimum(area[i], area[rest]) if over_min else area[i] + area[rest] - inter
+        idx = rest[inter / np.maximum(union, 1e-12) <= t]
     return np.asarray(keep, dtype=np.int64)
 
 

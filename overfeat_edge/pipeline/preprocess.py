@@ -32,11 +32,64 @@ def to_bgr8(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def resize(frame_bgr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Resize to (height, width): area averaging when shrinking, bilinear when enlarging."""
+RESIZES = ("area", "adaptive")
+
+
+def _bin_edges(n: int, out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Adaptive average pooling's bins: output i averages [floor(i n / out), ceil((i + 1) n / out))."""
+    i = np.arange(out)
+    return (i * n) // out, -(-((i + 1) * n) // out)
+
+
+def integral(image: np.ndarray) -> np.ndarray:
+    """(H + 1, W + 1, C) sums of ``image`` (H, W, C) above and left of each corner (OpenCV's): exact
+    int32 for a uint8 image that cannot overflow them (up to 8.4 megapixels), else float64."""
+    if image.dtype == np.uint8 and image.shape[0] * image.shape[1] * 255 < 2**31:
+        s = cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_32S)
+    else:
+        s = cv2.integral(np.ascontiguousarray(image, dtype=np.float32), sdepth=cv2.CV_64F)
+    return s.reshape(s.shape[0], s.shape[1], -1)
+
+
+def adaptive_from_integral(sums: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """:func:`adaptive_resize` of the image whose :func:`integral` is ``sums``: four look-ups per bin."""
+    r0, r1 = _bin_edges(sums.shape[0] - 1, hw[0])
+    c0, c1 = _bin_edges(sums.shape[1] - 1, hw[1])
+    rows = np.take(sums, r1, axis=0) - np.take(sums, r0, axis=0)  # (h, W + 1, C): row bins, then column bins
+    total = np.take(rows, c1, axis=1) - np.take(rows, c0, axis=1)
+    area = ((r1 - r0)[:, None] * (c1 - c0)[None, :])[:, :, None]
+    return np.ascontiguousarray(total / area, dtype=np.float32)
+
+
+def adaptive_crops(sums: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
+    """(n, size, size, C) float32: each region (x0, y0, x1, y1) of the image whose :func:`integral`
+    is ``sums``, resized by adaptive average pooling to ``size`` x ``size``, all at once."""
+    x0, y0, x1, y1 = (regions[:, k : k + 1] for k in range(4))
+    i = np.arange(size)[None, :]
+    h, w = y1 - y0, x1 - x0
+    r0, r1 = y0 + (i * h) // size, y0 - (-((i + 1) * h) // size)  # (n, size) absolute row bins
+    c0, c1 = x0 + (i * w) // size, x0 - (-((i + 1) * w) // size)
+    a, b, c, d = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
+    total = sums[b, d] - sums[a, d] - sums[b, c] + sums[a, c]  # (n, size, size, C), four look-ups per bin
+    area = ((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :])[..., None]
+    return (total / area).astype(np.float32)
+
+
+def adaptive_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(H, W, C) -> (h, w, C) float32 by adaptive average pooling: torch's ``interpolate(mode="area")``,
+    which MTCNN's reference implementation resizes with (a bin per output pixel, its pixels averaged
+    with equal weight; neighbouring bins overlap where the ratio is not whole)."""
+    return adaptive_from_integral(integral(image), hw)
+
+
+def resize(frame_bgr: np.ndarray, hw: tuple[int, int], method: str = "area") -> np.ndarray:
+    """Resize to (height, width). ``area``: OpenCV's area averaging when shrinking, bilinear when
+    enlarging; ``adaptive``: :func:`adaptive_resize` (what MTCNN was trained with)."""
     h, w = frame_bgr.shape[:2]
     if (h, w) == hw:
         return frame_bgr
+    if method == "adaptive":
+        return adaptive_resize(frame_bgr, hw)
     interp = cv2.INTER_AREA if hw[0] * hw[1] < h * w else cv2.INTER_LINEAR
     return cv2.resize(frame_bgr, (hw[1], hw[0]), interpolation=interp)
 
@@ -61,6 +114,13 @@ def normalize(image_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1)[None])
 
 
+def normalize_batch(images_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """(n, H, W, 3) float32 BGR -> (n, 3, H, W) float32 with ``spec``'s channel order and normalization."""
+    x = images_bgr[..., ::-1] if spec.channel_order == "rgb" else images_bgr
+    x = (x - np.asarray(spec.mean, np.float32)) * (1.0 / np.asarray(spec.std, np.float32))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
 def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpec) -> list[np.ndarray]:
     """The network input of each pyramid level for one BGR uint8 frame.
 
@@ -70,5 +130,16 @@ def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpe
     level). A level at the frame's own size is the frame either way.
     """
     resized = any(lv.input_hw != frame_bgr.shape[:2] for lv in levels)
+    if resize_method(spec) == "adaptive" and resized:  # one integral image serves every level
+        sums = integral(frame_bgr)
+        return [normalize(adaptive_from_integral(sums, lv.input_hw), spec) for lv in levels]
     frame = frame_bgr.astype(np.float32) if resized else frame_bgr
     return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]
+
+
+def resize_method(spec: ModelSpec) -> str:
+    """The model's resize (``spec.extra["resize"]``: "area", the default, or "adaptive")."""
+    method = str(spec.extra.get("resize", "area"))
+    if method not in RESIZES:
+        raise InputError(f"the model's spec asks for resize {method!r}; expected one of {', '.join(RESIZES)}")
+    return method

@@ -47,6 +47,7 @@ class Runner(ABC):
 
     name: str = "runner"
     spec: ModelSpec
+    max_batch: int | None = None  # the most inputs one call takes (an engine's profile), None: any
 
     def activate(self) -> None:  # noqa: B027 - optional hook
         """Acquire device resources (a context, a stream); the default has none."""
@@ -57,9 +58,18 @@ class Runner(ABC):
     @abstractmethod
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output by name (``scores``, ``boxes`` and any extra head, e.g. ``landmarks``)."""
+        scores, boxes = self.infer(batch)
+        return {"scores": scores, "boxes": boxes}
+
     def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every pyramid level of one frame; a GPU backend enqueues them all and synchronizes once."""
         return [self.infer(x) for x in batches]
+
+    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """:meth:`infer_many` with every output by name (a backend with extra outputs overrides it)."""
+        return [{"scores": s, "boxes": b} for s, b in self.infer_many(batches)]
 
     def describe(self) -> str:
         return self.name

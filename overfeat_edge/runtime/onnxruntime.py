@@ -70,9 +70,18 @@ class OnnxRuntimeRunner(Runner):
         if [i.name for i in self.session.get_inputs()] != [INPUT_NAME] or names[:2] != list(OUTPUT_NAMES):
             raise ModelError(f"{path}: expected input {INPUT_NAME!r} and outputs {OUTPUT_NAMES}, got {names}")
 
+        self.output_names = names
+
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scores, boxes = self.session.run(list(OUTPUT_NAMES), {INPUT_NAME: self.check_input(batch)})[:2]
         return scores, boxes
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {INPUT_NAME: self.check_input(batch)})
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return [self.run(x) for x in batches]
 
     def describe(self) -> str:
         return f"onnxruntime {ort.__version__} ({', '.join(self.session.get_providers())})"

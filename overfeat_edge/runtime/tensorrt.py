@@ -31,7 +31,7 @@ import numpy as np
 from overfeat_edge.engine.cache import DeviceInfo, check_engine
 from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
-from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner
+from overfeat_edge.runtime.base import INPUT_NAME, Runner
 from overfeat_edge.runtime.cuda import CudaApi, load_cuda
 from overfeat_edge.spec import ModelSpec
 
@@ -86,9 +86,11 @@ class TensorRTRunner(Runner):
         manifest, data = check_engine(engine_path, running_device(module, self.cuda, dla_core))
         if "spec" not in manifest.extra:
             raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
-        if any(p.max[0] != 1 for p in manifest.profiles):
-            raise ModelError(f"{engine_path}: built for batches over 1, which run does not feed yet; rebuild it")
+        if any(p.max[0] != 1 for p in manifest.profiles if p.scale is not None):
+            raise ModelError(f"{engine_path}: its per-scale profiles take batches over 1, which run does not feed yet")
         self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
+        self.outputs = self.spec.arch.output_names  # scores, boxes, then any extra head (landmarks)
+        self.max_batch = max(p.max[0] for p in manifest.profiles)
         self.manifest = manifest
         self.path = engine_path
         self.cuda_graphs = cuda_graphs
@@ -118,23 +120,29 @@ class TensorRTRunner(Runner):
         shape_in = p.max if dynamic else p.opt  # the largest outputs size a dynamic profile's buffers
         if not ctx.set_input_shape(INPUT_NAME, shape_in):
             raise ModelError(f"profile {p.index} does not accept input shape {shape_in}")
-        host_in = self.cuda.pinned((int(np.prod(shape_in)),) if dynamic else shape_in, np.float32)
-        dev_in = self.cuda.malloc(host_in.nbytes)
-        ctx.set_tensor_address(INPUT_NAME, dev_in)
-        host_out, dev_out = {}, {}
-        for name in OUTPUT_NAMES:
-            shape = _dims(ctx.get_tensor_shape(name))  # known once the input shape is set
-            if any(d < 0 for d in shape):
-                raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
-            host_out[name] = self.cuda.pinned((int(np.prod(shape)),) if dynamic else shape, np.float32)
-            dev_out[name] = self.cuda.malloc(host_out[name].nbytes)
-            ctx.set_tensor_address(name, dev_out[name])
-        self.cuda.sync(self.stream)
+        hosts: dict[str, np.ndarray] = {}
+        devices: dict[str, int] = {}
+        try:
+            for name in (INPUT_NAME, *self.outputs):
+                shape = shape_in if name == INPUT_NAME else _dims(ctx.get_tensor_shape(name))  # set by the input's
+                if any(d < 0 for d in shape):
+                    raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
+                hosts[name] = self.cuda.pinned((int(np.prod(shape)),) if dynamic else shape, np.float32)
+                devices[name] = self.cuda.malloc(hosts[name].nbytes)
+                ctx.set_tensor_address(name, devices[name])
+            self.cuda.sync(self.stream)
+        except BaseException:
+            for ptr in devices.values():
+                self.cuda.free(ptr)
+            for host in hosts.values():
+                self.cuda.free_pinned(host)
+            raise
+        host_in, dev_in = hosts.pop(INPUT_NAME), devices.pop(INPUT_NAME)
         if dynamic:
-            return _DynamicSlot(p, ctx, host_in, dev_in, host_out, dev_out, shape=shape_in)
-        return _Slot(p, ctx, host_in, dev_in, host_out, dev_out)
+            return _DynamicSlot(p, ctx, host_in, dev_in, hosts, devices, shape=shape_in)
+        return _Slot(p, ctx, host_in, dev_in, hosts, devices)
 
-    def _run_dynamic(self, d: _DynamicSlot, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _run_dynamic(self, d: _DynamicSlot, x: np.ndarray) -> dict[str, np.ndarray]:
         """One level through the dynamic profile; synchronizes (its buffers serve the next level)."""
         if d.shape != x.shape:
             if not d.context.set_input_shape(INPUT_NAME, x.shape):
@@ -146,15 +154,16 @@ class TensorRTRunner(Runner):
         if not d.context.execute_async_v3(self.stream):
             raise ModelError("TensorRT execute_async_v3 failed")
         outs = {}
-        for name in OUTPUT_NAMES:
+        for name in self.outputs:
             shape = _dims(d.context.get_tensor_shape(name))
             outs[name] = d.host_out[name][: int(np.prod(shape))].reshape(shape)
             self.cuda.d2h(outs[name], d.dev_out[name], self.stream)
         self.cuda.sync(self.stream)
-        return outs["scores"].copy(), outs["boxes"].copy()
+        return {name: v.copy() for name, v in outs.items()}
 
     def _capture(self, s: _Slot) -> None:
-        s.context.execute_async_v3(self.stream)  # warm-up enqueue: lazy allocations happen here
+        if not s.context.execute_async_v3(self.stream):  # warm-up enqueue: lazy allocations happen here
+            raise ModelError(f"{self.path.name}: TensorRT execute_async_v3 failed for profile {s.profile.index}")
         self.cuda.sync(self.stream)
         s.graph = self.cuda.capture(self.stream, lambda: s.context.execute_async_v3(self.stream))
 
@@ -174,7 +183,9 @@ class TensorRTRunner(Runner):
         if self._depth > 1:
             return
         try:
-            self.slots = [self._slot(p) for p in self.manifest.profiles if p.scale is not None]
+            for p in self.manifest.profiles:  # one at a time: a failure frees the slots made so far
+                if p.scale is not None:
+                    self.slots.append(self._slot(p))
             if self.cuda_graphs:
                 for s in self.slots:
                     self._capture(s)
@@ -188,9 +199,11 @@ class TensorRTRunner(Runner):
         try:
             if self._depth == 0:
                 self.cuda.sync(self.stream)
-                for s in [*self.slots, *([self.dynamic] if self.dynamic else [])]:
-                    self._free(s)
+                slots = [*self.slots, *([self.dynamic] if self.dynamic else [])]
                 self.slots, self.dynamic = [], None
+                for slot in slots:
+                    self._free(slot)
+                del slots, slot  # the execution contexts go while this thread's CUDA context is current
         finally:
             self.cuda.deactivate()
 
@@ -212,11 +225,21 @@ class TensorRTRunner(Runner):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.infer_many([batch])[0]
 
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self._enqueue([batch])[0]
+
     def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(out["scores"], out["boxes"]) for out in self._enqueue(batches)]
+
+    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        return self._enqueue(batches)
+
+    def _enqueue(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """Every batch's outputs by name: static levels enqueued together, one synchronization."""
         if self._depth == 0:
             with self:
-                return self.infer_many(batches)
-        done: list[_Slot | tuple[np.ndarray, np.ndarray]] = []
+                return self._enqueue(batches)
+        done: list[_Slot | dict[str, np.ndarray]] = []
         for x in batches:
             x = self.check_input(x)
             s = self._slot_for(x.shape)  # type: ignore[arg-type]
@@ -229,11 +252,11 @@ class TensorRTRunner(Runner):
                 self.cuda.launch(s.graph, self.stream)
             elif not s.context.execute_async_v3(self.stream):
                 raise ModelError("TensorRT execute_async_v3 failed")
-            for name in OUTPUT_NAMES:
+            for name in self.outputs:
                 self.cuda.d2h(s.host_out[name], s.dev_out[name], self.stream)
             done.append(s)
         self.cuda.sync(self.stream)  # one synchronization for every static level of the frame
-        return [(d.host_out["scores"].copy(), d.host_out["boxes"].copy()) if isinstance(d, _Slot) else d for d in done]
+        return [{k: v.copy() for k, v in d.host_out.items()} if isinstance(d, _Slot) else d for d in done]
 
 
 def load(

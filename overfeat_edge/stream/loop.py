@@ -66,7 +66,7 @@ class _Inferred:
     seq: int
     frame: Frame
     levels: list[ScaleLevel]
-    maps: list[tuple[np.ndarray, np.ndarray]]
+    maps: list[dict[str, np.ndarray]]
     t_captured: float
 
 
@@ -220,7 +220,7 @@ class StreamLoop:
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 continue  # a frame inferred after the last one asked for: drained, not written
             t0 = time.perf_counter()
-            d = det.postprocess(item.levels, item.maps)
+            d = det.refine(item.frame.image, det.postprocess(item.levels, item.maps))
             text = f"{self.overlay}  {self.stats.fps():.1f} FPS" if self.overlay else ""
             annotated = draw_detections(item.frame.image, d, names, text)
             t1 = time.perf_counter()

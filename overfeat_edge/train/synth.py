@@ -241,3 +241,19 @@ def video(
             labels.append(tr.cls)
             tr.pos += tr.vel
         yield img, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+
+
+def photo_tour(photo: np.ndarray, frames: int, hw: tuple[int, int] = (384, 512)) -> Iterator[np.ndarray]:
+    """Frames (``hw``, BGR uint8) of a slow camera move over ``photo``: a zoom from the whole photo to half
+    of it and back, towards a point that sweeps across its upper part (where portraits have faces), so
+    what it shows changes size by 2x and moves. Deterministic."""
+    ph, pw = photo.shape[:2]
+    for t in range(frames):
+        zoom = 1.0 + 0.5 * (1 - np.cos(2 * np.pi * t / max(frames, 2)))  # 1 -> 2 -> 1
+        ch, cw = ph / zoom, pw / zoom
+        cx = pw / 2 + (pw - cw) * 0.3 * np.sin(2 * np.pi * t / max(frames, 2) * 0.5)
+        cy = min(max(ph * 0.3, ch / 2), ph - ch / 2)
+        m = np.array(
+            [[hw[1] / cw, 0, -(cx - cw / 2) * hw[1] / cw], [0, hw[0] / ch, -(cy - ch / 2) * hw[0] / ch]], np.float32
+        )
+        yield cv2.warpAffine(photo, m, (hw[1], hw[0]), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)

@@ -86,3 +86,18 @@ def test_has_qdq_reads_the_op_types(tmp_path: Path) -> None:
 
     assert has_qdq(model(["QuantizeLinear", "DequantizeLinear"]))
     assert not has_qdq(model(["Relu", "Relu"]))
+
+
+def test_a_cascade_builds_every_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from overfeat_edge.engine.builder import BuildRequest, prepare, prepare_stages, stage_engine_path
+
+    stages = prepare_stages(prepare(BuildRequest(model="mtcnn-face", frame_hw=(480, 640))))
+    assert [name for name, _ in stages] == ["rnet", "onet"]
+    for (name, st), size in zip(stages, (24, 48), strict=True):
+        (profile,) = st.profiles
+        assert (profile.scale, profile.min, profile.max) == (None, (1, 3, size, size), (256, 3, size, size))
+        assert st.onnx.name == f"{name}.onnx" and st.request.precision == "fp16"
+    assert stage_engine_path(Path("e/fp16-480x640-1a2b.engine"), "rnet") == Path("e/fp16-480x640-1a2b.rnet.engine")
+    # P-Net: one profile per level of MTCNN's pyramid for the frame size
+    levels = prepare(BuildRequest(model="mtcnn-face", frame_hw=(480, 640))).profiles
+    assert [q.opt[2:] for q in levels][:3] == [(289, 385), (205, 273), (145, 194)]

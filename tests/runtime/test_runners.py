@@ -30,10 +30,11 @@ def test_detector_same_on_both_backends(tmp_path: Path, fast_small_onnx: Path) -
     b = Detector(load_runner("torch", str(ckpt)), cfg)
     la, ma = a.infer(frame)
     lb, mb = b.infer(frame)
-    assert la == lb and [m[0].shape for m in ma] == [(3, lv.out_hw[0], lv.out_hw[1]) for lv in la]
-    for (sa, ba), (sb, bb) in zip(ma, mb, strict=True):
-        np.testing.assert_allclose(sa, sb, atol=1e-4)
-        np.testing.assert_allclose(ba, bb, atol=1e-4)
+    assert la == lb and [m["scores"].shape for m in ma] == [(3, lv.out_hw[0], lv.out_hw[1]) for lv in la]
+    for a_maps, b_maps in zip(ma, mb, strict=True):
+        assert set(a_maps) == set(b_maps) == {"scores", "boxes"}
+        for name in a_maps:
+            np.testing.assert_allclose(a_maps[name], b_maps[name], atol=1e-4)
 
 
 NO_TORCH = textwrap.dedent(

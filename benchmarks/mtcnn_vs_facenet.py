@@ -1,0 +1,293 @@
+"""Our MTCNN (mtcnn-face through the OverFeat pipeline) next to facenet-pytorch's own, on the same CPU.
+
+    python3 benchmarks/mtcnn_vs_facenet.py [--work /tmp/mtcnn-bench] [--repeats 5] [--threads 2] [--no-write]
+
+facenet-pytorch 2.6.0 runs in a throwaway venv under ``--work`` (torch 2.13.0 CPU, numpy, pillow,
+requests; facenet-pytorch itself with ``--no-deps``, its pins being torch<2.3 and numpy<2). Its
+two torchvision imports are served by a **stand-in** written here (``torchvision/ops/boxes.py``:
+``batched_nms``, greedy IoU NMS per index as torchvision defines it; ``transforms/functional``:
+``to_tensor``), because PyPI's torchvision does not load beside the torch 2.13 CPU wheel. Its
+MTCNN code runs unchanged.
+
+Photos: scikit-image's ``astronaut`` (public domain) and ``camera`` (CC0), matplotlib's
+``grace_hopper.jpg`` and scikit-image's ``lfw_subset`` (100 face crops, 100 non-faces, 25x25),
+read from those packages' wheels (downloaded with ``pip download --no-deps``), plus the two photos
+committed under ``tests/data/photos``. Writes the "mtcnn" section of BENCHMARKS.md and, with
+``--record``, the facenet-pytorch boxes the CI test compares against (``tests/data/mtcnn_facenet.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import header, write_section  # noqa: E402
+
+from overfeat_edge.commands.detect import load_detector  # noqa: E402
+from overfeat_edge.pipeline.merge import box_iou  # noqa: E402
+
+FACENET = "facenet-pytorch==2.6.0"
+STANDIN = {  # clearly a stand-in: the two torchvision functions facenet-pytorch imports
+    "torchvision/__init__.py": '"""STAND-IN for torchvision (benchmarks/mtcnn_vs_facenet.py)."""\n',
+    "torchvision/ops/__init__.py": "",
+    "torchvision/ops/boxes.py": textwrap.dedent(
+        '''
+        """STAND-IN: torchvision.ops.boxes.batched_nms (greedy NMS per index, IoU with areas (x2-x1)*(y2-y1),
+        kept indices by decreasing score), for facenet-pytorch's MTCNN."""
+        import numpy as np
+        import torch
+
+
+        def batched_nms(boxes, scores, idxs, iou_threshold):
+            b = boxes.detach().cpu().double().numpy()
+            s = scores.detach().cpu().double().numpy()
+            g = idxs.detach().cpu().numpy()
+            keep = []
+            for cls in np.unique(g):
+                order = np.flatnonzero(g == cls)
+                order = order[np.argsort(-s[order], kind="stable")]
+                while order.size:
+                    i, rest = order[0], order[1:]
+                    keep.append(i)
+                    xx1 = np.maximum(b[i, 0], b[rest, 0]); yy1 = np.maximum(b[i, 1], b[rest, 1])
+                    xx2 = np.minimum(b[i, 2], b[rest, 2]); yy2 = np.minimum(b[i, 3], b[rest, 3])
+                    inter = np.clip(xx2 - xx1, 0, None) * np.clip(yy2 - yy1, 0, None)
+                    area = lambda k: (b[k, 2] - b[k, 0]) * (b[k, 3] - b[k, 1])
+                    iou = inter / (area(i) + area(rest) - inter)
+                    order = rest[iou <= iou_threshold]
+            keep = np.asarray(keep, dtype=np.int64)
+            keep = keep[np.argsort(-s[keep], kind="stable")]
+            return torch.as_tensor(keep, dtype=torch.long, device=boxes.device)
+        '''
+    ),
+    "torchvision/transforms/__init__.py": "",
+    "torchvision/transforms/functional.py": textwrap.dedent(
+        '''
+        """STAND-IN: torchvision.transforms.functional.to_tensor (HWC uint8 -> CHW float in [0, 1])."""
+        import numpy as np
+        import torch
+
+
+        def to_tensor(pic):
+            a = np.asarray(pic)
+            if a.ndim == 2:
+                a = a[:, :, None]
+            return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))).float().div(255)
+        '''
+    ),
+}
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    import numpy as np
+    import torch
+    import facenet_pytorch
+    from facenet_pytorch import MTCNN
+
+    args = json.loads(sys.argv[1])
+    torch.set_num_threads(args["threads"])
+    mtcnn = MTCNN(keep_all=True, device="cpu")
+    out = {"facenet_pytorch": facenet_pytorch.__file__, "torch": torch.__version__, "photos": {}}
+
+    def detect(img):
+        boxes, probs, points = mtcnn.detect(img, landmarks=True)
+        if boxes is None:
+            return [], [], []
+        return boxes.tolist(), probs.tolist(), points.tolist()
+
+    for name, path in args["photos"].items():
+        img = np.load(path)
+        detect(img)  # warm-up
+        times = []
+        for _ in range(args["repeats"]):
+            t0 = time.perf_counter(); res = detect(img); times.append(time.perf_counter() - t0)
+        out["photos"][name] = {"boxes": res[0], "probs": res[1], "points": res[2], "ms": 1000 * float(np.median(times))}
+    lfw = np.load(args["lfw"])
+    t0 = time.perf_counter()
+    out["lfw"] = [len(detect(im)[0]) for im in lfw]
+    out["lfw_ms"] = 1000 * (time.perf_counter() - t0) / len(lfw)
+    print("RESULT " + json.dumps(out))
+    """
+)
+
+
+def run(cmd: list[str], **kw: object) -> None:
+    subprocess.run(cmd, check=True, **kw)  # type: ignore[call-overload]
+
+
+def setup(work: Path) -> Path:
+    """The throwaway venv with facenet-pytorch and the stand-in; returns its python."""
+    venv = work / "venv"
+    py = venv / "bin" / "python"
+    if not (work / "venv.ok").is_file():
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([str(py), "-m", "pip", "install", "-q", "torch==2.13.0", "numpy", "pillow", "requests", "tqdm"])
+        run([str(py), "-m", "pip", "install", "-q", "--no-deps", FACENET])
+        (work / "venv.ok").write_text("ok\n")
+    for rel, text in STANDIN.items():
+        dest = work / "standin" / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(text)
+    return py
+
+
+def photos(work: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """name -> RGB uint8 photo, and lfw_subset (200, 25, 25, 3) uint8 RGB."""
+    wheels = work / "wheels"
+    if not any(wheels.glob("scikit_image-*.whl")) or not any(wheels.glob("matplotlib-*.whl")):
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:"]
+        run([*pip, "-d", str(wheels), "scikit-image", "matplotlib"])
+    ski = zipfile.ZipFile(next(wheels.glob("scikit_image-*.whl")))
+    mpl = zipfile.ZipFile(next(wheels.glob("matplotlib-*.whl")))
+
+    def decode(data: bytes) -> np.ndarray:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return np.ascontiguousarray(img[:, :, ::-1])
+
+    out = {
+        "astronaut": decode(ski.read("skimage/data/astronaut.png")),
+        "camera": decode(ski.read("skimage/data/camera.png")),
+        "grace_hopper": decode(mpl.read("matplotlib/mpl-data/sample_data/grace_hopper.jpg")),
+    }
+    for p in sorted((ROOT / "tests" / "data" / "photos").glob("*.jpg")):
+        out[f"tests/{p.name}"] = np.ascontiguousarray(cv2.imread(str(p))[:, :, ::-1])
+    (work / "lfw.npy").write_bytes(ski.read("skimage/data/lfw_subset.npy"))
+    lfw = (np.load(work / "lfw.npy") * 255).round().astype(np.uint8)
+    return out, np.repeat(lfw[..., None], 3, axis=3)
+
+
+def facenet(py: Path, work: Path, imgs: dict[str, np.ndarray], lfw: np.ndarray, repeats: int, threads: int) -> dict:
+    paths = {}
+    for name, img in imgs.items():
+        paths[name] = str(work / f"{name.replace('/', '_')}.npy")
+        np.save(paths[name], img)
+    np.save(work / "lfw_rgb.npy", lfw)
+    arg = json.dumps({"photos": paths, "lfw": str(work / "lfw_rgb.npy"), "repeats": repeats, "threads": threads})
+    env = {"PYTHONPATH": str(work / "standin"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
+    r = subprocess.run([str(py), "-c", CHILD, arg], capture_output=True, text=True, env=env, check=False)
+    if r.returncode != 0:
+        raise SystemExit(f"facenet-pytorch failed:\n{r.stderr[-3000:]}")
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def ours(imgs: dict[str, np.ndarray], lfw: np.ndarray, repeats: int, threads: int) -> dict:
+    det = load_detector("mtcnn-face", "onnxruntime", None, "cpu", threads, None, None, None, 0.5, None, None)
+    out: dict = {"photos": {}}
+    with det.runner:
+        for name, rgb in imgs.items():
+            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+            det.detect(bgr)
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                d = det.detect(bgr)
+                times.append(time.perf_counter() - t0)
+            pts = d.data.get("landmarks", np.zeros((0, 5, 2)))
+            out["photos"][name] = {
+                "boxes": d.xyxy.tolist(),
+                "probs": d.score.tolist(),
+                "points": pts.tolist(),
+                "ms": 1000 * float(np.median(times)),
+            }
+        t0 = time.perf_counter()
+        out["lfw"] = [len(det.detect(np.ascontiguousarray(im[:, :, ::-1]))) for im in lfw]
+        out["lfw_ms"] = 1000 * (time.perf_counter() - t0) / len(lfw)
+    return out
+
+
+def match(a: np.ndarray, b: np.ndarray) -> list[tuple[int, int, float]]:
+    """Greedy one-to-one matching of boxes a and b by IoU (> 0.3): (i, j, IoU)."""
+    if len(a) == 0 or len(b) == 0:
+        return []
+    iou = box_iou(a.astype(np.float32), b.astype(np.float32))
+    pairs = []
+    while iou.size and iou.max() > 0.3:
+        i, j = np.unravel_index(int(iou.argmax()), iou.shape)
+        pairs.append((int(i), int(j), float(iou[i, j])))
+        iou[i, :], iou[:, j] = -1, -1
+    return pairs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/mtcnn-bench"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--record", action="store_true", help="write tests/data/mtcnn_facenet.json")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    py = setup(args.work)
+    imgs, lfw = photos(args.work)
+    theirs = facenet(py, args.work, imgs, lfw, args.repeats, args.threads)
+    mine = ours(imgs, lfw, args.repeats, args.threads)
+    rows, ious, lm_err = [], [], []
+    for name in imgs:
+        t, m = theirs["photos"][name], mine["photos"][name]
+        tb, mb = np.asarray(t["boxes"]).reshape(-1, 4), np.asarray(m["boxes"]).reshape(-1, 4)
+        pairs = match(mb, tb)
+        for i, j, iou in pairs:
+            ious.append(iou)
+            tp, mp = np.asarray(t["points"][j]), np.asarray(m["points"][i])
+            side = float(tb[j, 2] - tb[j, 0])
+            lm_err.append(float(np.linalg.norm(tp - mp, axis=1).mean()) / side)
+        per_face = ", ".join(f"{iou:.3f}" for _, _, iou in pairs) or "-"
+        rows.append(
+            f"| {name} | {len(tb)} | {len(mb)} | {per_face} | "
+            f"{t['ms']:.1f} | {m['ms']:.1f} | {t['ms'] / m['ms']:.2f}x |"
+        )
+    faces_t, faces_m = sum(n > 0 for n in theirs["lfw"][:100]), sum(n > 0 for n in mine["lfw"][:100])
+    fire_t, fire_m = sum(n > 0 for n in theirs["lfw"][100:]), sum(n > 0 for n in mine["lfw"][100:])
+    lines = [
+        *header(
+            "MTCNN faces: ours vs facenet-pytorch (issue R2 2/6)",
+            f"`python3 benchmarks/mtcnn_vs_facenet.py --repeats {args.repeats} --threads {args.threads}`",
+            f"{args.threads} threads each (ONNX Runtime intra-op; torch.set_num_threads)",
+        ),
+        f"- **Theirs**: {FACENET} (torch {theirs['torch']}, CPU; torchvision's `batched_nms` and `to_tensor` from a "
+        "stand-in, see the script). **Ours**: `mtcnn-face` (P-Net over the pyramid through our decode and NMS, then "
+        "R-Net and O-Net as batched crop stages), ONNX Runtime.",
+        "",
+        "| photo | faces (theirs) | faces (ours) | IoU per face both find | ms theirs | ms ours | speed-up |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"- **Every face both find**: IoU min {min(ious):.3f}, median {float(np.median(ious)):.3f} (target >= 0.9).",
+        f"- **Landmarks**: mean point distance / face width: median {float(np.median(lm_err)):.4f}, "
+        f"max {max(lm_err):.4f}.",
+        f"- **lfw_subset** (25x25 crops): faces found {faces_m}/100 ours, {faces_t}/100 theirs; non-faces firing "
+        f"{fire_m}/100 ours, {fire_t}/100 theirs; {mine['lfw_ms']:.2f} vs {theirs['lfw_ms']:.2f} ms per crop.",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.record:
+        keep = {k: v for k, v in theirs["photos"].items() if k.startswith("tests/")}
+        rec = {
+            "source": f"{FACENET}, torch {theirs['torch']} CPU, torchvision stand-in (benchmarks/mtcnn_vs_facenet.py)",
+            "photos": {
+                k[len("tests/") :]: {"boxes": v["boxes"], "probs": v["probs"], "points": v["points"]}
+                for k, v in keep.items()
+            },
+        }
+        (ROOT / "tests" / "data" / "mtcnn_facenet.json").write_text(json.dumps(rec, indent=1) + "\n")
+    if not args.no_write:
+        write_section("mtcnn", text)
+
+
+if __name__ == "__main__":
+    main()
