@@ -83,6 +83,7 @@ class Arch:
     width: float = 1.0
     base: str = field(default="", compare=False)
     neck: tuple[Layer, ...] = ()  # convs after the last pool, shared by every head
+    kind: Literal["detector", "crop classifier"] = "detector"  # run over a pyramid, or on crops
     extra_heads: tuple[tuple[str, int], ...] = ()  # (output name, channels): more 1x1-style heads
 
     # ---- derived geometry -------------------------------------------------------------
@@ -227,6 +228,7 @@ class Arch:
             "width": self.width,
             **({"neck": [x.to_list() for x in self.neck]} if self.neck else {}),
             **({"extra_heads": [list(h) for h in self.extra_heads]} if self.extra_heads else {}),
+            **({"kind": self.kind} if self.kind != "detector" else {}),
         }
 
     @classmethod
@@ -245,6 +247,7 @@ class Arch:
             width=float(d.get("width", 1.0)),
             neck=tuple(Layer.from_list(row) for row in d.get("neck", [])),
             extra_heads=tuple((str(name), int(c)) for name, c in d.get("extra_heads", [])),
+            kind="crop classifier" if d.get("kind") == "crop classifier" else "detector",
         )
 
 
@@ -364,6 +367,7 @@ MTCNN_RNET = Arch(
     cls_hidden=(),
     reg_hidden=(),
     num_classes=1,
+    kind="crop classifier",
 )
 MTCNN_ONET = Arch(
     name="mtcnn-onet",
@@ -375,6 +379,7 @@ MTCNN_ONET = Arch(
     reg_hidden=(),
     num_classes=1,
     extra_heads=(("landmarks", 10),),
+    kind="crop classifier",
 )
 
 ARCHS: dict[str, Arch] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +13,10 @@ from rich.console import Console
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
 
-# markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]")
-console = Console(markup=False, highlight=False)
-err_console = Console(stderr=True, markup=False, highlight=False)
+# markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]"); to a file or a
+# pipe, wide lines (rich would wrap at 80 columns there, splitting paths)
+console = Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 250)
+err_console = Console(stderr=True, markup=False, highlight=False, width=None if sys.stderr.isatty() else 250)
 
 
 def expand_images(items: list[str]) -> list[Path]:

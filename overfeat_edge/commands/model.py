@@ -23,23 +23,35 @@ def models(
     from overfeat_edge.runtime.base import shipped_models
 
     table = Table(title="overfeat-edge models")
-    for col in ("name", "window", "stride", "fine", "out stride", "params M", "GFLOP/win"):
-        table.add_column(col, justify="left" if col == "name" else "right", no_wrap=True)
+    for col in ("name", "kind", "window", "stride", "fine", "out stride", "params M", "GFLOP/win"):
+        table.add_column(col, justify="left" if col in ("name", "kind") else "right", no_wrap=True)
     for name in names or list(ARCHS):
         a = get_arch(name)
+        fine = not a.neck  # a net with a neck runs at its own stride
         table.add_row(
             a.name,
+            a.kind,
             str(a.window),
             str(a.stride),
-            f"x{a.fine_factor}",
-            str(a.out_stride(True)),
-            f"{a.params() / 1e6:.2f}",
-            f"{a.gflops_per_window():.3f}",
+            f"x{a.fine_factor}" if fine else "-",
+            str(a.out_stride(fine)),
+            f"{a.params() / 1e6:.3f}",
+            f"{a.gflops_per_window():.4f}",
         )
     console.print(table)
-    shipped = shipped_models()
-    if shipped:
-        console.print("shipped (usable as --model NAME): " + ", ".join(shipped))
+    for name, folder in shipped_models().items():
+        console.print(f"shipped, usable as --model {name}: {_describe_shipped(folder)}")
+
+
+def _describe_shipped(folder: Path) -> str:
+    """What a shipped model is: its network, classes and, for a cascade, its stages (from its spec)."""
+    from overfeat_edge.pipeline.cascade import cascade_stages
+    from overfeat_edge.runtime import load_runner
+
+    spec = load_runner("onnxruntime", str(folder / "model.onnx"), threads=1).spec
+    stages = cascade_stages(spec.extra, str(folder))
+    chain = f"cascade {' -> '.join([spec.arch.name, *(s.name for s in stages)])}" if stages else spec.arch.name
+    return f"{chain}; classes: {', '.join(spec.class_names)}"
 
 
 def export(
