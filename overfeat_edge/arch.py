@@ -3,7 +3,7 @@
 No torch here: the pyramid planner, the ``models`` listing and the runtime all read these
 tables. ``overfeat_edge.models`` turns an :class:`Arch` into a torch module.
 
-OverFeat's layer tables are the paper's Tables 1 and 3 (``docs/`` has the derivations): every
+OverFeat's layer tables are the paper's Tables 1 and 3 (Sermanet et al., 2014): every
 conv is followed by ReLU; pooling is max-pooling with kernel == stride. The last pool of
 ``features`` is the one fine stride acts on; the heads read its output.
 
@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge.schema import Fields, check_int
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,17 @@ class Layer:
         return row
 
     @classmethod
-    def from_list(cls, row: list[Any]) -> Layer:
-        op, k, s, p, c, *rest = row
-        act, ceil = (str(rest[0]), bool(rest[1])) if rest else ("relu", False)
-        if act not in ("relu", "prelu"):
-            raise ValueError(f"unknown activation {act!r}")
-        return cls(op, int(k), int(s), int(p), int(c), "prelu" if act == "prelu" else "relu", ceil)
+    def from_list(cls, row: Any, where: str = "layer") -> Layer:
+        """A layer from ``[op, k, s, p, channels(, act, ceil)]``, every value checked."""
+        if not isinstance(row, list) or len(row) not in (5, 7):
+            raise ModelError(f"{where}: expected [op, k, s, p, channels(, act, ceil)], got {str(row)[:60]}")
+        f = Fields(dict(zip(("op", "k", "s", "p", "channels", "act", "ceil"), row, strict=False)), where)
+        op = f.text("op", ("conv", "pool"))
+        k, st, p = f.integer("k", 1, 64), f.integer("s", 1, 64), f.integer("p", 0, 64)
+        channels = f.integer("channels", 1, 1 << 16) if op == "conv" else f.integer("channels", 0, 1 << 16)
+        act = f.text("act", ("relu", "prelu"), default="relu")
+        ceil = f.boolean("ceil", default=False)
+        return cls("conv" if op == "conv" else "pool", k, st, p, channels, "prelu" if act == "prelu" else "relu", ceil)
 
 
 @dataclass(frozen=True)
@@ -232,23 +238,43 @@ class Arch:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Arch:
-        return cls(
-            name=d["name"],
-            base=d.get("base", d["name"]),
-            window=int(d["window"]),
-            features=tuple(Layer.from_list(row) for row in d["features"]),
-            head_kernel=int(d["head_kernel"]),
-            cls_hidden=tuple(d["cls_hidden"]),
-            reg_hidden=tuple(d["reg_hidden"]),
-            num_classes=int(d["num_classes"]),
-            background=bool(d["background"]),
-            in_channels=int(d.get("in_channels", 3)),
-            width=float(d.get("width", 1.0)),
-            neck=tuple(Layer.from_list(row) for row in d.get("neck", [])),
-            extra_heads=tuple((str(name), int(c)) for name, c in d.get("extra_heads", [])),
-            kind="crop classifier" if d.get("kind") == "crop classifier" else "detector",
+    def from_dict(cls, d: Any, where: str = "arch") -> Arch:
+        """An architecture from its JSON form, every field checked (it comes from files we did not write)."""
+        f = Fields(d, where)
+        features = tuple(
+            Layer.from_list(r, f"{where}: features[{i}]") for i, r in enumerate(f.items("features", min_len=1))
         )
+        if features[-1].op != "pool":
+            raise ModelError(f"{where}: features must end with the pool that fine stride acts on")
+        arch = cls(
+            name=f.text("name"),
+            base=f.text("base", default=d.get("name", "")),
+            window=f.integer("window", 1, 4096),
+            features=features,
+            head_kernel=f.integer("head_kernel", 1, 64),
+            cls_hidden=f.ints("cls_hidden", 1, 1 << 16),
+            reg_hidden=f.ints("reg_hidden", 1, 1 << 16),
+            num_classes=f.integer("num_classes", 1, 100000),
+            background=f.boolean("background"),
+            in_channels=f.integer("in_channels", 1, 64, default=3),
+            width=f.number("width", 0, 4, above=True, default=1.0),
+            neck=tuple(Layer.from_list(r, f"{where}: neck[{i}]") for i, r in enumerate(f.items("neck", default=[]))),
+            extra_heads=tuple(_extra_head(h, f"{where}: extra_heads") for h in f.items("extra_heads", default=[])),
+            kind="crop classifier"
+            if f.text("kind", ("detector", "crop classifier"), default="detector") != "detector"
+            else "detector",
+        )
+        if any(x.op != "conv" for x in arch.neck):
+            raise ModelError(f"{where}: the neck holds convs only")
+        if arch.out_size(arch.window, fine=False) < 1:
+            raise ModelError(f"{where}: the layers leave nothing of a {arch.window}px window (output size < 1)")
+        return arch
+
+
+def _extra_head(h: Any, where: str) -> tuple[str, int]:
+    if not isinstance(h, list) or len(h) != 2 or not isinstance(h[0], str) or h[0] in ("scores", "boxes"):
+        raise ModelError(f"{where}: expected [name, channels] with a new output name, got {str(h)[:60]}")
+    return h[0], check_int(h[1], 1, 1 << 16, lambda e: ModelError(f"{where}: {h[0]} channels must be {e}"))
 
 
 def _c(k: int, s: int, p: int, ch: int) -> Layer:
@@ -308,7 +334,7 @@ OVERFEAT_ACCURATE = Arch(
     num_classes=1000,
 )
 
-# The course example (seed 000): 14x14 window, stride 2; "FC 4" = 3 classes + background.
+# A tiny teaching net: 14x14 window, stride 2; "FC 4" = 3 classes + background.
 SEED_NET = Arch(
     name="seed-net",
     window=14,

@@ -28,5 +28,5 @@ class MissingDependency(OverfeatEdgeError):
 
     def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
         hint = f"pip install 'overfeat-edge[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"{purpose} needs the '{package}' package, which is not installed ({hint})")
+        super().__init__(f"{purpose}: the '{package}' package is needed, and it is not installed ({hint})")
         self.package = package

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 # image files we read, by suffix (lower case): folders, globs and datasets all use this list
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -40,3 +42,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def read_image(path: str | Path, flags: int | None = None) -> np.ndarray | None:
+    """An image file as OpenCV reads it (``flags``: default ``IMREAD_UNCHANGED``), or None when it is
+    not a readable image or is larger than ``overfeat_edge.MAX_PIXELS`` (its header is checked by
+    OpenCV before it decodes: ``OPENCV_IO_MAX_IMAGE_PIXELS``)."""
+    import cv2
+
+    from overfeat_edge import MAX_PIXELS
+
+    try:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED if flags is None else flags)
+    except (cv2.error, MemoryError):
+        return None
+    if img is None or img.shape[0] * img.shape[1] > MAX_PIXELS:
+        return None
+    return img

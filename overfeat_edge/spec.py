@@ -8,6 +8,7 @@ from typing import Any
 
 from overfeat_edge.arch import Arch
 from overfeat_edge.errors import ModelError
+from overfeat_edge.schema import Fields
 
 METADATA_KEY = "overfeat_edge.spec"
 SPEC_VERSION = 1
@@ -79,24 +80,33 @@ class ModelSpec:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> ModelSpec:
+        """A spec from JSON we did not write (ONNX metadata, a checkpoint, a manifest): every field
+        checked by one schema (types, ranges, finiteness); one :class:`ModelError` line otherwise."""
         try:
             d = json.loads(text)
-            if d.get("version") != SPEC_VERSION:
-                raise ModelError(f"{source}: spec version {d.get('version')} is not {SPEC_VERSION}")
-            return cls(
-                arch=Arch.from_dict(d["arch"]),
-                class_names=tuple(d["class_names"]),
-                fine_stride=bool(d["fine_stride"]),
-                mean=tuple(d["mean"]),  # type: ignore[arg-type]
-                std=tuple(d["std"]),  # type: ignore[arg-type]
-                channel_order=d["channel_order"],
-                scales=tuple(d.get("scales", ())),
-                extra=d.get("extra", {}),
-            )
-        except ModelError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{source}: malformed overfeat-edge spec ({exc})") from None
+        except (ValueError, TypeError) as exc:
+            raise ModelError(f"{source}: the spec is not JSON ({exc})") from None
+        f = Fields(d, f"{source}: spec")
+        if d.get("version") != SPEC_VERSION:
+            raise ModelError(f"{source}: spec version {d.get('version')!r} is not {SPEC_VERSION}")
+        arch = Arch.from_dict(d.get("arch"), f"{source}: spec arch")
+        names = f.items("class_names", min_len=1)
+        if not all(isinstance(n, str) for n in names):
+            raise f.fail("class_names", "a list of strings", names)
+        scales = f.items("scales", default=[])
+        if not all(isinstance(x, str) for x in scales):
+            raise f.fail("scales", "a list of strings like '320' or '281x317'", scales)
+        extra = f._get("extra", {})
+        if not isinstance(extra, dict):
+            raise f.fail("extra", "an object", extra)
+        fine, order = f.boolean("fine_stride"), f.text("channel_order", ("rgb", "bgr"))
+        mean, std = f.numbers("mean", 3), f.numbers("std", 3, 0, above=True)
+        if fine and arch.neck:
+            raise ModelError(f"{source}: fine_stride is true but {arch.name} has a neck (no fine-stride graph)")
+        try:
+            return cls(arch, tuple(names), fine, mean, std, order, tuple(scales), extra)  # type: ignore[arg-type]
+        except ModelError as exc:  # __post_init__'s checks (class names vs the network's classes)
+            raise ModelError(f"{source}: {exc}") from None
 
 
 def default_spec(arch: Arch, class_names: list[str] | None = None, fine_stride: bool = True) -> ModelSpec:

@@ -1,4 +1,4 @@
-"""Architecture tables against the paper's numbers (shared/spec/overfeat.md)."""
+"""Architecture tables against the paper's numbers (Sermanet et al., 2014, Tables 1, 3 and 4)."""
 
 from __future__ import annotations
 

@@ -20,8 +20,11 @@ of them changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import struct
 import tempfile
 from collections.abc import Callable, Iterator
@@ -149,6 +152,42 @@ def _method(name: str) -> Any:
     return table[name]
 
 
+def resolve_exclusions(onnx_path: Path, names: list[str]) -> list[str]:
+    """``--exclude`` names -> node names: a node's name, or a tensor's (the report lists tensors),
+    which means the node that produces it. An unknown name is an :class:`InputError`."""
+    if not names:
+        return []
+    onnx = require("onnx", "calibrate")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    nodes = {n.name for n in graph.node}
+    producer = {out: n.name for n in graph.node for out in n.output}
+    resolved = []
+    for name in names:
+        if name in nodes:
+            resolved.append(name)
+        elif name in producer:
+            resolved.append(producer[name])
+        else:
+            near = sorted(nodes | set(producer))[:6]
+            raise InputError(
+                f"--exclude {name!r}: no node or tensor of that name in {onnx_path.name} (e.g. {', '.join(near)})"
+            )
+    return sorted(set(resolved))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantization tools print progress and advice (on stdout and the root logger)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
 def quantize(
     onnx_path: Path,
     spec: ModelSpec,
@@ -160,11 +199,26 @@ def quantize(
     on_frame: Callable[[], None] | None = None,
 ) -> tuple[Path, Path]:
     """Calibrate and write ``out_dir/model.qdq.onnx`` and ``out_dir/ranges.json``; returns both paths."""
-    onnx = require("onnx", "calibrate")
-    from onnxruntime.quantization import QuantFormat, QuantType, create_calibrator, quantize_static, save_tensors_data
-
+    require("onnx", "calibrate")
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
+    with _quiet():
+        _calibrate(onnx_path, spec, frames, scales, method, ranges, on_frame)
+        _write_qdq(onnx_path, spec, method, exclude, qdq, ranges)
+    return qdq, ranges
+
+
+def _calibrate(
+    onnx_path: Path,
+    spec: ModelSpec,
+    frames: list[np.ndarray],
+    scales: list[str],
+    method: str,
+    ranges: Path,
+    on_frame: Callable[[], None] | None,
+) -> None:
+    from onnxruntime.quantization import create_calibrator, save_tensors_data
+
     if not ranges.is_file():
         # symmetric ranges; collect_data calls of one input shape each (the histogram calibrators
         # stack what one call collects) and of _CHUNK inputs at most: a call holds every
@@ -187,6 +241,12 @@ def quantize(
                     calibrator.collect_data(LevelReader(inputs[i : i + _CHUNK], on_frame))
             with atomic_path(ranges) as tmp_ranges:
                 save_tensors_data(calibrator.compute_data(), tmp_ranges)
+
+
+def _write_qdq(onnx_path: Path, spec: ModelSpec, method: str, exclude: list[str], qdq: Path, ranges: Path) -> None:
+    onnx = require("onnx", "calibrate")
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
     # int8 with zero point 0 (symmetric), per-channel weights: what TensorRT's Q/DQ requires; biases stay
     # float (TensorRT fuses them into the int8 convolution itself, and takes no int32 Q/DQ)
     extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
@@ -209,7 +269,6 @@ def quantize(
         entry = model.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, spec.to_json()
         onnx.save(model, str(tmp))
-    return qdq, ranges
 
 
 def tensor_scales(ranges: Path) -> dict[str, float]:

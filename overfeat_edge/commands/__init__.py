@@ -6,13 +6,15 @@ and the error's exit code; Ctrl-C exits 130. No traceback reaches the user.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
 from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, doctor, model, train
 from overfeat_edge.commands import run as run_command
-from overfeat_edge.commands.common import err_console
+from overfeat_edge.commands.common import err_console, forget, kept
 from overfeat_edge.errors import OverfeatEdgeError
 
 app = typer.Typer(
@@ -34,27 +36,44 @@ data.register(app)
 train.register(app)
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a command as Ctrl-C does: temporary files removed, outputs closed
+
+
+def _interrupted() -> int:
+    err_console.print(f"interrupted: {kept()}", soft_wrap=True)
+    return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code instead of raising."""
+    """Run the CLI; returns the exit code instead of raising. Ctrl-C and SIGTERM exit 130 with one
+    line saying what was kept."""
+    forget()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _sigterm) if main_thread else None
     try:
-        app(args=argv, prog_name="overfeat-edge", standalone_mode=False)
+        rv = app(args=argv, prog_name="overfeat-edge", standalone_mode=False)
+        if rv == 130:  # typer turns KeyboardInterrupt into an exit code of 130
+            return _interrupted()
+        return int(rv) if isinstance(rv, int) else 0
     except OverfeatEdgeError as exc:
         err_console.print(f"error: {exc}", style="bold red", soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        err_console.print("interrupted")
-        return 130
+        return _interrupted()
     except typer.Exit as exc:  # --help and friends
         return int(exc.exit_code or 0)
     except typer.Abort:
-        return 130
+        return _interrupted()
     except Exception as exc:  # usage errors of the click inside typer (vendored in typer >= 0.20)
         show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(code, int):
             show(file=sys.stderr)
             return code
         raise
-    return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, pyramid
+from overfeat_edge.commands.common import MinSize, ScaleFactor, check_output, console, err_console, pyramid
 
 
 def build(
@@ -50,6 +50,7 @@ def build(
         stage_engine_path,
     )
 
+    check_output(engines, "--engines", folder=True)
     request = BuildRequest(  # every option checked here, before TensorRT is looked for
         model=model,
         precision=precision,

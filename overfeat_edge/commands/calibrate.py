@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from overfeat_edge.commands.common import console, err_console
+from overfeat_edge.commands.common import check_number, check_output, console, err_console
 from overfeat_edge.errors import InputError
 
 
@@ -42,6 +42,7 @@ def calibrate(
         calibration_key,
         load_images,
         quantize,
+        resolve_exclusions,
         tensor_scales,
         write_trt_cache,
     )
@@ -63,10 +64,13 @@ def calibrate(
     if not re.fullmatch(r"\d{4,6}", trt_version):
         raise InputError(f"--trt-version must be TensorRT's version number like 8601 or 100300, got {trt_version!r}")
     require("onnx", "calibrate")
+    check_output(out, "--out", folder=True)
+    check_number("--count", count, 1, 100000)
     methods = list(METHODS) if method == "all" else [method]
     if any(m not in METHODS for m in methods):
         raise InputError(f"--method must be one of {', '.join(METHODS)} or all, got {method!r}")
     onnx = resolve_onnx(model)
+    exclude = resolve_exclusions(onnx, exclude or [])
     fp32 = load_runner("onnxruntime", str(onnx), threads=threads)
     spec = fp32.spec
     pyramid = list(scales or spec.scales or [str(spec.arch.window)])

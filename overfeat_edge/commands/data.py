@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from overfeat_edge.commands.common import console
+from overfeat_edge.commands.common import check_number, check_output, console, keep
 
 data_app = typer.Typer(help="Datasets: generate synthetic scenes.", no_args_is_help=True)
 
@@ -23,9 +23,19 @@ def synth(
 
     from overfeat_edge.train import synth as gen
 
+    check_output(out, "--out", folder=True)
+    check_number("--images", images, 1, 1_000_000)
+    check_number("--seed", seed, 0, 2**32 - 1)
+    done = [0]
+
+    def advance() -> None:
+        done[0] += 1
+        keep(f"{done[0]} of {images} images written to {out / 'images'}; no annotations.json yet (run again)")
+        progress.advance(task)
+
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"generating {images} scenes", total=images)
-        path = gen.write_coco(out, images, seed, on_image=lambda: progress.advance(task))
+        path = gen.write_coco(out, images, seed, on_image=advance)
     console.print(f"wrote {path} ({images} images, classes: {', '.join(gen.CLASSES)}, seed {seed})")
 
 

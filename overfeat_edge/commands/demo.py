@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, console, pyramid
+from overfeat_edge.commands.common import MinSize, ScaleFactor, check_number, check_output, console, keep, pyramid
 from overfeat_edge.errors import InputError
 from overfeat_edge.types import Detections
 
@@ -60,8 +60,9 @@ def demo(
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
 
-    if frames < 1:
-        raise InputError(f"--frames must be >= 1, got {frames}")
+    check_number("--frames", frames, 1, 100000)
+    check_number("--seed", seed, 0, 2**32 - 1)
+    check_output(out, "--out", folder=True)
     n_workers = inference_workers(workers, "onnxruntime", live=False)
     per_worker = worker_threads(threads, n_workers)
     det = load_detector(model, "onnxruntime", None, "cpu", per_worker, scales, threshold, None, 0.5, None, None)
@@ -75,12 +76,11 @@ def demo(
     # the same threaded loop as `run` on a file: every frame, in order
     source = Source(parse_source(str(src)))
     overlay = f"overfeat-edge {runner.name} CPU, {det.describe_pyramid()}"
+    keep(f"{out / 'demo.mp4'} and {out / 'detections.jsonl'} closed and readable up to the last frame written")
     try:
-        with (
-            VideoSink(out / "demo.mp4", source.fps) as video,
-            JsonlSink(out / "detections.jsonl", det.spec.class_names) as jsonl,
-        ):
-            stats = StreamLoop(source, det, [video, jsonl], overlay=overlay, runners=runners).run()
+        with VideoSink(out / "demo.mp4", source.fps) as video:
+            with JsonlSink(out / "detections.jsonl", det.spec.class_names) as jsonl:
+                stats = StreamLoop(source, det, [video, jsonl], overlay=overlay, runners=runners).run()
     finally:
         source.close()
     if stats.frames == 0:

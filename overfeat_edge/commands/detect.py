@@ -10,13 +10,38 @@ from typing import Annotated
 import cv2
 import typer
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, expand_images, pyramid
+from overfeat_edge.commands.common import (
+    MinSize,
+    ScaleFactor,
+    check_output,
+    check_outputs,
+    console,
+    err_console,
+    expand_images,
+    pyramid,
+)
 from overfeat_edge.errors import InputError
-from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.pipeline.preprocess import to_bgr8
 
 Backend = Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")]
+
+
+def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
+    """Each input's annotated copy in ``out``: ``<stem>.jpg``, numbered (``<stem>-2.jpg``) where two
+    inputs share a stem or the name is an input itself, so no output replaces an input or another."""
+    inputs = {p.resolve() for p in paths}
+    names: dict[Path, Path] = {}
+    taken: set[Path] = set()
+    for p in paths:
+        k, cand = 1, out / f"{p.stem}.jpg"
+        while cand.resolve() in inputs or cand.resolve() in taken:
+            k += 1
+            cand = out / f"{p.stem}-{k}.jpg"
+        names[p] = cand
+        taken.add(cand.resolve())
+    return names
 
 
 def load_detector(
@@ -97,6 +122,9 @@ def detect(
     from overfeat_edge.pipeline.draw import draw_detections
 
     paths = expand_images(images)
+    check_output(out, "--out", folder=True)
+    annotated = annotated_names(paths, out) if save_images else {}
+    check_outputs({"detections.json": out / "detections.json"}, paths)
     det = load_detector(
         model,
         backend,
@@ -116,10 +144,10 @@ def detect(
     results, failed = [], []
     with det.runner:  # activated once for every image (a GPU backend allocates here)
         for path in paths:
-            frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            frame = read_image(path)
             if frame is None:
                 failed.append(str(path))
-                err_console.print(f"skipped: {path} is not a readable image", style="yellow")
+                err_console.print(f"skipped: {path} is not a readable image (or too large)", style="yellow")
                 continue
             frame = to_bgr8(frame)  # once: the detector and the overlay both take it as is
             t0 = time.perf_counter()
@@ -128,6 +156,7 @@ def detect(
             results.append(
                 {
                     "image": str(path),
+                    **({"annotated": str(annotated[path])} if save_images else {}),
                     "height": int(frame.shape[0]),
                     "width": int(frame.shape[1]),
                     "time_ms": round(ms, 2),
@@ -138,7 +167,7 @@ def detect(
                 ok, buf = cv2.imencode(".jpg", draw_detections(frame, d, spec.class_names))
                 if not ok:
                     raise InputError(f"cannot encode the annotated {path}")
-                atomic_write_bytes(out / (path.stem + ".jpg"), buf.tobytes())
+                atomic_write_bytes(annotated[path], buf.tobytes())
             console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
     payload = {
         "model": model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,17 @@ def _version(module: str) -> str:
     except Exception:
         return "not installed"
     return str(getattr(m, "__version__", getattr(m, "VERSION_TEXT", "installed")))
+
+
+def nvidia_driver() -> str:
+    """The NVIDIA driver's own line (desktop) or the L4T release (Jetson), or "" where there is none."""
+    for path in (Path("/proc/driver/nvidia/version"), Path("/etc/nv_tegra_release")):
+        try:
+            first = path.read_text().splitlines()[0].strip()
+        except (OSError, IndexError):
+            continue
+        return first[:120]
+    return ""
 
 
 def _has_tensorrt() -> bool:
@@ -45,6 +57,8 @@ def doctor(
     cuda_python = bindings if bindings != "not installed" else _version("cuda")
     has_trt = _has_tensorrt()
     gst = "yes" if has_gstreamer() else "no (csi:// and pipelines need it)"
+    driver = nvidia_driver()
+    rows.append(("NVIDIA driver", driver or "none found (no /proc/driver/nvidia/version, no /etc/nv_tegra_release)"))
     try:
         from overfeat_edge.runtime.cuda import load_cuda
 
@@ -53,7 +67,7 @@ def doctor(
         rows += [("GPU", f"{gpu} (compute capability {cc})"), ("CUDA API", cuda.name)]
         rows += [(k, v) for k, v in cuda.versions().items()]
     except OverfeatEdgeError as exc:
-        rows.append(("GPU", f"not usable: {exc}"))
+        rows.append(("GPU", f"not usable: {exc}" if driver else "none: this machine has no NVIDIA GPU driver"))
     rows += [
         ("TensorRT", _version("tensorrt") if has_trt else "not installed"),
         ("Polygraphy", _version("polygraphy")),

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from overfeat_edge.arch import ARCHS, get_arch
-from overfeat_edge.commands.common import console
+from overfeat_edge.commands.common import check_number, check_output, console, keep
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 
@@ -71,10 +71,20 @@ def export(
     require("torch", "export")
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model, load_checkpoint
+    from overfeat_edge.runtime.base import shipped_models
     from overfeat_edge.spec import default_spec
 
     if out.suffix.lower() != ".onnx":
         raise InputError(f"--out must end in .onnx, got {out}")
+    check_output(out, "--out")
+    check_number("--num-classes", num_classes, 1, 100000)
+    shipped = shipped_models()
+    if model in shipped and weights is None:  # a shipped model by name: its checkpoint
+        if not (shipped[model] / "model.pt").is_file():
+            raise InputError(
+                f"{model} ships as ONNX only (no checkpoint to export); use {shipped[model] / 'model.onnx'}"
+            )
+        model = str(shipped[model] / "model.pt")
     ckpt = weights or (Path(model) if Path(model).suffix in (".pt", ".pth", ".ckpt") else None)
     if ckpt is not None:
         net, spec, _ = load_checkpoint(ckpt)
@@ -86,7 +96,18 @@ def export(
         console.print(f"note: no --weights: exporting {net.arch.name} with random weights", style="yellow")
     if fine_stride is not None:
         spec = spec.with_fine_stride(fine_stride)
-    report = export_onnx(net, spec, out, check=check, half=half)
+    if not all(bool(v.isfinite().all()) for v in net.state_dict().values() if v.is_floating_point()):
+        raise InputError("the network holds NaN or infinite weights; nothing was exported")
+    keep(f"nothing was written to {out}")
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+    ) as p:
+        p.add_task(
+            f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters) and checking parity", total=None
+        )
+        report = export_onnx(net, spec, out, check=check, half=half)
     console.print(
         f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride}"
         + (", float16" if half else "")
@@ -117,6 +138,7 @@ def import_weights(
 ) -> None:
     """Load pretrained weights: OverFeat's release into a checkpoint, or MTCNN into a face cascade."""
     require("torch", "import-weights")
+    check_output(out, "--out", folder=format == "facenet-pytorch")
     if format == "facenet-pytorch":
         _import_facenet(files, out)
         return
@@ -130,7 +152,10 @@ def import_weights(
     if classes is not None:
         if not classes.is_file():
             raise InputError(f"class names file not found: {classes}")
-        names = [ln.strip() for ln in classes.read_text().splitlines() if ln.strip()]
+        try:
+            names = [ln.strip() for ln in classes.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (UnicodeDecodeError, OSError) as exc:
+            raise InputError(f"--classes {classes}: not a text file of class names ({type(exc).__name__})") from None
         if len(names) != 1000:
             raise InputError(f"{classes}: expected 1000 class names, found {len(names)}")
     net, spec = import_original_weights(files[0], model, names)

@@ -12,7 +12,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, console, err_console, pyramid
+from overfeat_edge.commands.common import (
+    MinSize,
+    ScaleFactor,
+    check_number,
+    check_output,
+    check_outputs,
+    close_all,
+    console,
+    err_console,
+    keep,
+    pyramid,
+)
 from overfeat_edge.errors import InputError
 
 if TYPE_CHECKING:
@@ -54,6 +65,8 @@ def inference_workers(workers: int | None, backend: str, live: bool) -> int:
 
 def worker_threads(threads: int | None, n_workers: int) -> int:
     """ONNX Runtime threads of each worker: ``threads`` in all (default: every core) shared out."""
+    if threads is not None and not 1 <= threads <= 256:
+        raise InputError(f"--threads must be between 1 and 256, got {threads}")
     return max(1, (threads or os.cpu_count() or 1) // n_workers)
 
 
@@ -109,12 +122,24 @@ def run(
     from overfeat_edge.stream.sources import Source, parse_source
     from overfeat_edge.stream.stats import Stats
 
-    for name, v in (("--max-frames", max_frames), ("--duration", duration)):
-        if v is not None and v <= 0:
-            raise InputError(f"{name} must be > 0, got {v}")
-    if output is not None and output.suffix.lower() not in VideoSink.FOURCC:  # before the model loads
+    # every option and output checked before the model loads
+    check_number("--max-frames", max_frames, 0, None, above=True)
+    check_number("--duration", duration, 0, None, above=True)
+    check_number("--reconnects", reconnects, 0, 1000)
+    check_number("--fps", fps, 0, 1000, above=True)
+    for option, v in (("--width", width), ("--height", height)):
+        check_number(option, v, 1, 16384)
+    if output is not None and output.suffix.lower() not in VideoSink.FOURCC:
         raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {output}")
+    outputs = {"--output": output, "--jsonl": jsonl, "--stats-json": stats_json}
+    for option, path in outputs.items():
+        if path is not None:
+            check_output(path, option)
+    if save_frames is not None:
+        check_output(save_frames, "--save-frames", folder=True)
     spec = parse_source(source, width, height, fps)
+    inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
+    check_outputs({**outputs, "--save-frames": save_frames}, inputs)
     n_workers = inference_workers(workers, backend, spec.live)
     per_worker = worker_threads(threads, n_workers) if backend == "onnxruntime" else threads
     det = load_detector(
@@ -125,6 +150,12 @@ def run(
 
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")
+
+    if not (output or jsonl or save_frames or stats_json or display):
+        err_console.print(
+            "warning: no --output, --jsonl, --save-frames, --stats-json or --display: the detections are not kept",
+            style="yellow",
+        )
 
     src = Source(spec, reconnects=reconnects, log=log)
     stats = Stats()
@@ -149,9 +180,7 @@ def run(
         console.print(f"{spec.describe()} -> {way}, {len(sinks)} sink(s); Ctrl-C stops cleanly")
         _run_with_signals(loop, duration, stats, live_view and console.is_terminal)
     finally:
-        for s in sinks:
-            s.close()
-        src.close()
+        close_all([*sinks, src])
     summary = stats.summary()
     summary["stopped_by"] = loop.stop_reason if loop else ""
     console.print(_table(summary))
@@ -162,10 +191,18 @@ def run(
     )
     if stats_json is not None:
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
-    for s in sinks:
-        path = getattr(s, "path", None) or getattr(s, "folder", None)
-        if path is not None:
-            console.print(f"wrote {path}")
+    written = [p for p in (getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks) if p is not None]
+    for path in written:
+        console.print(f"wrote {path}")
+    if summary["frames"] == 0:  # as detect and calibrate: nothing read is an error
+        raise InputError(
+            f"{source}: no frame could be processed (captured {summary['captured']}, unreadable "
+            f"{summary['skipped']}, stopped by {summary['stopped_by'] or 'end of input'})"
+        )
+    if loop is not None and loop.stop_reason in ("SIGINT", "SIGTERM"):
+        outs = ", ".join(map(str, written)) or "no output"
+        keep(f"stopped by {loop.stop_reason} after {summary['frames']} frames; {outs} closed and readable")
+        raise KeyboardInterrupt
 
 
 def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:

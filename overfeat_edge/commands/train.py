@@ -9,10 +9,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from overfeat_edge.commands.common import console
+from overfeat_edge.commands.common import check_number, check_output, console, err_console, keep
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.lazy import require
+
+
+def warn_outside_boxes(count: int, data: Path) -> None:
+    if count:
+        err_console.print(
+            f"warning: {count} box(es) of {data} reach outside their image (kept as given)", style="yellow"
+        )
 
 
 def train(
@@ -46,6 +53,23 @@ def train(
 
     if out.suffix not in (".pt", ".pth"):
         raise InputError(f"--out must end in .pt, got {out}")
+    check_output(out, "--out")
+    for option, value, lo, hi in (
+        ("--epochs", epochs, 1, 10000),
+        ("--steps-per-epoch", steps_per_epoch, 1, 1 << 20),
+        ("--batch-size", batch_size, 1, 1 << 16),
+        ("--seed", seed, 0, 2**32 - 1),
+        ("--mine-images", mine_images, 0, 1 << 20),
+        ("--threads", threads, 1, 256),
+    ):
+        check_number(option, value, lo, hi)
+    check_number("--lr", lr, 0, 10, above=True)
+    check_number("--box-weight", box_weight, 0, 1e6)
+    check_number("--hard-fraction", hard_fraction, 0, 0.99)
+    if scales:
+        from overfeat_edge.pipeline.pyramid import parse_scales
+
+        parse_scales(scales)  # its own one-line errors, before any data is read
     cfg = TrainConfig(
         model=model,
         epochs=epochs,
@@ -61,7 +85,10 @@ def train(
     )
     dataset = read_dataset(data)
     console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
+    warn_outside_boxes(dataset.outside, data)
     trainer = Trainer(dataset, cfg, out)
+    if trainer.epoch == 0:
+        keep(f"no epoch finished: nothing was written to {out}")
     if resume and trainer.resume():
         console.print(f"resumed from {state_path(out)} at epoch {trainer.epoch}/{epochs}")
     elif state_path(out).is_file():
@@ -81,6 +108,7 @@ def train(
             progress.update(task, advance=1, epoch=f"{e + 1}/{epochs}", loss=loss)
 
         def on_epoch(st: object) -> None:
+            keep(f"{out} holds epoch {trainer.epoch} of {epochs}; train again with the same options to resume")
             progress.console.print(
                 "epoch {epoch}: loss {loss:.4f} (cls {cls_loss:.4f}, box {box_loss:.4f}), "
                 "window accuracy {accuracy:.3f}, {windows_per_s:.0f} windows/s".format(**vars(st))
@@ -107,10 +135,17 @@ def evaluate(
     """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table."""
     from rich.progress import Progress
 
+    from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.train.ablation import ablation_rows, run_ablation
     from overfeat_edge.train.datasets import read_dataset
 
+    require("pycocotools", "eval")  # before the detection pass, not after it
+    check_number("--limit", limit, 1, 1 << 30)
+    DetectorConfig(threshold=threshold, merge=merge, min_score=min_score)  # the options' own checks
+    if json_out is not None:
+        check_output(json_out, "--json")
     dataset = read_dataset(data)
+    warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)
     rows = ablation_rows(model, scales, threshold, merge, one=not ablation, min_score=min_score)
     with Progress(console=console, transient=True) as progress:

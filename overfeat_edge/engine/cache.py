@@ -19,6 +19,7 @@ from typing import Any
 from overfeat_edge.engine.profiles import Profile
 from overfeat_edge.errors import ModelError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
+from overfeat_edge.schema import Fields
 
 MANIFEST_FORMAT = "overfeat-edge-engine/1"
 ENGINES = Path("engines")
@@ -72,28 +73,45 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str, source: str) -> Manifest:
+        """A manifest from its file, every field checked (a manifest is as untrusted as the engine)."""
         try:
             d = json.loads(text)
-            if d.get("format") != MANIFEST_FORMAT:
-                raise ModelError(f"{source}: not an overfeat-edge engine manifest (format {d.get('format')!r})")
-            return cls(
-                model=d["model"],
-                onnx_sha256=d["onnx_sha256"],
-                precision=d["precision"],
-                device=DeviceInfo(**d["device"]),
-                profiles=[Profile.from_dict(p) for p in d["profiles"]],
-                frame_hw=(int(d["frame_hw"][0]), int(d["frame_hw"][1])),
-                flags=list(d["flags"]),
-                engine_sha256=d["engine_sha256"],
-                calibration_sha256=d.get("calibration_sha256"),
-                build_seconds=float(d.get("build_seconds", 0)),
-                built_at=d.get("built_at", ""),
-                extra=d.get("extra", {}),
-            )
-        except ModelError:
-            raise
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{source}: malformed engine manifest ({type(exc).__name__}: {exc})") from None
+        except ValueError as exc:
+            raise ModelError(f"{source}: malformed engine manifest (not JSON: {exc})") from None
+        f = Fields(d, f"{source}: engine manifest")
+        if d.get("format") != MANIFEST_FORMAT:
+            raise ModelError(f"{source}: not an overfeat-edge engine manifest (format {d.get('format')!r})")
+        dev = f.obj("device")
+        dla = dev.d.get("dla_core")
+        device = DeviceInfo(
+            dev.text("gpu"),
+            dev.text("compute_capability"),
+            dev.text("tensorrt"),
+            None if dla is None else dev.integer("dla_core", 0, 15),
+        )
+        hw = f.ints("frame_hw", 1, 1 << 16)
+        if len(hw) != 2:
+            raise f.fail("frame_hw", "[height, width]", hw)
+        calib = d.get("calibration_sha256")
+        extra = f._get("extra", {})
+        if not isinstance(extra, dict):
+            raise f.fail("extra", "an object", extra)
+        return cls(
+            model=f.text("model"),
+            onnx_sha256=f.text("onnx_sha256"),
+            precision=f.text("precision", ("fp32", "fp16", "int8")),
+            device=device,
+            profiles=[
+                Profile.from_dict(p, f"{source}: profiles[{i}]") for i, p in enumerate(f.items("profiles", min_len=1))
+            ],
+            frame_hw=(hw[0], hw[1]),
+            flags=[str(x) for x in f.items("flags")],
+            engine_sha256=f.text("engine_sha256"),
+            calibration_sha256=None if calib is None else f.text("calibration_sha256"),
+            build_seconds=f.number("build_seconds", 0, default=0.0),
+            built_at=f.text("built_at", default=""),
+            extra=extra,
+        )
 
 
 def engine_path(root: Path, model: str, device: DeviceInfo, precision: str, key: str) -> Path:

@@ -13,8 +13,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pipeline.pyramid import expand_scales, parse_scales, plan_levels
+from overfeat_edge.schema import Fields
 from overfeat_edge.spec import ModelSpec
 
 Shape = tuple[int, int, int, int]
@@ -37,16 +38,26 @@ class Profile:
         return {"index": self.index, "scale": self.scale, "min": self.min, "opt": self.opt, "max": self.max}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Profile:
-        def shape(v: Any) -> Shape:
-            a = tuple(int(x) for x in v)
-            if len(a) != 4:
-                raise ValueError(f"profile shape must have 4 dims, got {v}")
+    def from_dict(cls, d: Any, where: str = "profile") -> Profile:
+        f = Fields(d, where)
+
+        def shape(key: str) -> Shape:
+            a = f.ints(key, 1, 1 << 16)
+            if len(a) != 4 or a[1] != 3:
+                raise f.fail(key, "[batch, 3, height, width]", a)
             return (a[0], a[1], a[2], a[3])
 
         scale = d.get("scale")
-        name = None if scale is None else str(scale)
-        return cls(int(d["index"]), name, shape(d["min"]), shape(d["opt"]), shape(d["max"]))
+        p = cls(
+            f.integer("index", 0, 1024),
+            None if scale is None else f.text("scale"),
+            shape("min"),
+            shape("opt"),
+            shape("max"),
+        )
+        if not all(lo <= o <= hi for lo, o, hi in zip(p.min, p.opt, p.max, strict=True)):
+            raise ModelError(f"{where}: needs min <= opt <= max, got {p.min}, {p.opt}, {p.max}")
+        return p
 
 
 def plan_profiles(

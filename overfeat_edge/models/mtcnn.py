@@ -27,6 +27,7 @@ import torch
 from overfeat_edge.arch import MTCNN_ONET, MTCNN_PNET, MTCNN_RNET, Arch
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.models.overfeat import OverFeatNet
+from overfeat_edge.models.weights import load_failure
 from overfeat_edge.spec import ModelSpec
 
 STAGES = ("pnet", "rnet", "onet")
@@ -86,8 +87,7 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle with code, a torn file, not a torch file at all
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not loadable as plain weights ({first[:160]})") from None
+        raise ModelError(f"{path}: not loadable as plain weights ({load_failure(exc)})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: expected a state dict of tensors (facenet-pytorch's data/*.pt)")
     return state

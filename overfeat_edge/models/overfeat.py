@@ -3,7 +3,8 @@
 Every "fully connected" layer is a convolution (timm's ConvMlp idea): the first head layer has
 the pooled map's spatial size as its kernel, the later ones are 1x1. Fine stride is one graph:
 the last pool runs at stride 1 and the first head conv is dilated by the pool's stride
-(``shared/spec/overfeat.md`` section 3), so output row ``y`` is the interleaved row ``y``.
+(the paper's section 3.3, "multi-scale classification"), so output row ``y`` is the interleaved
+row ``y``.
 """
 
 from __future__ import annotations

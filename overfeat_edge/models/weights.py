@@ -14,10 +14,20 @@ from overfeat_edge.arch import Arch, get_arch
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.io import atomic_path
 from overfeat_edge.models.overfeat import OverFeatNet
+from overfeat_edge.schema import Fields
 from overfeat_edge.spec import ModelSpec, default_spec
 
 CHECKPOINT_FORMAT = "overfeat-edge/1"
 ORIGINAL_MODELS = ("overfeat-fast", "overfeat-accurate")
+
+
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one short whole sentence."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text or "Unpickler" in text:
+        return "refused: it holds objects other than tensors and plain data, which could run code when loaded"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first if len(first) <= 160 else first[:160].rsplit(" ", 1)[0] + " ..."
 
 
 # ---- our checkpoints --------------------------------------------------------------------
@@ -41,19 +51,23 @@ def load_checkpoint(path: str | Path, fine_stride: bool | None = None) -> tuple[
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
-        raise ModelError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise ModelError(f"{path}: not a readable checkpoint ({load_failure(exc)})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelError(f"{path}: not an overfeat-edge checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    spec = ModelSpec.from_json(payload["spec"], str(path))
+    f = Fields(payload, f"{path}: checkpoint")
+    spec = ModelSpec.from_json(f.text("spec"), str(path))
+    state, extra = f.obj("state_dict").d, f.obj("extra", default={}).d
     if fine_stride is not None:
         spec = spec.with_fine_stride(fine_stride)
     net = OverFeatNet(spec.arch, fine_stride=spec.fine_stride)
     try:
-        net.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not fit {spec.arch.name} ({str(exc).splitlines()[0]})") from None
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{path}: weights do not fit {spec.arch.name} ({str(exc).splitlines()[0][:160]})") from None
+    if not all(bool(torch.isfinite(v).all()) for v in net.state_dict().values() if v.is_floating_point()):
+        raise ModelError(f"{path}: the checkpoint holds NaN or infinite weights")
     net.eval()
-    return net, spec, payload.get("extra", {})
+    return net, spec, extra
 
 
 # ---- the original OverFeat release ------------------------------------------------------

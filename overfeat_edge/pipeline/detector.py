@@ -20,6 +20,7 @@ from overfeat_edge.pipeline.merge import MERGERS, nms
 from overfeat_edge.pipeline.preprocess import level_inputs, to_bgr8
 from overfeat_edge.pipeline.pyramid import Scale, parse_scales, plan_levels
 from overfeat_edge.runtime.base import Runner
+from overfeat_edge.schema import check_number
 from overfeat_edge.types import Detections, ScaleLevel
 
 # post-processing defaults for a model whose spec names none
@@ -56,8 +57,18 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.merge is not None and self.merge not in MERGERS:
             raise InputError(f"--merge must be one of {', '.join(MERGERS)}, got {self.merge!r}")
-        if self.threshold is not None and not 0 <= self.threshold <= 1:
-            raise InputError(f"--threshold must be in [0, 1], got {self.threshold}")
+        for option, value, lo, hi in (
+            ("--threshold", self.threshold, 0.0, 1.0),
+            ("--merge-threshold", self.merge_threshold, 0.0, 10.0),
+            ("--nms-iou", self.nms_iou, 0.0, 1.0),
+            ("--min-score", self.min_score, 0.0, None),
+            ("level NMS", self.level_nms, 0.0, 1.0),
+        ):
+            if value is not None:
+                check_number(value, lo, hi, False, lambda e, o=option, v=value: InputError(f"{o} must be {e}, got {v}"))
+        for option, count in (("--top-k-classes", self.top_k_classes), ("max detections", self.max_detections)):
+            if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+                raise InputError(f"{option} must be an integer >= 1, got {count}")
 
     def resolved(self, defaults: dict[str, Any]) -> DetectorConfig:
         """Every None choice filled from ``defaults`` (the model's), then :data:`FALLBACK`."""

@@ -23,6 +23,10 @@ def draw_detections(
     out = frame.copy()
     thick = max(1, round(min(out.shape[:2]) / 300))
     points = det.data.get("landmarks")
+    banner = 0  # the text band's height: labels go below it, never under it
+    if text:
+        (_, bh), bbase = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        banner = bh + bbase + 10
     for i, (box, score, cid) in enumerate(zip(det.xyxy, det.score, det.class_id, strict=True)):
         x1, y1, x2, y2 = (round(float(v)) for v in box)
         c = color(int(cid))
@@ -34,11 +38,11 @@ def draw_detections(
         tag = f" #{int(det.tracker_id[i])}" if det.tracker_id is not None else ""
         label = f"{name}{tag} {score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, 1)
-        ty = max(y1, th + base)
+        ty = max(y1, th + base + banner)
         cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty), c, -1)
         cv2.putText(out, label, (x1, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thick, (0, 0, 0), 1, cv2.LINE_AA)
     if text:  # white on a dark band: readable on any background (an outline blurs small glyphs)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        cv2.rectangle(out, (0, 0), (tw + 12, th + base + 10), (32, 32, 32), -1)
+        cv2.rectangle(out, (0, 0), (tw + 12, banner), (32, 32, 32), -1)
         cv2.putText(out, text, (6, th + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return out

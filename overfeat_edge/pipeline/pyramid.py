@@ -22,6 +22,7 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.spec import PAPER_SCALES
 from overfeat_edge.types import ScaleLevel
 
+MAX_SIDE = 8192  # a pyramid level's side at most: larger is a typo, and its maps would not fit in memory
 _SIDE = re.compile(r"^\d+$")
 _HW = re.compile(r"^(\d+)x(\d+)$")
 _FACTOR = re.compile(r"^x(\d*\.?\d+)$")
@@ -74,8 +75,12 @@ def parse_scales(items: list[str] | tuple[str, ...]) -> list[Scale]:
             if tok == "paper":
                 out += parse_scales(PAPER_SCALES)
             elif _SIDE.match(tok):
+                if not 1 <= int(tok) <= MAX_SIDE:
+                    raise InputError(f"bad scale {tok!r}: a side must be between 1 and {MAX_SIDE} pixels")
                 out.append(Scale(side=int(tok)))
             elif m := _HW.match(tok):
+                if not (1 <= int(m[1]) <= MAX_SIDE and 1 <= int(m[2]) <= MAX_SIDE):
+                    raise InputError(f"bad scale {tok!r}: height and width must be between 1 and {MAX_SIDE} pixels")
                 out.append(Scale(hw=(int(m[1]), int(m[2]))))
             elif m := _FACTOR.match(tok):
                 if not 0 < float(m[1]) <= 4:
@@ -125,6 +130,11 @@ def plan_levels(arch: Arch, fine: bool, image_hw: tuple[int, int], scales: list[
     levels = []
     for i, scale in enumerate(expand_scales(scales, image_hw, arch.window)):
         ih, iw = scale.input_hw(image_hw)
+        if max(ih, iw) > MAX_SIDE:
+            raise InputError(
+                f"scale {scale} gives a {ih}x{iw} input for a {image_hw[0]}x{image_hw[1]} image, over the "
+                f"{MAX_SIDE}px limit; use a smaller scale"
+            )
         if min(ih, iw) < arch.window:
             raise InputError(
                 f"scale {scale} gives a {ih}x{iw} input for a {image_hw[0]}x{image_hw[1]} image, "

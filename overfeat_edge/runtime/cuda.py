@@ -1,6 +1,6 @@
 """[CUDA] One small interface over pycuda and cuda-python, for the TensorRT backend.
 
-pycuda first (what the users' design card asks for): its primary context is retained and pushed
+pycuda first (what most Jetson guides install): its primary context is retained and pushed
 by the thread that runs inference and popped when it is done; cuda-python's runtime API
 (``cuda.bindings.runtime``, or ``cuda.cudart`` in cuda-python < 12.3) where pycuda is absent.
 Device pointers and stream handles are plain ints, which is what TensorRT's name-based API takes.

@@ -11,6 +11,7 @@ from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner, resolve_onnx
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
 
+MAX_THREADS = 256  # more threads than that is a typo, not a machine
 ort.set_default_logger_severity(3)  # errors only: no warnings on stderr for every session
 
 
@@ -23,6 +24,8 @@ def session_options(threads: int | None = None, optimization: str = "all") -> or
     }
     if optimization not in levels:
         raise InputError(f"optimization must be one of {', '.join(levels)}, got {optimization!r}")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise InputError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
     so = ort.SessionOptions()
     so.graph_optimization_level = levels[optimization]
     if threads:
@@ -64,6 +67,8 @@ class OnnxRuntimeRunner(Runner):
         self, path: Path, threads: int | None = None, optimization: str = "all", providers: list[str] | None = None
     ) -> None:
         self.path = path
+        if threads is not None and not 1 <= threads <= MAX_THREADS:  # a bad option, not a bad model
+            raise InputError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
         self.session = open_session(path, threads, optimization, providers)
         self.spec = read_spec(self.session, str(path))
         names = [o.name for o in self.session.get_outputs()]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from overfeat_edge.engine.cache import DeviceInfo, check_engine
+from overfeat_edge.engine.cache import DeviceInfo, Manifest, check_engine, manifest_path
 from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, Runner
@@ -268,4 +268,6 @@ def load(
             f"--backend tensorrt takes an engine file (.engine), got {model!r}; build one with "
             "'overfeat-edge build --model MODEL' (it prints the engine's path)"
         )
+    if manifest_path(path).is_file():  # a foreign or tampered manifest is refused before TensorRT loads
+        Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
     return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda, dla_core=dla_core)

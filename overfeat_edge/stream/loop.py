@@ -267,13 +267,23 @@ class StreamLoop:
         return self.stats
 
     def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> Stats:
-        """Start, wait (calling ``on_tick`` about twice a second), stop after ``duration`` seconds."""
+        """Start, wait (calling ``on_tick`` about twice a second), stop after ``duration`` seconds.
+
+        A KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it) while waiting stops the loop
+        cleanly, as :meth:`stop` does (the frame in flight is finished and written; no thread is left
+        running), and is raised again once every stage has ended, so the caller closes its sinks.
+        """
         self.start()
         t_end = time.perf_counter() + duration if duration else None
-        while self.alive():
-            time.sleep(0.05)
-            if t_end is not None and time.perf_counter() >= t_end:
-                self.stop("duration")
-            if on_tick is not None:
-                on_tick()
+        try:
+            while self.alive():
+                time.sleep(0.05)
+                if t_end is not None and time.perf_counter() >= t_end:
+                    self.stop("duration")
+                if on_tick is not None:
+                    on_tick()
+        except KeyboardInterrupt:
+            self.stop("SIGINT")
+            self.join()
+            raise
         return self.join()

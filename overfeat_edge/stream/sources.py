@@ -31,8 +31,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from overfeat_edge import MAX_PIXELS
 from overfeat_edge.errors import InputError
-from overfeat_edge.io import IMAGE_SUFFIXES
+from overfeat_edge.io import IMAGE_SUFFIXES, read_image
 from overfeat_edge.pipeline.preprocess import to_bgr8
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "rtmp://", "udp://", "tcp://")
@@ -239,10 +240,10 @@ class Source:
         while self.index < len(paths):
             i = self.index
             self.index += 1
-            img = cv2.imread(str(paths[i]), cv2.IMREAD_UNCHANGED)
+            img = read_image(paths[i])
             if img is None:
                 self.skipped += 1
-                self.log(f"skipped: {paths[i]} is not a readable image")
+                self.log(f"skipped: {paths[i]} is not a readable image (or over {MAX_PIXELS >> 20} megapixels)")
                 continue
             try:
                 return Frame(i, float(i), to_bgr8(img))

@@ -15,6 +15,7 @@ import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
+from overfeat_edge.io import read_image as read_image_file
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Sample:
 class DetectionDataset:
     class_names: list[str]
     samples: list[Sample] = field(default_factory=list)
+    outside: int = 0  # boxes reaching more than a pixel outside their image (kept; the commands warn)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -55,9 +57,9 @@ def coco_annotations(boxes: np.ndarray, labels: np.ndarray, image_id: int, first
 
 def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
     """A dataset image (BGR uint8 by default), or one clear :class:`InputError`."""
-    img = cv2.imread(str(path), flags)
+    img = read_image_file(path, flags)
     if img is None:
-        raise InputError(f"{path}: not a readable image")
+        raise InputError(f"{path}: not a readable image (or over the pixel limit)")
     return img
 
 
@@ -84,9 +86,31 @@ def read_coco(path: str | Path) -> DetectionDataset:
             boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
             labels = np.array([c for _, c in anns], np.int64)
             samples.append(Sample(path.parent / im["file_name"], boxes, labels, int(im["id"])))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a COCO detection file ({type(exc).__name__}: {exc})") from None
-    return DetectionDataset([c["name"] for c in cats], samples)
+        names = [c["name"] for c in cats]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{path}: not a COCO detection file (missing or malformed {exc})") from None
+    if not all(isinstance(n, str) and n for n in names):
+        raise InputError(f"{path}: every category needs a non-empty 'name'")
+    outside = 0
+    for s, im in zip(samples, d["images"], strict=True):
+        check_boxes(s.boxes, str(path), s.path.name)
+        if isinstance(im.get("width"), int) and isinstance(im.get("height"), int):
+            outside += warn_outside(s.boxes, (im["height"], im["width"]))
+    return DetectionDataset(names, samples, outside)
+
+
+def check_boxes(boxes: np.ndarray, source: str, image: str) -> None:
+    """Ground-truth boxes must be finite with positive width and height (one line naming the image)."""
+    if not np.isfinite(boxes).all():
+        raise InputError(f"{source}: a box of {image} is not finite (NaN or infinite)")
+    if len(boxes) and ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any():
+        raise InputError(f"{source}: a box of {image} has zero or negative width or height")
+
+
+def warn_outside(boxes: np.ndarray, hw: tuple[int, int]) -> int:
+    """How many boxes reach more than a pixel outside an (h, w) image (counted, not refused)."""
+    h, w = hw
+    return int(((boxes[:, 0] < -1) | (boxes[:, 1] < -1) | (boxes[:, 2] > w + 1) | (boxes[:, 3] > h + 1)).sum())
 
 
 def _yolo_names(root: Path) -> list[str]:
@@ -113,7 +137,7 @@ def read_yolo(root: str | Path) -> DetectionDataset:
     if not images_dir.is_dir():
         raise InputError(f"{root}: a YOLO dataset needs an images/ folder")
     names = _yolo_names(root)
-    samples = []
+    samples, outside = [], 0
     for i, img_path in enumerate(sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)):
         label = root / "labels" / img_path.relative_to(images_dir).with_suffix(".txt")
         rows = np.zeros((0, 5), np.float32)
@@ -127,18 +151,26 @@ def read_yolo(root: str | Path) -> DetectionDataset:
         h, w = read_image(img_path, cv2.IMREAD_UNCHANGED).shape[:2]
         cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
+        if len(rows) and (rows[:, 0] != np.round(rows[:, 0])).any():
+            raise InputError(
+                f"{label}: a class index is not a whole number ({rows[:, 0][rows[:, 0] != np.round(rows[:, 0])][0]:g})"
+            )
         labels = rows[:, 0].astype(np.int64)
         if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
             raise InputError(f"{label}: class index outside 0..{len(names) - 1}")
+        check_boxes(boxes, str(label), img_path.name)
+        outside += warn_outside(boxes, (h, w))
         samples.append(Sample(img_path, boxes, labels, i + 1))
     if not samples:
         raise InputError(f"{images_dir}: no images")
-    return DetectionDataset(names, samples)
+    return DetectionDataset(names, samples, outside)
 
 
 def read_dataset(path: str | Path) -> DetectionDataset:
     """COCO if ``path`` is a JSON file or a folder with annotations.json, else YOLO."""
     path = Path(path)
+    if not path.exists():
+        raise InputError(f"dataset not found: {path} does not exist")
     if path.suffix == ".json" or (path / "annotations.json").is_file():
         return read_coco(path)
     return read_yolo(path)

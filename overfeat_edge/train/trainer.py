@@ -29,6 +29,7 @@ from overfeat_edge.io import atomic_path
 from overfeat_edge.models import create_model, save_checkpoint
 from overfeat_edge.models.overfeat import OverFeatNet
 from overfeat_edge.pipeline.pyramid import parse_scales
+from overfeat_edge.schema import Fields
 from overfeat_edge.spec import ModelSpec, default_spec
 from overfeat_edge.train.datasets import DetectionDataset, read_image
 from overfeat_edge.train.windows import IGNORE, WindowBatch, make_batch
@@ -151,15 +152,20 @@ class Trainer:
             raise ModelError(f"{path}: not a readable training state ({type(exc).__name__})") from None
         if not isinstance(st, dict) or st.get("format") != STATE_FORMAT:
             raise ModelError(f"{path}: not an overfeat-edge training state")
-        saved = {k: v for k, v in st["config"].items() if k not in ("epochs", "threads")}
+        f = Fields(st, f"{path}: training state")
+        config, model, optimizer = f.obj("config").d, f.obj("model").d, f.obj("optimizer").d
+        epoch, history = f.integer("epoch", 0, 1 << 20), f.items("history")
+        saved = {k: v for k, v in config.items() if k not in ("epochs", "threads")}
         now = {k: v for k, v in asdict(self.cfg).items() if k not in ("epochs", "threads")}
         if saved != now:
             diff = ", ".join(f"{k}: {saved.get(k)} -> {now.get(k)}" for k in now if saved.get(k) != now.get(k))
             raise InputError(f"{path}: cannot resume with different settings ({diff}); use a new --out")
-        self.net.load_state_dict(st["model"])
-        self.opt.load_state_dict(st["optimizer"])
-        self.epoch = int(st["epoch"])
-        self.history = list(st["history"])
+        try:
+            self.net.load_state_dict(model)
+            self.opt.load_state_dict(optimizer)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"{path}: its weights do not fit this run ({str(exc).splitlines()[0][:160]})") from None
+        self.epoch, self.history = epoch, list(history)
         return True
 
     def _save(self) -> None:
@@ -221,6 +227,9 @@ class Trainer:
         logits, boxes = self.net(torch.from_numpy(b.images))
         cls, box = loss_fn(logits, boxes, labels, torch.from_numpy(b.boxes), torch.from_numpy(b.box_class))
         loss = cls + self.cfg.box_weight * box
+        if not torch.isfinite(loss):
+            kept = f"{self.out} keeps epoch {self.epoch}" if self.epoch else f"nothing was written to {self.out}"
+            raise ModelError(f"the training loss became {loss.item()} at step {step}; stopped ({kept})")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -276,6 +285,9 @@ class Trainer:
                 accuracy=sums[3] / max(sums[4], 1),
                 windows_per_s=n * cfg.batch_size / (time.perf_counter() - t0),
             )
+            if not all(bool(torch.isfinite(p).all()) for p in net.parameters()):
+                kept = f"{self.out} keeps epoch {self.epoch}" if self.epoch else f"nothing was written to {self.out}"
+                raise ModelError(f"the weights became NaN or infinite in epoch {e + 1}; stopped ({kept})")
             self.epoch += 1
             self.history.append({k: float(v) for k, v in asdict(stats).items()})
             net.eval()

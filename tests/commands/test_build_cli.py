@@ -56,7 +56,7 @@ def test_valid_options_reach_the_tensorrt_check(tmp_path: Path, capsys: pytest.C
     cache.write_text(CACHE)
     for args in ([], ["--precision", "int8", "--calib", str(cache)]):
         assert main([*M, *args, "--engines", str(tmp_path / "e")]) == 2
-        assert "needs the 'tensorrt' package" in capsys.readouterr().err
+        assert "the 'tensorrt' package is needed" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
 
 

@@ -179,7 +179,7 @@ def test_tensorrt_commands_without_tensorrt(capsys, images: list[Path]) -> None:
     out = capsys.readouterr().out
     assert "TensorRT is not installed" in out and "onnxruntime backend (CPU) works" in out
     assert main(["build", "--model", "overfeat-mini-shapes"]) == 2
-    assert "needs the 'tensorrt' package" in capsys.readouterr().err
+    assert "the 'tensorrt' package is needed" in capsys.readouterr().err
     assert main(["detect", str(images[0]), "--backend", "tensorrt", "--model", "m.onnx"]) == 2
     assert "takes an engine file (.engine)" in capsys.readouterr().err
 

@@ -45,9 +45,12 @@ def test_train_resumes_then_export_and_eval(synth_root: Path, tmp_path: Path, ca
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "--data", "nowhere", "--out", "x.pt"], "needs an images/ folder"),
+        (["train", "--data", "nowhere", "--out", "x.pt"], "nowhere does not exist"),
         (["train", "--data", "{data}", "--out", "x.txt"], "--out must end in .pt"),
-        (["train", "--data", "{data}", "--out", "{tmp}/x.pt", "--epochs", "0"], "--epochs must be >= 1"),
+        (
+            ["train", "--data", "{data}", "--out", "{tmp}/x.pt", "--epochs", "0"],
+            "--epochs must be an integer in [1, 10000], got 0",
+        ),
         (["eval", "--data", "{data}", "--model", "missing.onnx"], "missing.onnx"),
     ],
 )
