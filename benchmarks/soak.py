@@ -65,10 +65,9 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as tmp:
             src = Source(parse_source(f"http://127.0.0.1:{port}/"), reconnects=5, backoff=0.1)
-            with (
-                VideoSink(Path(tmp) / "soak.mp4", 30) as v,
-                JsonlSink(Path(tmp) / "soak.jsonl", det.spec.class_names) as j,
-            ):
+            with VideoSink(Path(tmp) / "soak.mp4", 30) as v, JsonlSink(
+                Path(tmp) / "soak.jsonl", det.spec.class_names
+            ) as j:
                 loop = StreamLoop(src, det, [v, j], max_frames=args.frames)
                 samples.append((0, proc.memory_info().rss / 2**20, proc.num_fds()))
                 last = [0.0]

@@ -59,7 +59,7 @@ class Layer:
         """A layer from ``[op, k, s, p, channels(, act, ceil)]``, every value checked."""
         if not isinstance(row, list) or len(row) not in (5, 7):
             raise ModelError(f"{where}: expected [op, k, s, p, channels(, act, ceil)], got {str(row)[:60]}")
-        f = Fields(dict(zip(("op", "k", "s", "p", "channels", "act", "ceil"), row, strict=False)), where)
+        f = Fields(dict(zip(("op", "k", "s", "p", "channels", "act", "ceil"), row)), where)
         op = f.text("op", ("conv", "pool"))
         k, st, p = f.integer("k", 1, 64), f.integer("s", 1, 64), f.integer("p", 0, 64)
         channels = f.integer("channels", 1, 1 << 16) if op == "conv" else f.integer("channels", 0, 1 << 16)

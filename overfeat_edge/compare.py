@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from overfeat_edge.pycompat import zip_strict
+
 
 @dataclass
 class Agreement:
@@ -27,7 +29,7 @@ class Agreement:
 
     def add(self, got: Sequence[np.ndarray], want: Sequence[np.ndarray]) -> None:
         """One input's outputs, in :attr:`names` order; shapes must match (ValueError otherwise)."""
-        for name, a, b in zip(self.names, got, want, strict=True):
+        for name, a, b in zip_strict(self.names, got, want):
             if a.shape != b.shape:
                 raise ValueError(f"{name}: shape {a.shape} vs {b.shape}")
             a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()

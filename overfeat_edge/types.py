@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.pycompat import zip_strict
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Detections:
     def to_records(self, class_names: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
         """One JSON-ready dict per box: class, score, box, and tracker id and per-box data if present."""
         out: list[dict[str, object]] = []
-        for i, (b, s, c) in enumerate(zip(self.xyxy, self.score, self.class_id, strict=True)):
+        for i, (b, s, c) in enumerate(zip_strict(self.xyxy, self.score, self.class_id)):
             rec: dict[str, object] = {
                 "class_id": int(c),
                 "class": class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)),

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch", reason="model tests need torch (pip install '.[torch]')")
+TORCH = "model tests need torch (pip install '.[torch]'); the edge tests run without it"
+HERE = Path(__file__).resolve().parent
+# tests of the torch side (networks, export, training, calibration with the onnx package): where
+# torch or onnx is missing (a Jetson, the Python 3.8 venv) they are not collected, and the session's
+# header says so; every other test is an edge test and runs without torch
+NEEDS_TORCH = (
+    "models",
+    "export",
+    "train",
+    "calibrate",
+    "benchmarks",
+    "runtime/test_gpu.py",
+    "commands/test_train_cli.py",
+    "test_fuzz.py",
+)
+
+
+def _have_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if _have_torch():
+        return None
+    try:
+        rel = collection_path.resolve().relative_to(HERE).as_posix()
+    except ValueError:
+        return None
+    return True if any(rel == p or rel.startswith(p + "/") for p in NEEDS_TORCH) else None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _have_torch():
+        return None
+    return f"torch or onnx not installed: not collected (they need them): {', '.join(NEEDS_TORCH)}"
 
 
 @pytest.fixture(scope="session")
 def seed_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """seed-net (3 classes + background), random weights, fine stride, exported by our exporter."""
+    pytest.importorskip("torch", reason=TORCH)
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model
     from overfeat_edge.spec import default_spec
@@ -26,6 +62,7 @@ def seed_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def fast_small_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("torch", reason=TORCH)
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model
     from overfeat_edge.spec import default_spec

@@ -40,6 +40,7 @@ from overfeat_edge.io import atomic_path, atomic_write_text
 from overfeat_edge.lazy import require
 from overfeat_edge.pipeline.preprocess import PREPROCESS_VERSION, level_inputs
 from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import INPUT_NAME
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
 from overfeat_edge.stream.sources import Source, SourceSpec, parse_source
@@ -126,7 +127,7 @@ def pyramid_inputs(
     parsed = parse_scales(scales)
     for frame in frames:
         levels = plan_levels(spec.arch, spec.fine_stride, frame.shape[:2], parsed)
-        for lv, x in zip(levels, level_inputs(frame, levels, spec), strict=True):
+        for lv, x in zip_strict(levels, level_inputs(frame, levels, spec)):
             groups.setdefault(lv.input_hw, []).append(x)
     return groups
 

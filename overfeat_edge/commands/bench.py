@@ -7,14 +7,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, List, Optional
 
 import numpy as np
 import typer
 from rich.table import Table
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, console
+from overfeat_edge.commands.common import check_number, check_output, command, console
 from overfeat_edge.io import atomic_write_text
+from overfeat_edge.pycompat import zip_strict
 
 
 def matmul_gflops(n: int = 2048, reps: int = 7) -> float:
@@ -89,11 +91,11 @@ def other_stages_cpu(
     cpu["preprocess"] = time.process_time() - t
     t = time.process_time()
     dets = [det.postprocess(levels, m) for m in maps]
-    drawn = [draw_detections(f, d, names, "") for f, d in zip(imgs, dets, strict=True)]
+    drawn = [draw_detections(f, d, names, "") for f, d in zip_strict(imgs, dets)]
     cpu["postprocess"] = time.process_time() - t
     t = time.process_time()
     with VideoSink(tmp / "alone.mp4", 30) as v, JsonlSink(tmp / "alone.jsonl", names) as j:
-        for k, (f, d) in enumerate(zip(drawn, dets, strict=True)):
+        for k, (f, d) in enumerate(zip_strict(drawn, dets)):
             v.write(k, k / 30, f, d)
             j.write(k, k / 30, f, d)
     cpu["sink"] = time.process_time() - t
@@ -103,10 +105,12 @@ def other_stages_cpu(
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the figures as JSON.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
 ) -> None:
     """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
     import resource
@@ -207,4 +211,4 @@ def bench(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(bench)
+    command(app, bench)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any, List, Optional
 
 import typer
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, check_output, console, err_console, pyramid
+from overfeat_edge.commands.common import MinSize, ScaleFactor, check_output, command, console, err_console, pyramid
 
 
 def build(
@@ -16,22 +17,24 @@ def build(
     frame_size: Annotated[str, typer.Option(help="Camera frame HEIGHTxWIDTH the per-scale profiles are made for.")] = (
         "480x640"
     ),
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     dynamic: Annotated[
-        int | None, typer.Option(help="Also a dynamic profile up to this side, for other sizes.")
+        Optional[int], typer.Option(help="Also a dynamic profile up to this side, for other sizes.")
     ] = None,
     calib_images: Annotated[
-        str | None,
+        Optional[str],
         typer.Option(help="INT8 on TensorRT <= 10: calibrate on this device with these images (folder, glob, video)."),
     ] = None,
     calib_count: Annotated[int, typer.Option(help="Images used by --calib-images.")] = 32,
     calib: Annotated[
-        Path | None, typer.Option(help="INT8 on TensorRT <= 10: the trt.cache written by 'overfeat-edge calibrate'.")
+        Optional[Path], typer.Option(help="INT8 on TensorRT <= 10: the trt.cache written by 'overfeat-edge calibrate'.")
     ] = None,
     workspace: Annotated[int, typer.Option(help="Builder workspace limit in MiB.")] = 1024,
-    dla: Annotated[int | None, typer.Option(help="Jetson DLA core (GPU fallback on).")] = None,
+    dla: Annotated[Optional[int], typer.Option(help="Jetson DLA core (GPU fallback on).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if an up-to-date engine exists.")] = False,
     engines: Annotated[Path, typer.Option(help="Engine cache root.")] = Path("engines"),
     batch: Annotated[str, typer.Option(help="Batch per profile; 1 until multi-camera run feeds batches.")] = "1",
@@ -92,4 +95,4 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(build)
+    command(app, build)

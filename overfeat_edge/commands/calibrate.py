@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import List, Optional
 
 import typer
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, console, err_console
+from overfeat_edge.commands.common import check_number, check_output, command, console, err_console
 from overfeat_edge.errors import InputError
 
 
@@ -17,12 +18,14 @@ def calibrate(
     images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video file.")],
     method: Annotated[str, typer.Option(help="entropy, percentile, minmax, or all (compare them).")] = "all",
     count: Annotated[int, typer.Option(help="Calibration frames (spread over the set).")] = 32,
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="ONNX node names kept in float.")] = None,
+    exclude: Annotated[Optional[List[str]], typer.Option("--exclude", help="ONNX node names kept in float.")] = None,
     eval_data: Annotated[
-        Path | None, typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
+        Optional[Path], typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
     ] = None,
-    holdout: Annotated[str | None, typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
     trt_version: Annotated[
         str,
         typer.Option(
@@ -31,7 +34,7 @@ def calibrate(
         ),
     ] = "8601",
     out: Annotated[Path, typer.Option(help="Root of the outputs: OUT/<model>/<key>/.")] = Path("calib"),
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
     """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8."""
     from rich.progress import Progress, TaskID
@@ -140,4 +143,4 @@ def calibrate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(calibrate)
+    command(app, calibrate)

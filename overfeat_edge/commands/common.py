@@ -6,10 +6,11 @@ import glob
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
+from typing_extensions import Annotated, get_type_hints
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
@@ -43,11 +44,11 @@ def expand_images(items: list[str]) -> list[Path]:
 
 
 MinSize = Annotated[
-    int | None,
+    Optional[int],
     typer.Option("--min-size", help="MTCNN-style pyramid: the smallest object to find, in pixels (e.g. 20)."),
 ]
 ScaleFactor = Annotated[
-    float | None, typer.Option("--scale-factor", help="MTCNN-style pyramid: size ratio between levels (0.709).")
+    Optional[float], typer.Option("--scale-factor", help="MTCNN-style pyramid: size ratio between levels (0.709).")
 ]
 
 
@@ -153,3 +154,11 @@ def close_all(things: list[object]) -> None:
             first = first or exc
     if first is not None:
         raise first
+
+
+def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:
+    """Register ``fn`` as a command with its annotations evaluated. Typer reads a command's
+    ``Annotated[..., typer.Option(...)]`` as objects, and before Python 3.10 it does not evaluate the
+    strings that ``from __future__ import annotations`` leaves (JetPack 5 runs Python 3.8)."""
+    fn.__annotations__ = get_type_hints(fn, include_extras=True)
+    app.command(name)(fn)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, console, keep
+from overfeat_edge.commands.common import check_number, check_output, command, console, keep
 
 data_app = typer.Typer(help="Datasets: generate synthetic scenes.", no_args_is_help=True)
 
 
-@data_app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Folder to write images/ and annotations.json into.")],
     images: Annotated[int, typer.Option(help="Number of images.")] = 200,
@@ -40,4 +39,5 @@ def synth(
 
 
 def register(app: typer.Typer) -> None:
+    command(data_app, synth)
     app.add_typer(data_app, name="data")

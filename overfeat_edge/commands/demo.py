@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import List, Optional
 
 import typer
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, check_number, check_output, console, keep, pyramid
+from overfeat_edge.commands.common import (
+    MinSize,
+    ScaleFactor,
+    check_number,
+    check_output,
+    command,
+    console,
+    keep,
+    pyramid,
+)
 from overfeat_edge.errors import InputError
 from overfeat_edge.types import Detections
 
@@ -37,16 +47,20 @@ def demo(
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime threads, all workers (default: all cores).")] = None,
-    workers: Annotated[int | None, typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
+    ] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
     ] = None,
     min_score: Annotated[
-        float | None,
+        Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
     ] = None,
 ) -> None:
@@ -96,4 +110,4 @@ def demo(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(demo)
+    command(app, demo)

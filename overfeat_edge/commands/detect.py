@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import List, Optional
 
 import cv2
 import typer
+from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import (
     MinSize,
     ScaleFactor,
     check_output,
     check_outputs,
+    command,
     console,
     err_console,
     expand_images,
@@ -91,29 +93,32 @@ def load_detector(
 
 
 def detect(
-    images: Annotated[list[str], typer.Argument(help="Image files, folders or globs.")],
+    images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
     backend: Backend = "onnxruntime",
-    weights: Annotated[Path | None, typer.Option(help="torch backend: a checkpoint.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="torch backend: a checkpoint.")] = None,
     device: Annotated[str, typer.Option(help="torch backend: cpu or cuda.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
     scales: Annotated[
-        list[str] | None, typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
+        Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
     ] = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's, else 0.5).")
+        Optional[float],
+        typer.Option(help="Per-window class probability to keep a box (default: the model's, else 0.5)."),
     ] = None,
     merge: Annotated[
-        str | None, typer.Option(help="greedy (OverFeat) or nms (default: the model's, else greedy).")
+        Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's, else greedy).")
     ] = None,
     merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
-    nms_iou: Annotated[float | None, typer.Option(help="nms: IoU above which a box is suppressed.")] = None,
-    top_k_classes: Annotated[int | None, typer.Option(help="Keep only the k best classes per scale (paper).")] = None,
+    nms_iou: Annotated[Optional[float], typer.Option(help="nms: IoU above which a box is suppressed.")] = None,
+    top_k_classes: Annotated[
+        Optional[int], typer.Option(help="Keep only the k best classes per scale (paper).")
+    ] = None,
     min_score: Annotated[
-        float | None, typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
+        Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
     ] = None,
     save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
 ) -> None:
@@ -184,4 +189,4 @@ def detect(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(detect)
+    command(app, detect)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.table import Table
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import console
+from overfeat_edge.commands.common import command, console
 from overfeat_edge.errors import OverfeatEdgeError, ParityError
 
 
@@ -109,4 +109,4 @@ def doctor(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(doctor)
+    command(app, doctor)

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import List, Optional
 
 import typer
 from rich.table import Table
+from typing_extensions import Annotated
 
 from overfeat_edge.arch import ARCHS, get_arch
-from overfeat_edge.commands.common import check_number, check_output, console, keep
+from overfeat_edge.commands.common import check_number, check_output, command, console, keep
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 
 
 def models(
     names: Annotated[
-        list[str] | None, typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")
+        Optional[List[str]], typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")
     ] = None,
 ) -> None:
     """List the registered networks with window, strides, parameters and GFLOPs per window."""
@@ -57,10 +58,10 @@ def _describe_shipped(folder: Path) -> str:
 def export(
     model: Annotated[str, typer.Option(help="Registry name (overfeat-fast@0.25...) or a checkpoint .pt.")],
     out: Annotated[Path, typer.Option(help="Output .onnx file.")],
-    weights: Annotated[Path | None, typer.Option(help="Checkpoint to export (default: random weights).")] = None,
-    num_classes: Annotated[int | None, typer.Option(help="Classes, for a registry model without weights.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to export (default: random weights).")] = None,
+    num_classes: Annotated[Optional[int], typer.Option(help="Classes, for a registry model without weights.")] = None,
     fine_stride: Annotated[
-        bool | None, typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
+        Optional[bool], typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
     ] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
     half: Annotated[
@@ -122,7 +123,7 @@ def export(
 
 def import_weights(
     files: Annotated[
-        list[Path],
+        List[Path],
         typer.Argument(
             help="original: net_weight_0 (fast) or net_weight_1 (accurate); facenet-pytorch: pnet.pt rnet.pt onet.pt."
         ),
@@ -133,8 +134,10 @@ def import_weights(
     format: Annotated[
         str, typer.Option("--format", help="original (OverFeat's release) or facenet-pytorch (MTCNN).")
     ] = ("original"),
-    model: Annotated[str | None, typer.Option(help="original: overfeat-fast or overfeat-accurate.")] = None,
-    classes: Annotated[Path | None, typer.Option(help="original: text file with 1000 class names, one a line.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="original: overfeat-fast or overfeat-accurate.")] = None,
+    classes: Annotated[
+        Optional[Path], typer.Option(help="original: text file with 1000 class names, one a line.")
+    ] = None,
 ) -> None:
     """Load pretrained weights: OverFeat's release into a checkpoint, or MTCNN into a face cascade."""
     require("torch", "import-weights")
@@ -188,6 +191,6 @@ def _import_facenet(files: list[Path], out: Path) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(models)
-    app.command()(export)
-    app.command("import-weights")(import_weights)
+    command(app, models)
+    command(app, export)
+    command(app, import_weights, "import-weights")

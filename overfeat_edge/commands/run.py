@@ -8,9 +8,10 @@ import signal
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
+from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import (
     MinSize,
@@ -19,6 +20,7 @@ from overfeat_edge.commands.common import (
     check_output,
     check_outputs,
     close_all,
+    command,
     console,
     err_console,
     keep,
@@ -75,40 +77,46 @@ def run(
         str, typer.Argument(help="0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob.")
     ],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
-    output: Annotated[Path | None, typer.Option(help="Annotated video (.mp4/.avi).")] = None,
-    jsonl: Annotated[Path | None, typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
-    save_frames: Annotated[Path | None, typer.Option(help="Folder for annotated JPEG frames.")] = None,
+    output: Annotated[Optional[Path], typer.Option(help="Annotated video (.mp4/.avi).")] = None,
+    jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
+    save_frames: Annotated[Optional[Path], typer.Option(help="Folder for annotated JPEG frames.")] = None,
     display: Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")] = (
         False
     ),
-    max_frames: Annotated[int | None, typer.Option(help="Stop after this many processed frames.")] = None,
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    stats_json: Annotated[Path | None, typer.Option(help="Write FPS, latency percentiles and counters here.")] = None,
-    width: Annotated[int | None, typer.Option(help="Camera: requested width.")] = None,
-    height: Annotated[int | None, typer.Option(help="Camera: requested height.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Camera: requested frame rate.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many processed frames.")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
+    stats_json: Annotated[
+        Optional[Path], typer.Option(help="Write FPS, latency percentiles and counters here.")
+    ] = None,
+    width: Annotated[Optional[int], typer.Option(help="Camera: requested width.")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Camera: requested height.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")] = None,
     reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
     backend: Annotated[str, typer.Option(help="onnxruntime (CPU, default), torch or tensorrt (an .engine).")] = (
         "onnxruntime"
     ),
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime threads, all workers (default: all cores).")] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
+    ] = None,
     workers: Annotated[
-        int | None,
+        Optional[int],
         typer.Option(
             help="onnxruntime: inference workers, each its own session with threads/workers threads, frames "
             "shared out and put back in order. Default: 2 for files (throughput), 1 for live sources (latency)."
         ),
     ] = None,
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     threshold: Annotated[
-        float | None, typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
     ] = None,
-    merge: Annotated[str | None, typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
+    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
     min_score: Annotated[
-        float | None,
+        Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
     ] = None,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
@@ -234,4 +242,4 @@ def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: 
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(run)
+    command(app, run)

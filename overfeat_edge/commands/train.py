@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import List, Optional
 
 import typer
 from rich.table import Table
+from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, console, err_console, keep
+from overfeat_edge.commands.common import check_number, check_output, command, console, err_console, keep
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.lazy import require
@@ -35,13 +36,13 @@ def train(
     box_weight: Annotated[float, typer.Option(help="Weight of the L2 box loss.")] = 5.0,
     seed: Annotated[int, typer.Option(help="Seed: the same seed, data and threads give the same weights.")] = 0,
     scales: Annotated[
-        list[str] | None, typer.Option("--scales", "-s", help="Default pyramid stored in the model.")
+        Optional[List[str]], typer.Option("--scales", "-s", help="Default pyramid stored in the model.")
     ] = None,
     hard_fraction: Annotated[
         float, typer.Option(help="Share of each batch drawn from mined hard negatives (0 = no mining).")
     ] = 0.15,
     mine_images: Annotated[int, typer.Option(help="Images searched for hard negatives after each epoch.")] = 64,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")] = True,
 ) -> None:
     """Train an OverFeat detector on windows (classes + background, L2 box regression)."""
@@ -121,16 +122,18 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option(help="COCO or YOLO dataset with labels.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
-    scales: Annotated[list[str] | None, typer.Option("--scales", "-s", help="Pyramid (default: the model's).")] = None,
+    scales: Annotated[
+        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
+    ] = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
     merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
     min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 0.0,
-    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads.")] = None,
-    limit: Annotated[int | None, typer.Option(help="Evaluate on the first N images only.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
     ablation: Annotated[
         bool, typer.Option("--ablation", help="Paper Table 2 style: stride x scales x merge (needs torch).")
     ] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
 ) -> None:
     """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table."""
     from rich.progress import Progress
@@ -171,5 +174,5 @@ def evaluate(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(train)
-    app.command("eval")(evaluate)
+    command(app, train)
+    command(app, evaluate, "eval")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from overfeat_edge.engine.cache import (
     DeviceInfo,
@@ -29,7 +29,7 @@ from overfeat_edge.engine.profiles import Profile, plan_profiles, profiles_key
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.spec import ModelSpec
 
-Report = Callable[[str, int, int], None]
+Report = Callable[[str, int, int], None]  # typing's Callable: evaluated at import, on Python 3.8 too
 
 
 def parse_frame_size(text: str) -> tuple[int, int]:

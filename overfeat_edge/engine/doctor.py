@@ -18,6 +18,7 @@ import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES
 
 # (atol, rtol) per output and precision
@@ -50,7 +51,7 @@ def compare_runners(
     ref = pairs[-1][1]
     errors = {name: 0.0 for name in OUTPUT_NAMES}
     for _, iterations in pairs[:-1]:
-        for got, want in zip(iterations, ref, strict=True):
+        for got, want in zip_strict(iterations, ref):
             for name in OUTPUT_NAMES:
                 diff = np.abs(np.asarray(got[name], np.float64) - np.asarray(want[name], np.float64))
                 errors[name] = max(errors[name], float(diff.max()) if diff.size else 0.0)

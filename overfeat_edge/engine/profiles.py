@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Tuple
 
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pipeline.pyramid import expand_scales, parse_scales, plan_levels
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.schema import Fields
 from overfeat_edge.spec import ModelSpec
 
-Shape = tuple[int, int, int, int]
+Shape = Tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Profile:
     max: Shape
 
     def covers(self, shape: Shape) -> bool:
-        return all(lo <= s <= hi for lo, s, hi in zip(self.min, shape, self.max, strict=True))
+        return all(lo <= s <= hi for lo, s, hi in zip_strict(self.min, shape, self.max))
 
     def to_dict(self) -> dict[str, object]:
         return {"index": self.index, "scale": self.scale, "min": self.min, "opt": self.opt, "max": self.max}
@@ -55,7 +56,7 @@ class Profile:
             shape("opt"),
             shape("max"),
         )
-        if not all(lo <= o <= hi for lo, o, hi in zip(p.min, p.opt, p.max, strict=True)):
+        if not all(lo <= o <= hi for lo, o, hi in zip_strict(p.min, p.opt, p.max)):
             raise ModelError(f"{where}: needs min <= opt <= max, got {p.min}, {p.opt}, {p.max}")
         return p
 
@@ -75,7 +76,7 @@ def plan_profiles(
     names = [str(s) for s in expand_scales(parse_scales(items), frame_hw, spec.arch.window)]
     profiles: list[Profile] = []
     seen: set[tuple[int, int]] = set()
-    for name, lv in zip(names, levels, strict=True):
+    for name, lv in zip_strict(names, levels):
         if lv.input_hw in seen:  # two scales with one input shape share a profile
             continue
         seen.add(lv.input_hw)

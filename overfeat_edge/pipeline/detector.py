@@ -8,9 +8,9 @@ e.g. MTCNN's P-Net: threshold 0.6, NMS 0.5 within each level and 0.7 across leve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Callable, Dict
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from overfeat_edge.pipeline.decode import classify, decode_level
 from overfeat_edge.pipeline.merge import MERGERS, nms
 from overfeat_edge.pipeline.preprocess import level_inputs, to_bgr8
 from overfeat_edge.pipeline.pyramid import Scale, parse_scales, plan_levels
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.schema import check_number
 from overfeat_edge.types import Detections, ScaleLevel
@@ -35,7 +36,7 @@ FALLBACK: dict[str, Any] = {
 }
 
 Step = Callable[[np.ndarray, Detections], Detections]  # (BGR frame, detections) -> detections
-Maps = dict[str, np.ndarray]  # one level's outputs by name, batch index dropped
+Maps = Dict[str, np.ndarray]  # one level's outputs by name, batch index dropped
 
 
 @dataclass
@@ -138,7 +139,7 @@ class Detector:
                 cfg.top_k_classes,
                 {k: v for k, v in m.items() if k not in ("scores", "boxes")},
             )
-            for lv, m in zip(levels, maps, strict=True)
+            for lv, m in zip_strict(levels, maps)
         ]
         if cfg.floor_boxes:
             per_level = [Detections(np.floor(d.xyxy), d.score, d.class_id, data=d.data) for d in per_level]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.types import Detections
 
 
@@ -27,7 +28,7 @@ def draw_detections(
     if text:
         (_, bh), bbase = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
         banner = bh + bbase + 10
-    for i, (box, score, cid) in enumerate(zip(det.xyxy, det.score, det.class_id, strict=True)):
+    for i, (box, score, cid) in enumerate(zip_strict(det.xyxy, det.score, det.class_id)):
         x1, y1, x2, y2 = (round(float(v)) for v in box)
         c = color(int(cid))
         cv2.rectangle(out, (x1, y1), (x2, y2), c, thick)

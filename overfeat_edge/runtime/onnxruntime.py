@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner, resolve_onnx
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
 
@@ -83,7 +84,7 @@ class OnnxRuntimeRunner(Runner):
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {INPUT_NAME: self.check_input(batch)})
-        return dict(zip(self.output_names, outputs, strict=True))
+        return dict(zip_strict(self.output_names, outputs))
 
     def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return [self.run(x) for x in batches]

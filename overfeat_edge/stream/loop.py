@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import cast
+from typing import List, Tuple, cast
 
 import numpy as np
 
@@ -168,7 +168,7 @@ class StreamLoop:
                     continue  # the capture thread always ends its input with _END
                 if item is _END:
                     break
-                frame, t_cap = cast(tuple[Frame, float], item)
+                frame, t_cap = cast(Tuple[Frame, float], item)
                 t0 = time.perf_counter()
                 levels, inputs = det.preprocess(frame.image)
                 self.stats.add("preprocess", time.perf_counter() - t0)
@@ -187,7 +187,7 @@ class StreamLoop:
                     if item is _END:
                         break
                     seq, frame, t_cap, levels, inputs = cast(
-                        tuple[int, Frame, float, list[ScaleLevel], list[np.ndarray]], item
+                        Tuple[int, Frame, float, List[ScaleLevel], List[np.ndarray]], item
                     )
                     t1 = time.perf_counter()
                     maps = det.forward(inputs, runner)

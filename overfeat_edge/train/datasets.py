@@ -16,6 +16,7 @@ import numpy as np
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
 from overfeat_edge.io import read_image as read_image_file
+from overfeat_edge.pycompat import zip_strict
 
 
 @dataclass
@@ -40,7 +41,7 @@ def coco_annotations(boxes: np.ndarray, labels: np.ndarray, image_id: int, first
     """COCO annotation dicts (ids from ``first_id``, category = label + 1, bbox xywh) for one image's
     (N, 4) xyxy boxes and (N,) 0-based labels: what :func:`read_coco` reads back."""
     out: list[dict[str, object]] = []
-    for k, (b, c) in enumerate(zip(boxes, labels, strict=True)):
+    for k, (b, c) in enumerate(zip_strict(boxes, labels)):
         bw, bh = float(b[2] - b[0]), float(b[3] - b[1])
         out.append(
             {
@@ -92,7 +93,7 @@ def read_coco(path: str | Path) -> DetectionDataset:
     if not all(isinstance(n, str) and n for n in names):
         raise InputError(f"{path}: every category needs a non-empty 'name'")
     outside = 0
-    for s, im in zip(samples, d["images"], strict=True):
+    for s, im in zip_strict(samples, d["images"]):
         check_boxes(s.boxes, str(path), s.path.name)
         if isinstance(im.get("width"), int) and isinstance(im.get("height"), int):
             outside += warn_outside(s.boxes, (im["height"], im["width"]))

@@ -10,6 +10,7 @@ import pytest
 
 from overfeat_edge.commands import main
 from overfeat_edge.engine.builder import has_qdq
+from overfeat_edge.pycompat import zip_strict
 
 NO_TRT = importlib.util.find_spec("tensorrt") is None or not hasattr(importlib.import_module("tensorrt"), "Builder")
 M = ["build", "--model", "overfeat-mini-shapes"]
@@ -93,7 +94,7 @@ def test_a_cascade_builds_every_stage(tmp_path: Path, capsys: pytest.CaptureFixt
 
     stages = prepare_stages(prepare(BuildRequest(model="mtcnn-face", frame_hw=(480, 640))))
     assert [name for name, _ in stages] == ["rnet", "onet"]
-    for (name, st), size in zip(stages, (24, 48), strict=True):
+    for (name, st), size in zip_strict(stages, (24, 48)):
         (profile,) = st.profiles
         assert (profile.scale, profile.min, profile.max) == (None, (1, 3, size, size), (256, 3, size, size))
         assert st.onnx.name == f"{name}.onnx" and st.request.precision == "fp16"

@@ -14,6 +14,8 @@ import re
 import shutil
 from pathlib import Path
 
+from overfeat_edge.pycompat import zip_strict
+
 _DEF = re.compile(r"^(\s*def \w+\()(.*)(\)\s*(?:->.*)?:.*)$")
 
 
@@ -60,7 +62,7 @@ def repaired_copy(src_root: Path, dst_root: Path, packages: tuple[str, ...] = ("
         for pyi in (dst_root / pkg).rglob("*.pyi"):
             lines = pyi.read_text().splitlines()
             fixed = [repair_line(x) for x in lines]
-            changed += sum(a != b for a, b in zip(lines, fixed, strict=True))
+            changed += sum(a != b for a, b in zip_strict(lines, fixed))
             text = "\n".join(fixed) + "\n"
             ast.parse(text)  # must parse now
             pyi.write_text(text)

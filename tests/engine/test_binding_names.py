@@ -64,7 +64,7 @@ def _stub_names() -> set[str]:
     tree = ast.parse("\n".join(repair_line(x) for x in stubs.read_text().splitlines()))
     names = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
             names.add(node.name)
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
@@ -173,6 +173,9 @@ def probe(version: str, calls: list[tuple[str, int]], enums: list[tuple[str, str
     path = folder("cuda", version)
     if not path.is_dir():
         pytest.skip(f"no cuda-bindings {version}: {FETCH}")
+    tag = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
+    if not any(path.rglob(f"*{tag}*.so")):
+        pytest.skip(f"the cuda-bindings {version} wheel here is not built for this Python ({tag})")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), str(ROOT)])}
     r = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps([calls, enums])], env=env, capture_output=True, text=True, timeout=120

@@ -19,6 +19,7 @@ from overfeat_edge.engine.calibration import (
 from overfeat_edge.engine.compat import TrtVersion
 from overfeat_edge.engine.profiles import plan_profiles
 from overfeat_edge.errors import InputError
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime import load_runner
 
 CACHE = b"TRT-8601-EntropyCalibration2\ninput: 3c010204\nconv1: 3d4ccccd\n"
@@ -78,7 +79,7 @@ def test_a_stride_aligned_crop_sees_the_level_activations() -> None:
     checked = 0
     for c in crops(x, (180, 200), stride=s):
         i, j = (int(v) for v in np.argwhere(x[0, 0] == c[0, 0, 0, 0])[0])
-        for a, b in zip(runner.infer(np.ascontiguousarray(c)), full, strict=True):
+        for a, b in zip_strict(runner.infer(np.ascontiguousarray(c)), full):
             h, w = a.shape[2:]
             want = b[:, :, i // s : i // s + h, j // s : j // s + w]
             np.testing.assert_allclose(

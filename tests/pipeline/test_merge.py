@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import shutil
 import sysconfig
-from collections.abc import Callable
+from typing import Callable
 
 import numpy as np
 import pytest
 
 from overfeat_edge.pipeline import merge
 from overfeat_edge.pipeline.merge import _pairs_within, box_iou, greedy_merge, match_score, nms
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.types import Detections
 
 Greedy = Callable[..., Detections]
@@ -96,7 +97,7 @@ def naive_greedy(boxes: np.ndarray, conf: np.ndarray, t: float) -> list[tuple[tu
         i, j = pair
         members[i] += members.pop(j)
         confs[i] += confs.pop(j)
-    return sorted(((tuple(np.round(np.mean(m, axis=0), 3)), round(c, 4)) for m, c in zip(members, confs, strict=True)))
+    return sorted(((tuple(np.round(np.mean(m, axis=0), 3)), round(c, 4)) for m, c in zip_strict(members, confs)))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -108,12 +109,10 @@ def test_greedy_equals_naive_loop(seed: int, greedy: Greedy) -> None:
     boxes = np.concatenate([xy - wh / 2, xy + wh / 2], axis=1)
     conf = rng.uniform(0.3, 1, 25)
     m = greedy(dets(boxes.tolist(), conf.tolist()), threshold=0.6)
-    got = sorted(
-        (tuple(np.round(b.astype(np.float64), 3)), round(float(s), 4)) for b, s in zip(m.xyxy, m.score, strict=True)
-    )
+    got = sorted((tuple(np.round(b.astype(np.float64), 3)), round(float(s), 4)) for b, s in zip_strict(m.xyxy, m.score))
     ref = naive_greedy(boxes, conf, 0.6)
     assert len(got) == len(ref)
-    for (gb, gs), (rb, rs) in zip(got, ref, strict=True):
+    for (gb, gs), (rb, rs) in zip_strict(got, ref):
         np.testing.assert_allclose(gb, rb, atol=2e-3)
         assert gs == pytest.approx(rs, abs=1e-3)
 
@@ -133,7 +132,7 @@ def naive_greedy_scored(boxes: np.ndarray, conf: np.ndarray, classes: np.ndarray
                 break
             members[i] += members.pop(j)
             confs[i] += confs.pop(j)
-        out += [(int(c), tuple(np.mean(m, axis=0)), cf) for m, cf in zip(members, confs, strict=True)]
+        out += [(int(c), tuple(np.mean(m, axis=0)), cf) for m, cf in zip_strict(members, confs)]
     return sorted(out, key=lambda r: (r[0], r[2]))
 
 
@@ -152,11 +151,11 @@ def test_greedy_equals_naive_loop_many_groups_and_classes(seed: int, greedy: Gre
     m = greedy(Detections(boxes.astype(np.float32), conf.astype(np.float32), classes), threshold=0.5)
     ref = naive_greedy_scored(boxes.astype(np.float32), conf.astype(np.float32), classes, 0.5)
     got = sorted(
-        ((int(c), tuple(b), float(s)) for b, s, c in zip(m.xyxy, m.score, m.class_id, strict=True)),
+        ((int(c), tuple(b), float(s)) for b, s, c in zip_strict(m.xyxy, m.score, m.class_id)),
         key=lambda r: (r[0], r[2]),
     )
     assert len(got) == len(ref) and len(ref) < 60  # it did merge: 200 windows -> about one box per object
-    for (gc, gb, gs), (rc, rb, rs) in zip(got, ref, strict=True):
+    for (gc, gb, gs), (rc, rb, rs) in zip_strict(got, ref):
         assert gc == rc
         np.testing.assert_allclose(gb, rb, atol=1e-3)
         assert gs == pytest.approx(rs, abs=1e-4)
@@ -188,10 +187,10 @@ def test_pair_search_finds_exactly_the_pairs_a_full_matrix_finds(t: float) -> No
     boxes[:5, 2:] = boxes[:5, :2]  # empty boxes
     classes = rng.integers(0, 3, 400)
     a, b = _pairs_within(boxes, classes, t)
-    got = {(min(i, j), max(i, j)) for i, j in zip(a.tolist(), b.tolist(), strict=True)}
+    got = {(min(i, j), max(i, j)) for i, j in zip_strict(a.tolist(), b.tolist())}
     s = match_score(boxes, boxes)
     ii, jj = np.nonzero((s <= t) & (classes[:, None] == classes[None, :]))
-    want = {(i, j) for i, j in zip(ii.tolist(), jj.tolist(), strict=True) if i < j}
+    want = {(i, j) for i, j in zip_strict(ii.tolist(), jj.tolist()) if i < j}
     assert len(want) > 20 and got == want
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime import load_runner
 
 
@@ -31,7 +32,7 @@ def test_detector_same_on_both_backends(tmp_path: Path, fast_small_onnx: Path) -
     la, ma = a.infer(frame)
     lb, mb = b.infer(frame)
     assert la == lb and [m["scores"].shape for m in ma] == [(3, lv.out_hw[0], lv.out_hw[1]) for lv in la]
-    for a_maps, b_maps in zip(ma, mb, strict=True):
+    for a_maps, b_maps in zip_strict(ma, mb):
         assert set(a_maps) == set(b_maps) == {"scores", "boxes"}
         for name in a_maps:
             np.testing.assert_allclose(a_maps[name], b_maps[name], atol=1e-4)
