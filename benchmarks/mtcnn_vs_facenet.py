@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import header, write_section  # noqa: E402
 
-from overfeat_edge.commands.detect import load_detector  # noqa: E402
+from overfeat_edge.pipeline.load import load_detector  # noqa: E402
 from overfeat_edge.pipeline.merge import box_iou  # noqa: E402
 
 FACENET = "facenet-pytorch==2.6.0"
@@ -186,7 +186,7 @@ def facenet(py: Path, work: Path, imgs: dict[str, np.ndarray], lfw: np.ndarray, 
 
 
 def ours(imgs: dict[str, np.ndarray], lfw: np.ndarray, repeats: int, threads: int) -> dict:
-    det = load_detector("mtcnn-face", "onnxruntime", None, "cpu", threads, None, None, None, 0.5, None, None)
+    det = load_detector("mtcnn-face", backend="onnxruntime", threads=threads)
     out: dict = {"photos": {}}
     with det.runner:
         for name, rgb in imgs.items():

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# --backend auto measures the installed CPU backends; the tests pin it to ONNX Runtime (exact float32
+# reference values), except the tests of auto itself (tests/runtime/test_openvino.py)
+os.environ.setdefault("OVERFEAT_EDGE_AUTO", "onnxruntime")
 
 TORCH = "model tests need torch (pip install '.[torch]'); the edge tests run without it"
 HERE = Path(__file__).resolve().parent

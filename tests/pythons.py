@@ -50,14 +50,14 @@ def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 DETECT = """
 import json, sys
 import cv2, numpy as np
-from overfeat_edge.commands.detect import load_detector
+from overfeat_edge.pipeline.load import load_detector
 from overfeat_edge.train.synth import scene
 out = {}
-faces = load_detector("mtcnn-face", "onnxruntime", None, "cpu", 2, None, None, None, 0.5, None, None)
+faces = load_detector("mtcnn-face", backend="onnxruntime", threads=2)
 for p in sys.argv[1:]:
     d = faces.detect(cv2.imread(p))
     out[p] = [d.xyxy.tolist(), d.score.tolist(), d.data["landmarks"].tolist()]
-shapes = load_detector("overfeat-mini-shapes", "onnxruntime", None, "cpu", 2, None, None, None, 0.5, None, None)
+shapes = load_detector("overfeat-mini-shapes", backend="onnxruntime", threads=2)
 img, _, _ = scene(np.random.default_rng(3))
 d = shapes.detect(img)
 out["shapes"] = [d.xyxy.tolist(), d.score.tolist(), d.class_id.tolist()]

@@ -199,14 +199,37 @@ def quantize(
     out_dir: Path,
     on_frame: Callable[[], None] | None = None,
 ) -> tuple[Path, Path]:
-    """Calibrate and write ``out_dir/model.qdq.onnx`` and ``out_dir/ranges.json``; returns both paths."""
+    """Calibrate and write the two Q/DQ flavours and their ranges; returns (TensorRT's Q/DQ ONNX, its ranges).
+
+    ``model.qdq.onnx`` (ranges ``ranges.json``) is what TensorRT requires: symmetric int8 activations
+    (S8S8), Q/DQ wherever ONNX Runtime places them. ``model.cpu.qdq.onnx`` (``ranges.cpu.json``) is
+    what CPU runtimes fuse: asymmetric uint8 activations and int8 per-channel weights (U8S8, the
+    x86 kernels' form), Q/DQ around the convolutions only (ReLU and pools stay between them, where
+    ONNX Runtime and OpenVINO fold them into the int8 convolution), ranges calibrated asymmetric
+    (a ReLU's starts at 0), and the heads' last convolutions and so the outputs stay float.
+    """
     require("onnx", "calibrate")
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
+    cpu, cpu_ranges = out_dir / CPU_QDQ, out_dir / "ranges.cpu.json"
     with _quiet():
-        _calibrate(onnx_path, spec, frames, scales, method, ranges, on_frame)
+        _calibrate(onnx_path, spec, frames, scales, method, ranges, on_frame, symmetric=True)
         _write_qdq(onnx_path, spec, method, exclude, qdq, ranges)
+        _calibrate(onnx_path, spec, frames, scales, method, cpu_ranges, on_frame, symmetric=False)
+        _write_qdq(onnx_path, spec, method, exclude + head_convs(onnx_path), cpu, cpu_ranges, cpu_flavour=True)
     return qdq, ranges
+
+
+CPU_QDQ = "model.cpu.qdq.onnx"
+
+
+def head_convs(onnx_path: Path) -> list[str]:
+    """The convolutions whose output is a graph output, directly or through Softmax (kept float)."""
+    onnx = require("onnx", "calibrate")
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    softmax_in = {n.input[0] for n in graph.node if n.op_type == "Softmax" and set(n.output) & outputs}
+    return [n.name for n in graph.node if n.op_type == "Conv" and set(n.output) & (outputs | softmax_in)]
 
 
 def _calibrate(
@@ -217,6 +240,7 @@ def _calibrate(
     method: str,
     ranges: Path,
     on_frame: Callable[[], None] | None,
+    symmetric: bool,
 ) -> None:
     from onnxruntime.quantization import create_calibrator, save_tensors_data
 
@@ -227,7 +251,7 @@ def _calibrate(
         # its end (16 frames x 6 levels in one pass peaked at 1.8 GB). Not
         # CalibMaxIntermediateOutputs: in onnxruntime 1.32 the min-max calibrator drops, rather than
         # folds, what it collected when that is set.
-        options: dict[str, Any] = {"symmetric": True}
+        options: dict[str, Any] = {"symmetric": symmetric}
         if method == "percentile":
             options["percentile"] = 99.99
         with tempfile.TemporaryDirectory(prefix="overfeat-calib-") as tmpdir:
@@ -244,21 +268,35 @@ def _calibrate(
                 save_tensors_data(calibrator.compute_data(), tmp_ranges)
 
 
-def _write_qdq(onnx_path: Path, spec: ModelSpec, method: str, exclude: list[str], qdq: Path, ranges: Path) -> None:
+def _write_qdq(
+    onnx_path: Path,
+    spec: ModelSpec,
+    method: str,
+    exclude: list[str],
+    qdq: Path,
+    ranges: Path,
+    cpu_flavour: bool = False,
+) -> None:
     onnx = require("onnx", "calibrate")
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    # int8 with zero point 0 (symmetric), per-channel weights: what TensorRT's Q/DQ requires; biases stay
-    # float (TensorRT fuses them into the int8 convolution itself, and takes no int32 Q/DQ)
-    extra: dict[str, Any] = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+    if cpu_flavour:  # U8S8, convolutions only (see quantize); ONNX Runtime's own defaults otherwise
+        extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
+        activation, op_types = QuantType.QUInt8, ["Conv"]
+    else:
+        # int8 with zero point 0 (symmetric), per-channel weights: what TensorRT's Q/DQ requires; biases
+        # stay float (TensorRT fuses them into the int8 convolution itself, and takes no int32 Q/DQ)
+        extra = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+        activation, op_types = QuantType.QInt8, None
     with atomic_path(qdq) as tmp:
         quantize_static(
             str(onnx_path),
             str(tmp),
             None,
             quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=activation,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude or None,
             calibrate_method=_method(method),

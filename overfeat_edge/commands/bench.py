@@ -15,8 +15,10 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import check_number, check_output, command, console
+from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.pycompat import zip_strict
+from overfeat_edge.runtime.auto import cpu
 
 
 def matmul_gflops(n: int = 2048, reps: int = 7) -> float:
@@ -111,6 +113,13 @@ def bench(
         Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
     ] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
+    backends: Annotated[
+        bool, typer.Option("--backends", help="Compare every installed CPU backend and precision instead.")
+    ] = False,
+    int8: Annotated[
+        Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (calibrate's model.cpu.qdq.onnx).")
+    ] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
 ) -> None:
     """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
     import resource
@@ -130,6 +139,10 @@ def bench(
     if json_out is not None:
         check_output(json_out, "--json")
     threads = threads or os.cpu_count() or 1
+    console.print(f"CPU: {cpu()}, {os.cpu_count()} cores", soft_wrap=True)
+    if backends:
+        _side_by_side(model, frames, threads, int8, eval_data, json_out)
+        return
     n_workers = inference_workers(workers, "onnxruntime", live=False)
     runner = load_runner("onnxruntime", model, threads=threads)
     det = Detector(runner, DetectorConfig(scales=scales or []))
@@ -208,6 +221,35 @@ def bench(
     console.print(t)
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(out, indent=1))
+
+
+def _side_by_side(
+    model: str, frames: int, threads: int, int8: Path | None, eval_data: Path | None, json_out: Path | None
+) -> None:
+    from overfeat_edge.runtime.sidebyside import side_by_side
+    from overfeat_edge.train.datasets import read_dataset
+    from overfeat_edge.train.synth import scene
+
+    if int8 is not None and not int8.is_file():
+        raise InputError(f"--int8 {int8}: no such file")
+    rng = np.random.default_rng(5)
+    images = [scene(rng)[0] for _ in range(min(frames, 8))]
+    data = read_dataset(eval_data) if eval_data is not None else None
+    rows = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
+    t = Table(title=f"overfeat-edge bench --backends: {model}, 384x512 frames, {frames} interleaved rounds")
+    for col in ("configuration", "ms/frame", "vs ORT FP32", "max abs diff from ORT FP32", "mAP@.5"):
+        t.add_column(col, justify="left" if col == "configuration" else "right")
+    base = rows[0].median_ms
+    for r in rows:
+        m = f"{r.map50:.3f}" if r.map50 is not None else "-"
+        t.add_row(r.label, f"{r.median_ms:.1f}", f"{base / r.median_ms:.2f}x", f"{r.max_abs_diff:.2g}", m)
+    console.print(t)
+    if json_out is not None:
+        out = [
+            {"configuration": r.label, "ms_per_frame": r.median_ms, "max_abs_diff": r.max_abs_diff, "map50": r.map50}
+            for r in rows
+        ]
+        atomic_write_text(json_out, json.dumps({"cpu": cpu(), "rows": out}, indent=1))
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,7 @@ def calibrate(
     from rich.progress import Progress, TaskID
 
     from overfeat_edge.calibrate.quantize import (
+        CPU_QDQ,
         METHODS,
         MIN_IMAGES,
         calibration_key,
@@ -103,7 +104,7 @@ def calibrate(
     for m in methods:
         key = calibration_key(onnx_sha, spec, pyramid, m, exclude or [], calib.digest)
         dest = out / name / f"{m}-{key}"
-        done = (dest / "model.qdq.onnx").is_file() and (dest / "trt.cache").is_file()
+        done = all((dest / f).is_file() for f in ("model.qdq.onnx", CPU_QDQ, "trt.cache"))
         if done:
             console.print(f"{m}: up to date ({dest})")
         else:
@@ -118,8 +119,8 @@ def calibrate(
 
                 qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, tick)
             write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
-            console.print(f"{m}: wrote {qdq} and {dest / 'trt.cache'}")
-        int8 = load_runner("onnxruntime", str(dest / "model.qdq.onnx"), threads=threads)
+            console.print(f"{m}: wrote {qdq} (TensorRT's), {dest / CPU_QDQ} (CPU runtimes') and {dest / 'trt.cache'}")
+        int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs
         inputs = held_out_inputs(held, fp32, pyramid)
         cos, err = output_agreement(fp32, int8, inputs)
         pair = evaluate_pair(fp32, int8, config, data, held[:32])

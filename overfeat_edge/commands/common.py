@@ -162,3 +162,16 @@ def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -
     strings that ``from __future__ import annotations`` leaves (JetPack 5 runs Python 3.8)."""
     fn.__annotations__ = get_type_hints(fn, include_extras=True)
     app.command(name)(fn)
+
+
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        help="auto (the fastest CPU backend installed, measured once per model and machine), onnxruntime, "
+        "openvino, torch, or tensorrt (an .engine)."
+    ),
+]
+OvPrecision = Annotated[
+    Optional[str], typer.Option(help="openvino: f32, bf16 or f16 (default: the device's own, bf16 on AMX CPUs).")
+]
+OvDevice = Annotated[Optional[str], typer.Option(help="openvino: CPU (default), GPU (an Intel iGPU) or NPU.")]

@@ -9,6 +9,7 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import (
+    BackendOption,
     MinSize,
     ScaleFactor,
     check_number,
@@ -47,9 +48,8 @@ def demo(
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[
-        Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
-    ] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads, all workers (default: all cores).")] = None,
+    backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Annotated[
         Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
@@ -66,9 +66,10 @@ def demo(
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
     scales = pyramid(scales, min_size, scale_factor)
-    from overfeat_edge.commands.detect import load_detector
-    from overfeat_edge.commands.run import display_min_score, inference_workers, worker_threads
-    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.commands.run import CPU_BACKENDS, display_min_score, inference_workers, worker_threads
+    from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.pipeline.load import describe, load_detector
+    from overfeat_edge.runtime import load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
@@ -77,12 +78,18 @@ def demo(
     check_number("--frames", frames, 1, 100000)
     check_number("--seed", seed, 0, 2**32 - 1)
     check_output(out, "--out", folder=True)
-    n_workers = inference_workers(workers, "onnxruntime", live=False)
+    backend, why = resolve_backend(backend, model, threads)
+    if backend not in CPU_BACKENDS:
+        raise InputError(f"demo runs on a CPU backend ({', '.join(CPU_BACKENDS)}), not {backend}")
+    n_workers = inference_workers(workers, backend, live=False)
     per_worker = worker_threads(threads, n_workers)
-    det = load_detector(model, "onnxruntime", None, "cpu", per_worker, scales, threshold, None, 0.5, None, None)
+    config = DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score)
+    det = load_detector(model, backend=backend, config=config, threads=per_worker)
+    det.runner.choice = why
+    console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
     runner = det.runner
-    runners = [runner] + [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers - 1)]
+    runners = [runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
     sample = resolve_onnx(model).parent / "sample.jpg"
     src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
     what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"

@@ -12,7 +12,10 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import (
+    BackendOption,
     MinSize,
+    OvDevice,
+    OvPrecision,
     ScaleFactor,
     check_output,
     check_outputs,
@@ -24,10 +27,9 @@ from overfeat_edge.commands.common import (
 )
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
-from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.pipeline.detector import DetectorConfig
+from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
-
-Backend = Annotated[str, typer.Option(help="onnxruntime (CPU, default) or torch.")]
 
 
 def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
@@ -46,60 +48,16 @@ def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
     return names
 
 
-def load_detector(
-    model: str,
-    backend: str,
-    weights: Path | None,
-    device: str,
-    threads: int | None,
-    scales: list[str] | None,
-    threshold: float | None,
-    merge: str | None,
-    merge_threshold: float,
-    nms_iou: float | None,
-    top_k_classes: int | None,
-    min_score: float | None = None,
-    cuda_graphs: bool = False,
-) -> Detector:
-    from overfeat_edge.pipeline.cascade import load_stages
-    from overfeat_edge.runtime import load_runner
-
-    config = DetectorConfig(
-        scales=scales or [],
-        threshold=threshold,
-        merge=merge,
-        merge_threshold=merge_threshold,
-        nms_iou=nms_iou,
-        top_k_classes=top_k_classes,
-        min_score=min_score,
-    )
-    runner = load_runner(
-        backend,
-        model,
-        weights=str(weights) if weights else None,
-        device=device,
-        threads=threads,
-        cuda_graphs=cuda_graphs,
-    )
-    det = Detector(runner, config, steps=load_stages(runner, backend, threads=threads))
-    names = det.spec.class_names
-    cascade = f" (then {', '.join(s.spec.name for s in det.steps if hasattr(s, 'spec'))})" if det.steps else ""
-    console.print(
-        f"model {model}: {det.spec.arch.name}{cascade}; knows {len(names)} class(es): {', '.join(names[:12])}"
-        + (" ..." if len(names) > 12 else ""),
-        soft_wrap=True,
-    )
-    return det
-
-
 def detect(
     images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
-    backend: Backend = "onnxruntime",
+    backend: BackendOption = "auto",
     weights: Annotated[Optional[Path], typer.Option(help="torch backend: a checkpoint.")] = None,
-    device: Annotated[str, typer.Option(help="torch backend: cpu or cuda.")] = "cpu",
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch backend: cpu or cuda.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
+    ov_precision: OvPrecision = None,
+    ov_device: OvDevice = None,
     scales: Annotated[
         Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
     ] = None,
@@ -130,20 +88,26 @@ def detect(
     check_output(out, "--out", folder=True)
     annotated = annotated_names(paths, out) if save_images else {}
     check_outputs({"detections.json": out / "detections.json"}, paths)
+    config = DetectorConfig(
+        scales=scales or [],
+        threshold=threshold,
+        merge=merge,
+        merge_threshold=merge_threshold,
+        nms_iou=nms_iou,
+        top_k_classes=top_k_classes,
+        min_score=min_score,
+    )
     det = load_detector(
         model,
-        backend,
-        weights,
-        device,
-        threads,
-        scales,
-        threshold,
-        merge,
-        merge_threshold,
-        nms_iou,
-        top_k_classes,
-        min_score,
+        backend=backend,
+        config=config,
+        weights=str(weights) if weights else None,
+        device=device,
+        threads=threads,
+        ov_precision=ov_precision,
+        ov_device=ov_device,
     )
+    console.print(describe(det, model), soft_wrap=True)
     spec = det.spec
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 import typer
@@ -57,6 +58,9 @@ def doctor(
     cuda_python = bindings if bindings != "not installed" else _version("cuda")
     has_trt = _has_tensorrt()
     gst = "yes" if has_gstreamer() else "no (csi:// and pipelines need it)"
+    from overfeat_edge.runtime.auto import cpu
+
+    rows.append(("CPU", f"{cpu()}, {os.cpu_count()} cores"))
     driver = nvidia_driver()
     rows.append(("NVIDIA driver", driver or "none found (no /proc/driver/nvidia/version, no /etc/nv_tegra_release)"))
     try:
@@ -74,6 +78,7 @@ def doctor(
         ("pycuda", _version("pycuda")),
         ("cuda-python", cuda_python),
         ("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}"),
+        ("OpenVINO", _version("openvino").split("-")[0]),
         ("OpenCV", f"{cv2.__version__}; GStreamer: {gst}"),
         (
             "greedy merge",

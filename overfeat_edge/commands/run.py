@@ -14,7 +14,10 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import (
+    BackendOption,
     MinSize,
+    OvDevice,
+    OvPrecision,
     ScaleFactor,
     check_number,
     check_output,
@@ -54,14 +57,17 @@ def display_min_score(det: Detector, min_score: float | None) -> None:
         det.config = replace(det.config, min_score=GREEDY_DISPLAY_MIN_SCORE)
 
 
+CPU_BACKENDS = ("onnxruntime", "openvino")  # several inference workers share the cores
+
+
 def inference_workers(workers: int | None, backend: str, live: bool) -> int:
     """How many inference workers: ``workers`` checked, or the default for the backend and source."""
     if workers is None:
-        return 2 if backend == "onnxruntime" and not live and (os.cpu_count() or 1) >= 2 else 1
+        return 2 if backend in CPU_BACKENDS and not live and (os.cpu_count() or 1) >= 2 else 1
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    if workers > 1 and backend != "onnxruntime":
-        raise InputError(f"--workers {workers} needs --backend onnxruntime; a GPU backend runs one worker")
+    if workers > 1 and backend not in CPU_BACKENDS:
+        raise InputError(f"--workers {workers} needs a CPU backend (onnxruntime, openvino); a GPU backend runs one")
     return workers
 
 
@@ -92,9 +98,9 @@ def run(
     height: Annotated[Optional[int], typer.Option(help="Camera: requested height.")] = None,
     fps: Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")] = None,
     reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
-    backend: Annotated[str, typer.Option(help="onnxruntime (CPU, default), torch or tensorrt (an .engine).")] = (
-        "onnxruntime"
-    ),
+    backend: BackendOption = "auto",
+    ov_precision: OvPrecision = None,
+    ov_device: OvDevice = None,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
     threads: Annotated[
         Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
@@ -123,8 +129,9 @@ def run(
 ) -> None:
     """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
     scales = pyramid(scales, min_size, scale_factor)
-    from overfeat_edge.commands.detect import load_detector
-    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.pipeline.load import describe, load_detector
+    from overfeat_edge.runtime import load_runner, resolve_backend
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import DisplaySink, ImageFolderSink, JsonlSink, Sink, VideoSink, display_problem
     from overfeat_edge.stream.sources import Source, parse_source
@@ -148,13 +155,16 @@ def run(
     spec = parse_source(source, width, height, fps)
     inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
     check_outputs({**outputs, "--save-frames": save_frames}, inputs)
+    backend, why = resolve_backend(backend, model, threads)
     n_workers = inference_workers(workers, backend, spec.live)
-    per_worker = worker_threads(threads, n_workers) if backend == "onnxruntime" else threads
-    det = load_detector(
-        model, backend, None, "cpu", per_worker, scales, threshold, merge, 0.5, None, None, min_score, cuda_graphs
-    )
+    per_worker = worker_threads(threads, n_workers) if backend in CPU_BACKENDS else threads
+    options = {"threads": per_worker, "cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
+    config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
+    det = load_detector(model, backend=backend, config=config, **options)
+    det.runner.choice = why
+    console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
-    runners = [det.runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
+    runners = [det.runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
 
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")

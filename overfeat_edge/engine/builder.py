@@ -122,11 +122,10 @@ class Prepared:
 
 def prepare(req: BuildRequest) -> Prepared:
     """Read and check the ONNX, the pyramid and the INT8 calibration source; no TensorRT needed."""
-    from overfeat_edge.runtime import load_runner
-    from overfeat_edge.runtime.base import resolve_onnx, shipped_models
+    from overfeat_edge.runtime.base import read_spec, resolve_onnx, shipped_models
 
     onnx = resolve_onnx(req.model)
-    spec = load_runner("onnxruntime", str(onnx), threads=1).spec
+    spec = read_spec(onnx)
     profiles = plan_profiles(
         spec, req.frame_hw, list(req.scales) if req.scales else None, batch=req.batch, dynamic_max_side=req.dynamic
     )
@@ -259,14 +258,14 @@ def prepare_stages(p: Prepared, max_batch: int = STAGE_MAX_BATCH) -> list[tuple[
     (1 .. ``max_batch`` crops at the stage's input size). INT8 detectors get FP16 stages: the
     calibration covers the detector's pyramid, not the crops."""
     from overfeat_edge.pipeline.cascade import cascade_stages
-    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.runtime.base import read_spec
 
     out = []
     for st in cascade_stages(p.spec.extra, str(p.onnx)):
         onnx = p.onnx.parent / st.file
         if not onnx.is_file():
             raise InputError(f"the cascade's {st.name} stage is missing: {onnx}")
-        spec = load_runner("onnxruntime", str(onnx), threads=1).spec
+        spec = read_spec(onnx)
         s, opt = spec.arch.window, min(64, max_batch)
         precision = "fp16" if p.request.precision == "int8" else p.request.precision
         request = BuildRequest(

@@ -8,7 +8,7 @@ from types import TracebackType
 
 import numpy as np
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.spec import ModelSpec
 
 INPUT_NAME = "input"
@@ -39,6 +39,20 @@ def resolve_onnx(model: str) -> Path:
     raise InputError(f"--model must be an .onnx file or a shipped model ({names}), got {model!r}")
 
 
+def read_spec(onnx: Path) -> ModelSpec:
+    """The model spec in an ONNX file's metadata, read without loading the graph in any runtime."""
+    from overfeat_edge.onnxmeta import read_metadata
+    from overfeat_edge.spec import METADATA_KEY
+
+    meta = read_metadata(onnx)
+    if METADATA_KEY not in meta:
+        raise ModelError(
+            f"{onnx}: this ONNX has no overfeat-edge spec in its metadata; "
+            "export it with 'overfeat-edge export' (or use --backend torch with a checkpoint)"
+        )
+    return ModelSpec.from_json(meta[METADATA_KEY], str(onnx))
+
+
 class Runner(ABC):
     """One loaded network. ``infer`` takes a normalized (N, 3, H, W) float32 batch and returns
     ``(scores, boxes)``: (N, C', Ho, Wo) probabilities and (N, 4 * classes, Ho, Wo) box edges.
@@ -48,6 +62,7 @@ class Runner(ABC):
     name: str = "runner"
     spec: ModelSpec
     max_batch: int | None = None  # the most inputs one call takes (an engine's profile), None: any
+    choice: str = ""  # how --backend auto chose this runner (empty when the backend was named)
 
     def activate(self) -> None:  # noqa: B027 - optional hook
         """Acquire device resources (a context, a stream); the default has none."""

@@ -93,5 +93,5 @@ class OnnxRuntimeRunner(Runner):
         return f"onnxruntime {ort.__version__} ({', '.join(self.session.get_providers())})"
 
 
-def load(model: str, threads: int | None = None, optimization: str = "all", **_: object) -> OnnxRuntimeRunner:
+def load(model: str, *, threads: int | None = None, optimization: str = "all") -> OnnxRuntimeRunner:
     return OnnxRuntimeRunner(resolve_onnx(model), threads=threads, optimization=optimization)

@@ -259,9 +259,7 @@ class TensorRTRunner(Runner):
         return [{k: v.copy() for k, v in d.host_out.items()} if isinstance(d, _Slot) else d for d in done]
 
 
-def load(
-    model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None, **_: Any
-) -> Runner:
+def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None) -> Runner:
     path = Path(model)
     if path.suffix != ".engine":
         raise InputError(

@@ -129,12 +129,13 @@ class GpuPyramid:
 
 def load(
     model: str,
+    *,
     weights: str | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     fine_stride: bool | None = None,
     half: bool = False,
     channels_last: bool = False,
-    **_: object,
+    threads: int | None = None,
 ) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
     require("torch", "the torch backend")
@@ -152,4 +153,8 @@ def load(
         net = create_model(model, fine_stride=True if fine_stride is None else fine_stride, seed=0)
         spec = default_spec(net.arch, fine_stride=net.fine_stride)
     net.set_fine_stride(spec.fine_stride)
-    return TorchRunner(net, spec, device, half=half, channels_last=channels_last)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    return TorchRunner(net, spec, device or "cpu", half=half, channels_last=channels_last)

@@ -120,6 +120,7 @@ def test_command_writes_reuses_and_warns(seed_onnx: Path, folder: Path, tmp_path
     assert (out / "model.qdq.onnx").is_file() and (out / "trt.cache").read_text().startswith("TRT-8601-")
     report = (tmp_path / "calib" / "seed" / "report.md").read_text()
     assert "minmax (recommended)" in report
+    check_flavours(out / "model.qdq.onnx", out / "model.cpu.qdq.onnx")
     assert main(args) == 0
     assert "minmax: up to date" in capsys.readouterr().out  # same ONNX, images, method: not recalibrated
     bad = tmp_path / "other.onnx"
@@ -128,6 +129,42 @@ def test_command_writes_reuses_and_warns(seed_onnx: Path, folder: Path, tmp_path
     onnx.save(m, str(bad))
     assert main(["calibrate", "--model", str(bad), "--images", str(folder), "--holdout", str(folder)]) == 2
     assert "no overfeat-edge spec" in capsys.readouterr().err
+
+
+def check_flavours(trt: Path, cpu: Path) -> None:
+    """TensorRT's Q/DQ: int8 activations, zero points 0. The CPU flavour: uint8 activations and int8
+    weights, Q/DQ around convolutions only (a dequantized tensor feeds a Conv, or the ReLU that ONNX
+    Runtime folds into the Conv before it; never a pool), and float outputs (the heads' last
+    convolutions are not quantized)."""
+    from onnx import TensorProto, numpy_helper
+
+    def graph(path: Path) -> tuple[object, dict[str, np.ndarray]]:
+        g = onnx.load(str(path)).graph
+        return g, {t.name: numpy_helper.to_array(t) for t in g.initializer}
+
+    g, init = graph(trt)
+    zps = [init[n.input[2]] for n in g.node if n.op_type == "QuantizeLinear"]
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    g, init = graph(cpu)
+    consumers = {i: n for n in g.node for i in n.input}
+    producer = {o: n for n in g.node for o in n.output}
+    dq = [n for n in g.node if n.op_type == "DequantizeLinear"]
+    assert dq and {consumers[n.output[0]].op_type for n in dq if n.output[0] in consumers} <= {"Conv", "Relu"}
+    relu_fed = [
+        consumers[n.output[0]] for n in dq if consumers.get(n.output[0]) and consumers[n.output[0]].op_type == "Relu"
+    ]
+    for r in relu_fed:  # Conv -> Q -> DQ -> Relu
+        q = producer[producer[r.input[0]].input[0]]
+        assert q.op_type == "QuantizeLinear" and producer[q.input[0]].op_type == "Conv"
+    act_zps = {init[n.input[2]].dtype for n in g.node if n.op_type == "QuantizeLinear"}
+    assert act_zps == {np.dtype(np.uint8)}  # activations; the weights are stored int8 (their DQ's input)
+    weights = [init[n.input[0]] for n in dq if n.input[0] in init and init[n.input[0]].ndim == 4]
+    assert weights and all(w.dtype == np.int8 for w in weights)  # (biases are int32)
+    for out in g.output:  # float outputs: made by a float conv (through Softmax for the scores)
+        node = producer[out.name]
+        node = producer[node.input[0]] if node.op_type == "Softmax" else node
+        assert node.op_type == "Conv" and all(producer.get(i, node).op_type != "DequantizeLinear" for i in node.input)
+    assert TensorProto.FLOAT in {o.type.tensor_type.elem_type for o in g.output}
 
 
 def test_minmax_ranges_do_not_depend_on_how_inputs_are_chunked(

@@ -107,7 +107,7 @@ def test_bad_input_one_line(
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--workers", "0"], "--workers must be >= 1"), (["--workers", "2", "--backend", "torch"], "needs --backend")],
+    [(["--workers", "0"], "--workers must be >= 1"), (["--workers", "2", "--backend", "torch"], "needs a CPU backend")],
 )
 def test_run_workers_checked_before_anything_runs(images: list[Path], args: list[str], message: str) -> None:
     r = run_cli("run", str(images[0]), "--no-live", *args)

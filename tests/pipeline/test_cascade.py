@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from overfeat_edge.commands.detect import load_detector
 from overfeat_edge.errors import ModelError
 from overfeat_edge.pipeline.cascade import StageSpec, cascade_stages, crop_regions, regress, square
+from overfeat_edge.pipeline.load import load_detector
 from overfeat_edge.pipeline.merge import box_iou, nms
 from overfeat_edge.pipeline.pyramid import expand_scales, parse_scales
 from overfeat_edge.types import Detections
@@ -67,7 +67,7 @@ def test_cascade_spec_is_validated() -> None:
 
 @pytest.fixture(scope="module")
 def faces() -> object:
-    return load_detector("mtcnn-face", "onnxruntime", None, "cpu", 2, None, None, None, 0.5, None, None)
+    return load_detector("mtcnn-face", backend="onnxruntime", threads=2)
 
 
 @pytest.mark.parametrize("photo", ["astronaut.jpg", "camera.jpg"])

@@ -86,4 +86,6 @@ def test_demo_runs_without_torch(tmp_path: Path) -> None:
         text=True,
         timeout=120,
     )
-    assert r.returncode == 2 and "overfeat-edge[torch]" in r.stderr and "Traceback" not in r.stderr
+    # (on Python 3.8/3.9 the torch side is refused for the Python, before the missing package)
+    needs = "overfeat-edge[torch]" if sys.version_info >= (3, 10) else "needs Python 3.10+"
+    assert r.returncode == 2 and needs in r.stderr and "Traceback" not in r.stderr

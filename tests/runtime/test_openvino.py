@@ -1,0 +1,109 @@
+"""The OpenVINO backend against ONNX Runtime, its options, and --backend auto."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.runtime import auto as auto_module
+from overfeat_edge.runtime import load_runner, resolve_backend
+
+pytest.importorskip("openvino", reason="the openvino backend needs openvino (pip install 'overfeat-edge[openvino]')")
+
+
+@pytest.fixture(scope="module")
+def inputs() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.normal(size=(1, 3, h, w)).astype(np.float32) for h, w in ((131, 175), (100, 133), (59, 59))]
+
+
+@pytest.mark.parametrize("shapes", ["reshape", "dynamic"])
+def test_f32_equals_onnxruntime(inputs: list[np.ndarray], shapes: str) -> None:
+    ov = load_runner("openvino", "overfeat-mini-shapes", threads=2, ov_precision="f32", ov_shapes=shapes)
+    ort = load_runner("onnxruntime", "overfeat-mini-shapes", threads=2)
+    for x in inputs:
+        a, b = ov.run(x), ort.run(x)
+        assert set(a) == set(b) == {"scores", "boxes"}
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], atol=2e-4, rtol=1e-4)
+    assert f"f32, {shapes}" in ov.describe()
+
+
+def test_default_precision_is_close_and_the_cascade_runs() -> None:
+    """The device's own precision (bf16 on AMX) stays close; MTCNN's three nets with landmarks load too."""
+    x = np.random.default_rng(1).normal(size=(4, 3, 48, 48)).astype(np.float32)
+    a = load_runner("openvino", str(_shipped("mtcnn-face") / "onet.onnx")).run(x)
+    b = load_runner("onnxruntime", str(_shipped("mtcnn-face") / "onet.onnx")).run(x)
+    assert set(a) == {"scores", "boxes", "landmarks"}
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], atol=0.03)
+
+
+def _shipped(name: str) -> Path:
+    from overfeat_edge.runtime.base import shipped_models
+
+    return shipped_models()[name]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"ov_precision": "int4"}, "--ov-precision must be one of"),
+        ({"ov_hint": "fast"}, "--ov-hint must be one of"),
+        ({"ov_shapes": "any"}, "--ov-shapes must be one of"),
+        ({"ov_device": "TPU"}, "OpenVINO device 'TPU' is not here"),
+        ({"cuda_graphs": True}, "--cuda-graphs does not apply to --backend openvino"),
+    ],
+)
+def test_options_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_runner("openvino", "overfeat-mini-shapes", **options)
+
+
+def test_options_of_another_backend_are_refused() -> None:
+    with pytest.raises(InputError, match="--ov-precision does not apply to --backend onnxruntime"):
+        load_runner("onnxruntime", "overfeat-mini-shapes", ov_precision="bf16")
+
+
+def test_auto_measures_once_then_uses_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OVERFEAT_EDGE_AUTO", raising=False)
+    monkeypatch.setenv("OVERFEAT_EDGE_CACHE", str(tmp_path))
+    calls = []
+    real = auto_module.measure
+
+    def counted(*args: object, **kw: object) -> dict[str, float]:
+        calls.append(args)
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(auto_module, "measure", counted)
+    first, why = resolve_backend("auto", "overfeat-mini-shapes", 2)
+    assert first in ("onnxruntime", "openvino") and "measured now" in why and len(calls) == 1
+    again, why2 = resolve_backend("auto", "overfeat-mini-shapes", 2)
+    assert again == first and "measured earlier" in why2 and len(calls) == 1
+    cache = json.loads((tmp_path / "auto.json").read_text())
+    ((key, entry),) = cache.items()
+    assert entry["backend"] == first and "threads 2" in key and "openvino" in key
+    # the measured times are what the choice says: the fastest one was taken
+    times = {
+        b: float(t.split()[0])
+        for b, t in (part.strip().split(" ", 1) for part in entry["why"].split(" per ")[0].split(","))
+    }
+    assert first == min(times, key=lambda b: times[b])
+
+
+def test_auto_forced_and_only_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OVERFEAT_EDGE_AUTO", "openvino")
+    assert resolve_backend("auto", "overfeat-mini-shapes")[0] == "openvino"
+    monkeypatch.setenv("OVERFEAT_EDGE_AUTO", "tpu")
+    with pytest.raises(InputError, match="OVERFEAT_EDGE_AUTO must be one of"):
+        resolve_backend("auto", "overfeat-mini-shapes")
+    monkeypatch.delenv("OVERFEAT_EDGE_AUTO")
+    monkeypatch.setattr(auto_module, "installed", lambda: ["onnxruntime"])
+    assert resolve_backend("auto", "overfeat-mini-shapes") == (
+        "onnxruntime",
+        "onnxruntime (the only CPU backend installed)",
+    )
