@@ -29,6 +29,7 @@ from overfeat_edge.commands.common import (
     keep,
     pyramid,
 )
+from overfeat_edge.commands.run_many import run_many, stream_list
 from overfeat_edge.errors import InputError
 
 if TYPE_CHECKING:
@@ -79,9 +80,16 @@ def worker_threads(threads: int | None, n_workers: int) -> int:
 
 
 def run(
-    source: Annotated[
-        str, typer.Argument(help="0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob.")
-    ],
+    sources: Annotated[
+        Optional[List[str]],
+        typer.Argument(
+            help="One or more: 0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob."
+        ),
+    ] = None,
+    sources_file: Annotated[
+        Optional[Path], typer.Option("--sources", help="A file of sources, one per line: [NAME=]URI ('#' comments).")
+    ] = None,
+    track: Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")] = False,
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
     output: Annotated[Optional[Path], typer.Option(help="Annotated video (.mp4/.avi).")] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
@@ -137,6 +145,32 @@ def run(
     from overfeat_edge.stream.sources import Source, parse_source
     from overfeat_edge.stream.stats import Stats
 
+    streams = stream_list(sources, sources_file)
+    if len(streams) > 1:
+        return run_many(
+            streams,
+            model=model,
+            output=output,
+            jsonl=jsonl,
+            save_frames=save_frames,
+            max_frames=max_frames,
+            duration=duration,
+            stats_json=stats_json,
+            size=(width, height, fps),
+            reconnects=reconnects,
+            backend=backend,
+            options={
+                "threads": threads,
+                "cuda_graphs": cuda_graphs,
+                "ov_precision": ov_precision,
+                "ov_device": ov_device,
+            },
+            workers=workers,
+            config=(scales, threshold, merge, min_score),
+            track=track,
+            live_view=live_view,
+        )
+    source = streams[0][1]
     # every option and output checked before the model loads
     check_number("--max-frames", max_frames, 0, None, above=True)
     check_number("--duration", duration, 0, None, above=True)
@@ -164,6 +198,10 @@ def run(
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
+    if track:
+        from overfeat_edge.pipeline.track import ByteTrack
+
+        det.steps.append(ByteTrack())
     runners = [det.runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
 
     def log(msg: str) -> None:

@@ -70,7 +70,71 @@ class _Inferred:
     t_captured: float
 
 
-class StreamLoop:
+class Stoppable:
+    """What the loops' threads share: one stop flag with its first reason, and the errors that
+    stopped a thread (re-raised by the loop once every thread has ended)."""
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._errors: list[BaseException] = []
+        self.stop_reason = ""
+
+    def _stop_sources(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+        self._stop.set()
+        self._stop_sources()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def join(self) -> Stats:
+        raise NotImplementedError
+
+    def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> Stats:
+        """Start, wait (calling ``on_tick`` every 50 ms), stop after ``duration`` seconds.
+
+        A KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it) while waiting stops the loop
+        cleanly, as :meth:`stop` does (the frame in flight is finished and written; no thread is left
+        running), and is raised again once every stage has ended, so the caller closes its sinks.
+        """
+        self.start()
+        t_end = time.perf_counter() + duration if duration else None
+        try:
+            while self.alive():
+                time.sleep(0.05)
+                if t_end is not None and time.perf_counter() >= t_end:
+                    self.stop("duration")
+                if on_tick is not None:
+                    on_tick()
+        except KeyboardInterrupt:
+            self.stop("SIGINT")
+            self.join()
+            raise
+        return self.join()
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._errors.append(exc)
+                self.stop("error")
+
+        return run
+
+
+class StreamLoop(Stoppable):
     def __init__(
         self,
         source: Source,
@@ -91,21 +155,12 @@ class StreamLoop:
         self._in: Mailbox | queue.Queue[object] = Mailbox() if self.live else queue.Queue(queue_size)
         self._pre: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
         self._mid: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
-        self._stop = threading.Event()
-        self._errors: list[BaseException] = []
+        super().__init__()
         self._stages: dict[str, list[threading.Thread]] = {}  # stage -> its threads (inference: one per worker)
-        self.stop_reason = ""
 
     # ---- control -------------------------------------------------------------------------
-    def stop(self, reason: str = "stopped") -> None:
-        if not self._stop.is_set():
-            self.stop_reason = reason
-        self._stop.set()
+    def _stop_sources(self) -> None:
         self.source.stop()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
 
     def _put(self, q: queue.Queue[object], item: object, consumer: str) -> None:
         """Blocking put that gives up when every thread of the consuming stage has died."""
@@ -117,16 +172,6 @@ class StreamLoop:
                 stage = self._stages.get(consumer, [])
                 if stage and not any(t.is_alive() for t in stage):
                     return
-
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:
-                self._errors.append(exc)
-                self.stop("error")
-
-        return run
 
     # ---- stages ----------------------------------------------------------------------------
     def _capture(self) -> None:
@@ -265,25 +310,3 @@ class StreamLoop:
         if self._errors:
             raise self._errors[0]
         return self.stats
-
-    def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> Stats:
-        """Start, wait (calling ``on_tick`` about twice a second), stop after ``duration`` seconds.
-
-        A KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it) while waiting stops the loop
-        cleanly, as :meth:`stop` does (the frame in flight is finished and written; no thread is left
-        running), and is raised again once every stage has ended, so the caller closes its sinks.
-        """
-        self.start()
-        t_end = time.perf_counter() + duration if duration else None
-        try:
-            while self.alive():
-                time.sleep(0.05)
-                if t_end is not None and time.perf_counter() >= t_end:
-                    self.stop("duration")
-                if on_tick is not None:
-                    on_tick()
-        except KeyboardInterrupt:
-            self.stop("SIGINT")
-            self.join()
-            raise
-        return self.join()

@@ -95,7 +95,7 @@ class JsonlSink(Sink):
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         dets = det.to_records(self.class_names)
-        record = {"frame": index, "t": round(timestamp, 4), **self.extra, "detections": dets}
+        record = {"frame": index, "t": round(timestamp, 4), **self.extra, **det.metadata, "detections": dets}
         self.file.write(json.dumps(record) + "\n")  # close() flushes: whole lines only
         self.frames += 1
 

@@ -1,6 +1,6 @@
 """A fake network camera: an HTTP MJPEG stream (multipart/x-mixed-replace), like an IP camera's.
 
-    python fake_camera.py PORT [--fps 30] [--frames N] [--size 128x96]
+    python fake_camera.py PORT [--fps 30] [--frames N] [--size 128x96] [--stall-after N --stall SECONDS]
 
 Frame ``i`` is grey with a white bar ``4 * (i % 64) + 4`` px wide, so a reader can tell frames
 apart. It serves one client at a time and exits after ``--frames`` frames (0: never).
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--fps", type=float, default=30)
     ap.add_argument("--frames", type=int, default=0)
     ap.add_argument("--size", default="128x96")
+    ap.add_argument("--stall-after", type=int, default=0, help="stop sending after this many frames ...")
+    ap.add_argument("--stall", type=float, default=0.0, help="... for this many seconds, then go on")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
@@ -47,6 +49,8 @@ def main() -> None:
                     self.wfile.flush()
                     i += 1
                     time.sleep(1 / args.fps)
+                    if args.stall and i == args.stall_after:
+                        time.sleep(args.stall)  # a camera that hangs (the connection stays open)
             except (BrokenPipeError, ConnectionResetError):
                 return
 

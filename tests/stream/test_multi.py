@@ -1,0 +1,109 @@
+"""Several sources in one run: batching equals one frame at a time, a stalled camera holds up no
+other stream, per-stream outputs and tracker ids on the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from overfeat_edge.commands import main
+from overfeat_edge.commands.run_many import stream_list
+from overfeat_edge.errors import InputError
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.runtime import load_runner
+from overfeat_edge.stream.multi import MultiStreamLoop, Stream, batched_forward
+from overfeat_edge.stream.sinks import Sink
+from overfeat_edge.stream.sources import Source, parse_source
+from overfeat_edge.types import Detections
+
+from .test_loop import camera  # noqa: F401 - the fixture
+
+pytest.importorskip("cv2")
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    return Detector(load_runner("onnxruntime", "overfeat-mini-shapes", threads=2), DetectorConfig(min_score=1.5))
+
+
+def test_batched_inference_equals_one_frame_at_a_time(detector: Detector) -> None:
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (*hw, 3), dtype=np.uint8) for hw in ((240, 320), (240, 320), (200, 300))]
+    inputs = [detector.preprocess(f)[1] for f in frames]
+    batched = batched_forward(detector.runner, inputs)
+    for f, levels in enumerate(inputs):
+        alone = detector.forward(levels)
+        for k in range(len(levels)):
+            for name in ("scores", "boxes"):
+                np.testing.assert_allclose(batched[f][k][name], alone[k][name], atol=1e-4)
+
+
+class Clock(Sink):
+    """Records when each frame of a stream was written."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        self.times.append(time.monotonic())
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_stalled_camera_holds_up_no_other_stream(detector: Detector, camera, tmp_path: Path) -> None:  # noqa: F811
+    from overfeat_edge.commands.demo import write_demo_video
+
+    clip = write_demo_video(tmp_path / "clip.mp4", frames=40, seed=2)
+    _, url = camera("--fps", "20", "--stall-after", "3", "--stall", "6")
+    stalled, steady = Clock(), Clock()
+    cam = Stream("cam", Source(parse_source(url)), sinks=[stalled])
+    vid = Stream("file", Source(parse_source(str(clip))), sinks=[steady])
+    loop = MultiStreamLoop([cam, vid], detector)
+    t0 = time.monotonic()
+    loop.run(duration=12)
+    # the file's 40 frames were all written while the camera hung (it sent 3 frames, then nothing for 6 s)
+    assert len(steady.times) == 40
+    assert steady.times[-1] - t0 < 6, steady.times[-1] - t0
+    assert 1 <= len([t for t in stalled.times if t - t0 < 3]) <= 4
+    assert any(t - t0 > 6 for t in stalled.times)  # and the camera's frames came through once it went on
+
+
+def test_stream_list(tmp_path: Path) -> None:
+    f = tmp_path / "s.txt"
+    f.write_text("# site A\ndoor=rtsp://10.0.0.5/live?a=1\n\nvideotestsrc ! videoconvert ! appsink\n")
+    got = stream_list(["0"], f)
+    assert got == [
+        ("cam0", "0"),
+        ("door", "rtsp://10.0.0.5/live?a=1"),
+        ("cam2", "videotestsrc ! videoconvert ! appsink"),
+    ]
+    f.write_text("a=x.mp4\na=y.mp4\n")
+    with pytest.raises(InputError, match="given twice"):
+        stream_list(None, f)
+    with pytest.raises(InputError, match="no source"):
+        stream_list(None, None)
+
+
+def test_run_several_files_per_stream_outputs_and_ids(tmp_path: Path) -> None:
+    from overfeat_edge.commands.demo import write_demo_video
+
+    a = write_demo_video(tmp_path / "a.mp4", frames=12, seed=1)
+    b = write_demo_video(tmp_path / "b.mp4", frames=8, seed=4)
+    out = tmp_path / "o"
+    args = ["run", str(a), str(b), "--output", str(out / "v_{name}.mp4"), "--jsonl", str(out / "all.jsonl")]
+    assert main([*args, "--stats-json", str(out / "s.json"), "--track", "--no-live"]) == 0
+    recs = [json.loads(x) for x in (out / "all.jsonl").read_text().splitlines()]
+    assert sorted({r["stream"] for r in recs}) == ["cam0", "cam1"]
+    assert sum(r["stream"] == "cam0" for r in recs) == 12 and sum(r["stream"] == "cam1" for r in recs) == 8
+    assert all("tracker_id" in d for r in recs for d in r["detections"])
+    assert (out / "v_cam0.mp4").is_file() and (out / "v_cam1.mp4").is_file()
+    stats = json.loads((out / "s.json").read_text())
+    assert stats["streams"]["cam0"]["frames"] == 12 and stats["mean_batch"] > 1
+    # with several sources a video output must name each stream's file
+    assert main(["run", str(a), str(b), "--output", str(out / "one.mp4")]) == 2
