@@ -10,6 +10,7 @@ python3 benchmarks/ablation.py
 python3 benchmarks/int8.py
 python3 benchmarks/soak.py
 python3 benchmarks/memory.py
+python3 benchmarks/multistream.py
 if python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     python3 benchmarks/gpu_pyramid.py
 else

@@ -16,6 +16,7 @@ _EXTRAS = {
     "pycuda": "tensorrt",
     "cuda": "tensorrt",
     "pycocotools": "eval",
+    "paho": "mqtt",
 }
 
 

@@ -37,7 +37,12 @@ def build(
     dla: Annotated[Optional[int], typer.Option(help="Jetson DLA core (GPU fallback on).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if an up-to-date engine exists.")] = False,
     engines: Annotated[Path, typer.Option(help="Engine cache root.")] = Path("engines"),
-    batch: Annotated[str, typer.Option(help="Batch per profile; 1 until multi-camera run feeds batches.")] = "1",
+    batch: Annotated[
+        str,
+        typer.Option(
+            help="Frames per inference, N or MIN,OPT,MAX: for run with several cameras (e.g. 1,4,8 for 4 to 8)."
+        ),
+    ] = "1",
 ) -> None:
     """Build a TensorRT engine: one optimization profile per pyramid scale, cached per device."""
     scales = pyramid(scales, min_size, scale_factor)

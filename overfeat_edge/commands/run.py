@@ -133,6 +133,16 @@ def run(
         Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
     ] = None,
+    publish: Annotated[
+        Optional[str],
+        typer.Option(
+            help="mqtt://HOST[:PORT]/TOPIC or mqtts://... : one JSON message per frame (QoS 1; {name} in the topic: "
+            "the stream). Credentials from OVERFEAT_EDGE_MQTT_USERNAME / _PASSWORD / _PASSWORD_FILE."
+        ),
+    ] = None,
+    publish_buffer: Annotated[
+        int, typer.Option(help="--publish: messages kept while the broker is away (then new ones are dropped).")
+    ] = 10_000,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
 ) -> None:
     """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
@@ -168,6 +178,7 @@ def run(
             workers=workers,
             config=(scales, threshold, merge, min_score),
             track=track,
+            publish=(publish, publish_buffer),
             live_view=live_view,
         )
     source = streams[0][1]
@@ -186,6 +197,7 @@ def run(
             check_output(path, option)
     if save_frames is not None:
         check_output(save_frames, "--save-frames", folder=True)
+    check_publish(publish, publish_buffer)
     spec = parse_source(source, width, height, fps)
     inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
     check_outputs({**outputs, "--save-frames": save_frames}, inputs)
@@ -207,9 +219,10 @@ def run(
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")
 
-    if not (output or jsonl or save_frames or stats_json or display):
+    if not (output or jsonl or save_frames or stats_json or display or publish):
         err_console.print(
-            "warning: no --output, --jsonl, --save-frames, --stats-json or --display: the detections are not kept",
+            "warning: no --output, --jsonl, --save-frames, --stats-json, --publish or --display: the detections "
+            "are not kept",
             style="yellow",
         )
 
@@ -224,6 +237,10 @@ def run(
             sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source}))
         if save_frames is not None:
             sinks.append(ImageFolderSink(save_frames))
+        if publish is not None:
+            from overfeat_edge.stream.publish import MqttSink
+
+            sinks.append(MqttSink(publish, det.spec.class_names, {"source": source}, buffer=publish_buffer))
         overlay = f"{det.runner.name} {det.describe_pyramid()}"
         loop = StreamLoop(src, det, sinks, stats, max_frames, overlay, runners=runners)
         if display:
@@ -250,6 +267,7 @@ def run(
     written = [p for p in (getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks) if p is not None]
     for path in written:
         console.print(f"wrote {path}")
+    report_published(sinks)
     if summary["frames"] == 0:  # as detect and calibrate: nothing read is an error
         raise InputError(
             f"{source}: no frame could be processed (captured {summary['captured']}, unreadable "
@@ -259,6 +277,27 @@ def run(
         outs = ", ".join(map(str, written)) or "no output"
         keep(f"stopped by {loop.stop_reason} after {summary['frames']} frames; {outs} closed and readable")
         raise KeyboardInterrupt
+
+
+def check_publish(publish: Optional[str], buffer: int) -> None:
+    """--publish checked before the model loads: the URL, the credentials, paho installed."""
+    if publish is None:
+        return
+    from overfeat_edge.lazy import require
+    from overfeat_edge.stream.publish import Broker, credentials
+
+    Broker.parse(publish)
+    check_number("--publish-buffer", buffer, 1, 60_000)
+    credentials()
+    require("paho.mqtt.client", "--publish")
+
+
+def report_published(sinks: Any) -> None:
+    for sink in sinks:
+        summary = getattr(sink, "summary", None)
+        if callable(summary):
+            line = summary()
+            (err_console if getattr(sink, "dropped", 0) or getattr(sink, "waiting", 0) else console).print(line)
 
 
 def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:

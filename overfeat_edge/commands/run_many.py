@@ -74,10 +74,11 @@ def run_many(
     workers: Optional[int],
     config: tuple[Any, ...],
     track: bool,
+    publish: tuple[Optional[str], int],
     live_view: bool,
 ) -> None:
     from overfeat_edge.commands.common import check_number
-    from overfeat_edge.commands.run import _run_with_signals, display_min_score
+    from overfeat_edge.commands.run import _run_with_signals, check_publish, display_min_score, report_published
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
     from overfeat_edge.stream.multi import MultiStreamLoop, Stream
@@ -108,14 +109,15 @@ def run_many(
                 raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {path}")
     inputs = [p for _, spec in specs for p in (*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else []))]
     check_outputs(named, inputs)
+    check_publish(*publish)
     scales, threshold, merge, min_score = config
     cfg = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
     det = load_detector(model, backend=backend, config=cfg, **options)
     console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
-    if not any(v is not None for v in named.values()):
+    if not any(v is not None for v in named.values()) and publish[0] is None:
         err_console.print(
-            "warning: no --output, --jsonl, --save-frames or --stats-json: nothing is kept", style="yellow"
+            "warning: no --output, --jsonl, --save-frames, --stats-json or --publish: nothing is kept", style="yellow"
         )
     streams: list[Stream] = []
     shared: list[Sink] = []
@@ -123,6 +125,10 @@ def run_many(
         if shared_jsonl:
             assert jsonl is not None
             shared.append(JsonlSink(jsonl, det.spec.class_names))
+        if publish[0] is not None:
+            from overfeat_edge.stream.publish import MqttSink
+
+            shared.append(MqttSink(publish[0], det.spec.class_names, buffer=publish[1]))
         for name, spec in specs:
 
             def log(msg: str, name: str = name) -> None:
@@ -166,6 +172,7 @@ def run_many(
     console.print(f"frames per batched inference: {summary['mean_batch']} on average; stopped by: {loop.stop_reason}")
     if stats_json is not None:
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
+    report_published(shared)
     if all(s.stats.frames == 0 for s in streams):
         raise InputError("no frame could be processed from any source")
     if loop.stop_reason in ("SIGINT", "SIGTERM"):

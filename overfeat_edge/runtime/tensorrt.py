@@ -41,7 +41,8 @@ if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at 
 
 @dataclass
 class _Slot:
-    """One profile's context and buffers."""
+    """One per-scale profile's context, its buffers sized for the profile's largest batch (the first
+    ``n`` rows serve a batch of ``n``), the input shape set now, and the graph captured for one shape."""
 
     profile: Profile
     context: trt.IExecutionContext
@@ -49,14 +50,14 @@ class _Slot:
     dev_in: int
     host_out: dict[str, np.ndarray]
     dev_out: dict[str, int]
+    shape: tuple[int, ...] | None = None
     graph: Any = None
+    graph_shape: tuple[int, ...] | None = None
 
 
 @dataclass
 class _DynamicSlot(_Slot):
-    """The dynamic profile's context; flat buffers sized for its largest input; the shape set now."""
-
-    shape: tuple[int, ...] | None = None
+    """The dynamic profile's context; flat buffers sized for its largest input."""
 
 
 def _dims(dims: Any) -> tuple[int, ...]:
@@ -86,8 +87,6 @@ class TensorRTRunner(Runner):
         manifest, data = check_engine(engine_path, running_device(module, self.cuda, dla_core))
         if "spec" not in manifest.extra:
             raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
-        if any(p.max[0] != 1 for p in manifest.profiles if p.scale is not None):
-            raise ModelError(f"{engine_path}: its per-scale profiles take batches over 1, which run does not feed yet")
         self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
         self.outputs = self.spec.arch.output_names  # scores, boxes, then any extra head (landmarks)
         self.max_batch = max(p.max[0] for p in manifest.profiles)
@@ -117,7 +116,7 @@ class TensorRTRunner(Runner):
             ctx.set_optimization_profile_async(p.index, self.stream)
         except RuntimeError as exc:
             raise ModelError(f"{self.path.name}: cannot select optimization profile {p.index} ({exc})") from None
-        shape_in = p.max if dynamic else p.opt  # the largest outputs size a dynamic profile's buffers
+        shape_in = p.max  # the largest input sizes the buffers (and, set now, gives the largest outputs)
         if not ctx.set_input_shape(INPUT_NAME, shape_in):
             raise ModelError(f"profile {p.index} does not accept input shape {shape_in}")
         hosts: dict[str, np.ndarray] = {}
@@ -140,14 +139,19 @@ class TensorRTRunner(Runner):
         host_in, dev_in = hosts.pop(INPUT_NAME), devices.pop(INPUT_NAME)
         if dynamic:
             return _DynamicSlot(p, ctx, host_in, dev_in, hosts, devices, shape=shape_in)
-        return _Slot(p, ctx, host_in, dev_in, hosts, devices)
+        slot = _Slot(p, ctx, host_in, dev_in, hosts, devices, shape=shape_in)
+        self._set_shape(slot, p.opt)  # the batch the profile expects most (a graph is captured for it)
+        return slot
+
+    def _set_shape(self, s: _Slot, shape: tuple[int, ...]) -> None:
+        if s.shape != shape:
+            if not s.context.set_input_shape(INPUT_NAME, shape):
+                raise ModelError(f"profile {s.profile.index} does not accept input shape {shape}")
+            s.shape = shape
 
     def _run_dynamic(self, d: _DynamicSlot, x: np.ndarray) -> dict[str, np.ndarray]:
         """One level through the dynamic profile; synchronizes (its buffers serve the next level)."""
-        if d.shape != x.shape:
-            if not d.context.set_input_shape(INPUT_NAME, x.shape):
-                raise ModelError(f"the dynamic profile does not accept input shape {x.shape}")
-            d.shape = x.shape
+        self._set_shape(d, x.shape)
         host_in = d.host_in[: x.size].reshape(x.shape)
         np.copyto(host_in, x)
         self.cuda.h2d(d.dev_in, host_in, self.stream)
@@ -166,6 +170,7 @@ class TensorRTRunner(Runner):
             raise ModelError(f"{self.path.name}: TensorRT execute_async_v3 failed for profile {s.profile.index}")
         self.cuda.sync(self.stream)
         s.graph = self.cuda.capture(self.stream, lambda: s.context.execute_async_v3(self.stream))
+        s.graph_shape = s.shape
 
     def _free(self, s: _Slot) -> None:
         if s.graph is not None:
@@ -239,24 +244,28 @@ class TensorRTRunner(Runner):
         if self._depth == 0:
             with self:
                 return self._enqueue(batches)
-        done: list[_Slot | dict[str, np.ndarray]] = []
+        done: list[tuple[_Slot, int] | dict[str, np.ndarray]] = []
         for x in batches:
             x = self.check_input(x)
             s = self._slot_for(x.shape)  # type: ignore[arg-type]
             if isinstance(s, _DynamicSlot):
                 done.append(self._run_dynamic(s, x))
                 continue
-            np.copyto(s.host_in, x)
-            self.cuda.h2d(s.dev_in, s.host_in, self.stream)
-            if s.graph is not None:
+            n = x.shape[0]  # a batch of n uses the first n rows of buffers sized for the profile's largest
+            host_in = s.host_in[:n]
+            np.copyto(host_in, x)
+            self.cuda.h2d(s.dev_in, host_in, self.stream)
+            if s.graph is not None and s.graph_shape == x.shape:  # the graph replays the shape it captured
                 self.cuda.launch(s.graph, self.stream)
-            elif not s.context.execute_async_v3(self.stream):
-                raise ModelError("TensorRT execute_async_v3 failed")
+            else:
+                self._set_shape(s, x.shape)
+                if not s.context.execute_async_v3(self.stream):
+                    raise ModelError("TensorRT execute_async_v3 failed")
             for name in self.outputs:
-                self.cuda.d2h(s.host_out[name], s.dev_out[name], self.stream)
-            done.append(s)
+                self.cuda.d2h(s.host_out[name][:n], s.dev_out[name], self.stream)
+            done.append((s, n))
         self.cuda.sync(self.stream)  # one synchronization for every static level of the frame
-        return [{k: v.copy() for k, v in d.host_out.items()} if isinstance(d, _Slot) else d for d in done]
+        return [{k: v[: d[1]].copy() for k, v in d[0].host_out.items()} if isinstance(d, tuple) else d for d in done]
 
 
 def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None) -> Runner:

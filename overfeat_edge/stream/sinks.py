@@ -21,6 +21,15 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.types import Detections
 
 
+def frame_record(
+    index: int, timestamp: float, det: Detections, class_names: tuple[str, ...] | list[str], extra: dict[str, Any]
+) -> dict[str, Any]:
+    """One frame as the JSONL line and the MQTT message carry it: frame, t, the sink's extra fields
+    (source or stream), the detections' metadata (stream name) and the detections."""
+    dets = det.to_records(class_names)
+    return {"frame": index, "t": round(timestamp, 4), **extra, **det.metadata, "detections": dets}
+
+
 class Sink:
     """Takes ``(index, timestamp_s, frame BGR uint8 annotated, detections)``; closed exactly once."""
 
@@ -94,8 +103,7 @@ class JsonlSink(Sink):
         self.frames = 0
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
-        dets = det.to_records(self.class_names)
-        record = {"frame": index, "t": round(timestamp, 4), **self.extra, **det.metadata, "detections": dets}
+        record = frame_record(index, timestamp, det, self.class_names, self.extra)
         self.file.write(json.dumps(record) + "\n")  # close() flushes: whole lines only
         self.frames += 1
 

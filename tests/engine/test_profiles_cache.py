@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from overfeat_edge.arch import get_arch
@@ -139,7 +140,7 @@ def test_missing_or_malformed_manifest(tmp_path: Path) -> None:
         check_engine(tmp_path / "none.engine", ORIN)
 
 
-@pytest.mark.parametrize(("text", "want"), [("1", (1, 1, 1)), ("4", (4, 4, 4)), ("1,2,8", (1, 2, 8))])
+@pytest.mark.parametrize(("text", "want"), [("1", (1, 1, 1)), ("4", (1, 4, 4)), ("1,2,8", (1, 2, 8))])
 def test_batch_option(text: str, want: tuple[int, int, int]) -> None:
     assert parse_batch(text) == want
 
@@ -148,3 +149,37 @@ def test_batch_option(text: str, want: tuple[int, int, int]) -> None:
 def test_bad_batch_option(text: str) -> None:
     with pytest.raises(InputError, match="--batch must be"):
         parse_batch(text)
+    with pytest.raises(InputError, match="the minimum must be 1"):
+        parse_batch("2,4,8")
+
+
+def test_batched_engine_serves_every_round_of_the_multi_camera_loop() -> None:
+    """A --batch 1,4,8 engine: every batch a round can hold finds the level's own profile, and the
+    loop cuts larger rounds into batches of the engine's largest (the runner's max_batch)."""
+    from overfeat_edge.stream.multi import batched_forward
+
+    ps = plan_profiles(SPEC, (480, 640), ["384", "224"], batch=parse_batch("1,4,8"), dynamic_max_side=700)
+    assert max(p.max[0] for p in ps) == 8
+    for n in range(1, 9):
+        assert profile_for(ps, (n, 3, 384, 512)) is ps[0] and profile_for(ps, (n, 3, 224, 299)) is ps[1]
+
+    class Recorder:  # records the batches the loop hands a runner whose profiles end at 8
+        max_batch = 8
+
+        def __init__(self) -> None:
+            self.shapes: list[tuple[int, ...]] = []
+
+        def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+            self.shapes += [b.shape for b in batches]
+            return [{"scores": b[:, :1] * 2} for b in batches]
+
+    frames = [
+        [np.full((1, 3, 384, 512), float(f), np.float32), np.full((1, 3, 224, 299), -f, np.float32)] for f in range(11)
+    ]
+    r = Recorder()
+    maps = batched_forward(r, frames)
+    assert sorted(r.shapes) == sorted([(8, 3, 384, 512), (3, 3, 384, 512), (8, 3, 224, 299), (3, 3, 224, 299)])
+    assert all(profile_for(ps, s) in ps[:2] for s in r.shapes)
+    for f in range(11):  # every frame gets its own rows back
+        assert maps[f][0]["scores"].shape == (1, 384, 512) and np.all(maps[f][0]["scores"] == 2 * f)
+        assert np.all(maps[f][1]["scores"] == -2 * f)

@@ -1,0 +1,173 @@
+"""[no torch] ``--publish mqtt://HOST[:PORT]/TOPIC``: every frame's detections to an MQTT broker.
+
+What DeepStream's nvmsgbroker does, with Eclipse paho (the ``mqtt`` extra). One JSON message per
+frame per stream, the JSONL line's schema (:func:`~overfeat_edge.stream.sinks.frame_record`), QoS 1.
+``{name}`` in the topic is the stream's name.
+
+When the broker is away, paho keeps every QoS 1 message it has not had acknowledged (those sent
+and not yet acknowledged, and those not sent) and sends them, in order, when it reconnects
+(retrying with a backoff from 0.5 s to 8 s); messages in flight at the break are sent again with
+the DUP flag, as QoS 1 allows. The buffer is bounded (``buffer`` messages): once it is full, new
+messages are dropped and counted, never the ones already waiting. On close the sink waits up to
+``drain`` seconds for the buffer to empty, then says what was left.
+
+Credentials never come from the command line: ``OVERFEAT_EDGE_MQTT_USERNAME`` and
+``OVERFEAT_EDGE_MQTT_PASSWORD`` (or ``OVERFEAT_EDGE_MQTT_PASSWORD_FILE``, a file holding it), and
+TLS for ``mqtts://`` (the system's CAs, or ``OVERFEAT_EDGE_MQTT_CA`` a CA file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from overfeat_edge.errors import InputError
+from overfeat_edge.lazy import require
+from overfeat_edge.stream.sinks import Sink, frame_record
+from overfeat_edge.types import Detections
+
+ENV_USER = "OVERFEAT_EDGE_MQTT_USERNAME"
+ENV_PASSWORD = "OVERFEAT_EDGE_MQTT_PASSWORD"
+ENV_PASSWORD_FILE = "OVERFEAT_EDGE_MQTT_PASSWORD_FILE"
+ENV_CA = "OVERFEAT_EDGE_MQTT_CA"
+
+
+@dataclass(frozen=True)
+class Broker:
+    """Where to publish, parsed from ``mqtt[s]://HOST[:PORT]/TOPIC``."""
+
+    host: str
+    port: int
+    topic: str
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> Broker:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise InputError(f"--publish {url}: give mqtt://HOST[:PORT]/TOPIC or mqtts://... (TLS)")
+        if parts.username is not None or parts.password is not None:
+            raise InputError(
+                f"--publish: no credentials in the URL (they would show in the process list); "
+                f"set {ENV_USER} and {ENV_PASSWORD} or {ENV_PASSWORD_FILE}"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise InputError(f"--publish {url}: the port must be a number from 1 to 65535") from None
+        topic = parts.path.lstrip("/")
+        if not parts.hostname or not topic:
+            raise InputError(f"--publish {url}: both a host and a topic are needed (mqtt://HOST[:PORT]/TOPIC)")
+        if any(c in topic for c in "+\0") or "#" in url or parts.query:
+            raise InputError(f"--publish {url}: a topic to publish to cannot hold '+', '#', '?' or NUL")
+        return cls(parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883), topic, parts.scheme == "mqtts")
+
+
+def credentials() -> tuple[Optional[str], Optional[str]]:
+    """(username, password) from the environment; a password file is read whole, one newline stripped."""
+    user = os.environ.get(ENV_USER) or None
+    password = os.environ.get(ENV_PASSWORD) or None
+    path = os.environ.get(ENV_PASSWORD_FILE)
+    if path:
+        try:
+            password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{ENV_PASSWORD_FILE}={path}: cannot be read ({type(exc).__name__})") from None
+    if password is not None and user is None:
+        raise InputError(f"an MQTT password is set but no {ENV_USER}")
+    return user, password
+
+
+class MqttSink(Sink):
+    """Publishes one JSON message per frame (QoS 1) through a background paho client."""
+
+    def __init__(
+        self,
+        url: str,
+        class_names: tuple[str, ...] | list[str],
+        extra: dict[str, Any] | None = None,
+        buffer: int = 10_000,
+        drain: float = 5.0,
+        client_id: str = "",
+    ) -> None:
+        if not 1 <= buffer <= 60_000:  # MQTT packet ids are 16-bit: a larger buffer would reuse them
+            raise InputError(f"--publish-buffer must be from 1 to 60000 messages, got {buffer}")
+        self.broker = Broker.parse(url)
+        self.url, self.class_names, self.extra, self.drain = url, class_names, extra or {}, drain
+        mqtt = require("paho.mqtt.client", "--publish")
+        user, password = credentials()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"overfeat-edge-{socket.gethostname()}-{os.getpid()}-{id(self):x}",
+            clean_session=True,
+        )
+        self.client.max_queued_messages_set(buffer)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=8)
+        if user is not None:
+            self.client.username_pw_set(user, password)
+        if self.broker.tls:
+            self.client.tls_set(ca_certs=os.environ.get(ENV_CA) or None)
+        self._queue_full = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+        self.connected = threading.Event()
+        self.last_error = ""
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self._lock = threading.Lock()
+        self.accepted = self.sent = self.dropped = self.connects = 0  # sent: acknowledged by the broker
+        self.client.on_publish = self._on_publish
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if getattr(reason, "is_failure", False):
+            self.last_error = f"refused: {reason}"
+            return
+        self.connects += 1
+        self.connected.set()
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        self.connected.clear()
+        self.last_error = f"disconnected: {reason}"
+
+    def topic(self, record: dict[str, Any]) -> str:
+        return self.broker.topic.replace("{name}", str(record.get("stream", "")))
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        with self._lock:  # QoS 1: called once, on the broker's PUBACK
+            self.sent += 1
+
+    def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
+        record = frame_record(index, timestamp, det, self.class_names, self.extra)
+        info = self.client.publish(self.topic(record), json.dumps(record), qos=1)
+        if info.rc == self._queue_full:
+            self.dropped += 1
+        else:  # sent now, or kept until the broker is back
+            self.accepted += 1
+
+    @property
+    def waiting(self) -> int:
+        """Messages buffered and not yet acknowledged by the broker."""
+        with self._lock:
+            return self.accepted - self.sent
+
+    def close(self) -> None:
+        t_end = time.monotonic() + self.drain
+        while self.waiting and time.monotonic() < t_end:
+            time.sleep(0.05)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def summary(self) -> str:
+        left = self.waiting
+        tail = f", {left} not acknowledged when it closed ({self.last_error or 'no connection'})" if left else ""
+        drop = f", {self.dropped} dropped (buffer full)" if self.dropped else ""
+        return f"{self.url}: {self.sent} message(s) acknowledged{drop}{tail}"
