@@ -181,7 +181,13 @@ def run(
             publish=(publish, publish_buffer),
             live_view=live_view,
         )
-    source = streams[0][1]
+    name, source = streams[0]
+    from overfeat_edge.commands.run_many import per_stream
+
+    output, jsonl, save_frames = (
+        per_stream(p, o, name, False)
+        for p, o in ((output, "--output"), (jsonl, "--jsonl"), (save_frames, "--save-frames"))
+    )
     # every option and output checked before the model loads
     check_number("--max-frames", max_frames, 0, None, above=True)
     check_number("--duration", duration, 0, None, above=True)
@@ -234,13 +240,14 @@ def run(
         if output is not None:
             sinks.append(VideoSink(output, src.fps))
         if jsonl is not None:
-            sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source}))
+            sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source, "stream": name}))
         if save_frames is not None:
             sinks.append(ImageFolderSink(save_frames))
         if publish is not None:
             from overfeat_edge.stream.publish import MqttSink
 
-            sinks.append(MqttSink(publish, det.spec.class_names, {"source": source}, buffer=publish_buffer))
+            extra = {"source": source, "stream": name}
+            sinks.append(MqttSink(publish, det.spec.class_names, extra, buffer=publish_buffer))
         overlay = f"{det.runner.name} {det.describe_pyramid()}"
         loop = StreamLoop(src, det, sinks, stats, max_frames, overlay, runners=runners)
         if display:
@@ -284,9 +291,10 @@ def check_publish(publish: Optional[str], buffer: int) -> None:
     if publish is None:
         return
     from overfeat_edge.lazy import require
-    from overfeat_edge.stream.publish import Broker, credentials
+    from overfeat_edge.stream.publish import Broker, credentials, tls_ca
 
-    Broker.parse(publish)
+    if Broker.parse(publish).tls:
+        tls_ca()
     check_number("--publish-buffer", buffer, 1, 60_000)
     credentials()
     require("paho.mqtt.client", "--publish")

@@ -47,7 +47,7 @@ def stream_list(sources: Optional[list[str]], sources_file: Optional[Path]) -> l
     return out
 
 
-def _per_stream(path: Optional[Path], option: str, name: str, many: bool) -> Optional[Path]:
+def per_stream(path: Optional[Path], option: str, name: str, many: bool) -> Optional[Path]:
     if path is None:
         return None
     if "{name}" in str(path):
@@ -97,9 +97,9 @@ def run_many(
     named: dict[str, Optional[Path]] = {"--jsonl": jsonl if shared_jsonl else None, "--stats-json": stats_json}
     for name, _ in specs:
         per[name] = {
-            "--output": _per_stream(output, "--output", name, True),
-            "--jsonl": None if shared_jsonl else _per_stream(jsonl, "--jsonl", name, True),
-            "--save-frames": _per_stream(save_frames, "--save-frames", name, True),
+            "--output": per_stream(output, "--output", name, True),
+            "--jsonl": None if shared_jsonl else per_stream(jsonl, "--jsonl", name, True),
+            "--save-frames": per_stream(save_frames, "--save-frames", name, True),
         }
         named.update({f"{k} ({name})": v for k, v in per[name].items()})
     for option, path in named.items():
@@ -154,7 +154,8 @@ def run_many(
         )
         _run_with_signals(loop, duration, loop.stats, live_view and console.is_terminal)
     finally:
-        close_all([*(k for s in streams for k in s.sinks if k not in shared), *shared, *(s.source for s in streams)])
+        sources = [s.source for s in streams if not s.hung]  # a hung read's capture is left to exit
+        close_all([*(k for s in streams for k in s.sinks if k not in shared), *shared, *sources])
     summary = {
         "stopped_by": loop.stop_reason,
         "mean_batch": round(sum(loop.batch_sizes) / max(len(loop.batch_sizes), 1), 2),
@@ -166,7 +167,9 @@ def run_many(
         console.print(
             f"{s.name}: processed {st['frames']} at {st['fps']} FPS, latency p95 {lat.get('p95_ms', 0):.0f} ms, "
             f"captured {st['captured']}, dropped {st['dropped']}, skipped {st['skipped']}, reconnects "
-            f"{st['reconnects']}" + (f"; failed: {s.error}" if s.error else ""),
+            f"{st['reconnects']}"
+            + (f"; failed: {s.error}" if s.error else "")
+            + ("; its capture was still in a read at the end and was left to exit" if s.hung else ""),
             soft_wrap=True,
         )
     console.print(f"frames per batched inference: {summary['mean_batch']} on average; stopped by: {loop.stop_reason}")

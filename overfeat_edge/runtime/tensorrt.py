@@ -240,17 +240,28 @@ class TensorRTRunner(Runner):
         return self._enqueue(batches)
 
     def _enqueue(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Every batch's outputs by name: static levels enqueued together, one synchronization."""
+        """Every batch's outputs by name: static levels enqueued together, one synchronization. A
+        batch for a slot already used in this call (a round cut into several batches of one level)
+        first waits for the stream and copies the earlier outputs out of the slot's buffers."""
         if self._depth == 0:
             with self:
                 return self._enqueue(batches)
         done: list[tuple[_Slot, int] | dict[str, np.ndarray]] = []
+
+        def flush() -> None:
+            self.cuda.sync(self.stream)
+            for i, d in enumerate(done):
+                if isinstance(d, tuple):
+                    done[i] = {k: v[: d[1]].copy() for k, v in d[0].host_out.items()}
+
         for x in batches:
             x = self.check_input(x)
             s = self._slot_for(x.shape)  # type: ignore[arg-type]
             if isinstance(s, _DynamicSlot):
                 done.append(self._run_dynamic(s, x))
                 continue
+            if any(isinstance(d, tuple) and d[0] is s for d in done):
+                flush()  # its buffers still hold (or are still copying) an earlier batch's outputs
             n = x.shape[0]  # a batch of n uses the first n rows of buffers sized for the profile's largest
             host_in = s.host_in[:n]
             np.copyto(host_in, x)
@@ -264,8 +275,8 @@ class TensorRTRunner(Runner):
             for name in self.outputs:
                 self.cuda.d2h(s.host_out[name][:n], s.dev_out[name], self.stream)
             done.append((s, n))
-        self.cuda.sync(self.stream)  # one synchronization for every static level of the frame
-        return [{k: v[: d[1]].copy() for k, v in d[0].host_out.items()} if isinstance(d, tuple) else d for d in done]
+        flush()  # one synchronization for every static level of the frame
+        return [d for d in done if isinstance(d, dict)]
 
 
 def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None) -> Runner:

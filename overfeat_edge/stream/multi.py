@@ -46,6 +46,7 @@ class Stream:
     stats: Stats = field(default_factory=Stats)
     error: str = ""
     ended: bool = False
+    hung: bool = False
 
     def __post_init__(self) -> None:
         self.inbox: Mailbox | queue.Queue[object] = Mailbox() if self.source.spec.live else queue.Queue(4)
@@ -70,7 +71,7 @@ class MultiStreamLoop(Stoppable):
     # ---- threads ---------------------------------------------------------------------------
     def _capture(self, s: Stream) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not s.ended:
                 frame = s.source.read()
                 if frame is None:
                     break
@@ -80,7 +81,7 @@ class MultiStreamLoop(Stoppable):
                     if s.inbox.put(item):
                         s.stats.dropped += 1
                 else:
-                    while not self._stop.is_set():
+                    while not self._stop.is_set() and not s.ended:
                         try:
                             s.inbox.put(item, timeout=0.1)
                             break
@@ -100,7 +101,7 @@ class MultiStreamLoop(Stoppable):
 
     def _put_end(self, s: Stream) -> None:
         assert isinstance(s.inbox, queue.Queue)
-        while True:
+        while not s.ended:  # an ended stream's inbox is read no more
             try:
                 s.inbox.put(_END, timeout=0.1)
                 return
@@ -112,12 +113,15 @@ class MultiStreamLoop(Stoppable):
                         pass
 
     def _round(self) -> list[tuple[Stream, Frame, float]]:
+        """The frame each stream has ready, waiting WAIT seconds in all (not per stream: streams
+        that stall or reconnect cost a round one wait, however many there are)."""
         got = []
+        deadline = time.perf_counter() + WAIT
         for s in self.streams:
             if s.ended:
                 continue
             try:
-                item = s.inbox.get(timeout=WAIT)
+                item = s.inbox.get(timeout=max(0.0, deadline - time.perf_counter()))
             except queue.Empty:
                 continue  # not ready: this round goes on without it
             if item is _END:
@@ -139,16 +143,55 @@ class MultiStreamLoop(Stoppable):
                         continue
                     self.batch_sizes.append(len(batch))
                     t0 = time.perf_counter()
-                    prepared = [det.preprocess(frame.image) for _, frame, _ in batch]
+                    prepared = []
+                    for item in list(batch):
+                        try:
+                            prepared.append(det.preprocess(item[1].image))
+                        except Exception as exc:  # this stream's frame, not the round
+                            self._fail(item[0], exc)
+                            batch.remove(item)
+                    if not batch:
+                        continue
                     t1 = time.perf_counter()
-                    maps = batched_forward(runner, [inputs for _, inputs in prepared])
+                    maps = self._forward(batch, [inputs for _, inputs in prepared])
                     t2 = time.perf_counter()
                     for (s, frame, t_cap), (levels, _), m in zip(batch, prepared, maps):
+                        if m is None:
+                            continue
                         s.stats.add("preprocess", (t1 - t0) / len(batch))
                         s.stats.add("inference", (t2 - t1) / len(batch))
                         self._put_done((s, frame, t_cap, levels, m))
         finally:
             self._put_done(_END)
+
+    def _forward(
+        self, batch: list[tuple[Stream, Frame, float]], inputs: list[list[np.ndarray]]
+    ) -> list[list[dict[str, np.ndarray]] | None]:
+        """The round's maps in one batched inference; if it fails, frame by frame, so that only the
+        stream whose frame fails (a frame size the engine has no profile for) ends."""
+        try:
+            return list(batched_forward(self.detector.runner, inputs))
+        except Exception:
+            if len(batch) == 1:
+                raise
+        out: list[list[dict[str, np.ndarray]] | None] = []
+        first: Exception | None = None
+        for (s, _, _), x in zip(batch, inputs):
+            try:
+                out.append(batched_forward(self.detector.runner, [x])[0])
+            except Exception as exc:
+                self._fail(s, exc)
+                out.append(None)
+                first = first or exc
+        if first is not None and all(m is None for m in out):
+            raise first  # not a stream's problem: the runner's
+        return out
+
+    def _fail(self, s: Stream, exc: BaseException) -> None:
+        """End one stream with its error; the others go on."""
+        s.error = f"{type(exc).__name__}: {exc}"
+        s.ended = True
+        s.source.stop()
 
     def _put_done(self, item: object) -> None:
         while True:
@@ -212,8 +255,10 @@ class MultiStreamLoop(Stoppable):
         self.stop_reason = self.stop_reason or "end of input"
         self._stop.set()
         self._stop_sources()
-        for t in self._threads[:-2]:
-            t.join(2.0)
+        deadline = time.perf_counter() + 2.0  # for every capture together, not each
+        for s, t in zip(self.streams, self._threads[:-2]):
+            t.join(max(0.0, deadline - time.perf_counter()))
+            s.hung = t.is_alive()  # inside a read that does not return: its source is not closed under it
         if self._errors:
             raise self._errors[0]
         return self.stats

@@ -6,7 +6,7 @@ frame per stream, the JSONL line's schema (:func:`~overfeat_edge.stream.sinks.fr
 
 When the broker is away, paho keeps every QoS 1 message it has not had acknowledged (those sent
 and not yet acknowledged, and those not sent) and sends them, in order, when it reconnects
-(retrying with a backoff from 0.5 s to 8 s); messages in flight at the break are sent again with
+(retrying with a backoff from 1 s to 8 s); messages in flight at the break are sent again with
 the DUP flag, as QoS 1 allows. The buffer is bounded (``buffer`` messages): once it is full, new
 messages are dropped and counted, never the ones already waiting. On close the sink waits up to
 ``drain`` seconds for the buffer to empty, then says what was left.
@@ -87,6 +87,19 @@ def credentials() -> tuple[Optional[str], Optional[str]]:
     return user, password
 
 
+def tls_ca() -> Optional[str]:
+    """The CA file for mqtts:// (``OVERFEAT_EDGE_MQTT_CA``), checked; None: the system's CAs."""
+    ca = os.environ.get(ENV_CA) or None
+    if ca is not None:
+        try:
+            text = Path(ca).read_text(encoding="ascii", errors="replace")
+        except OSError as exc:
+            raise InputError(f"{ENV_CA}={ca}: cannot be read ({type(exc).__name__})") from None
+        if "-----BEGIN CERTIFICATE-----" not in text:
+            raise InputError(f"{ENV_CA}={ca}: not a PEM certificate file")
+    return ca
+
+
 class MqttSink(Sink):
     """Publishes one JSON message per frame (QoS 1) through a background paho client."""
 
@@ -115,7 +128,11 @@ class MqttSink(Sink):
         if user is not None:
             self.client.username_pw_set(user, password)
         if self.broker.tls:
-            self.client.tls_set(ca_certs=os.environ.get(ENV_CA) or None)
+            ca = tls_ca()
+            try:
+                self.client.tls_set(ca_certs=ca)
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise InputError(f"--publish {url}: TLS could not be set up ({type(exc).__name__}: {exc})") from None
         self._queue_full = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
         self.connected = threading.Event()
         self.last_error = ""

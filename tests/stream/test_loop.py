@@ -103,18 +103,37 @@ def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: 
     assert sum(len(r["detections"]) for r in recs) >= 10  # the demo scenes hold four objects each
 
 
-def test_live_source_drops_stale_frames(camera, tmp_path: Path, detector: Detector) -> None:
+def test_live_source_latency_stays_about_one_inference(camera, tmp_path: Path, detector: Detector) -> None:
     _, url = camera("--fps", "60")
     with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
         loop = StreamLoop(Source(parse_source(url)), detector, [sink], max_frames=6)
         stats = loop.run(duration=60)
     idx = [json.loads(x)["frame"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert len(idx) == 6 and all(b > a for a, b in zip(idx, idx[1:]))
-    assert stats.dropped > 0 and stats.captured > stats.frames
-    assert max(b - a for a, b in zip(idx, idx[1:])) > 1  # frames were skipped, not queued
+    assert stats.captured >= stats.frames
     s = stats.summary()["stages"]
     # latest-frame policy: a frame waits at most about one inference before it is taken
     assert s["latency"]["p50_ms"] < 3 * s["inference"]["p95_ms"] + 200
+
+
+class SlowJsonl(JsonlSink):
+    """0.1 s per frame: output, then inference, falls behind a 60 FPS camera on any machine (a fast
+    one kept up with the camera, and skipped nothing, without it)."""
+
+    def write(self, *args: object) -> None:
+        time.sleep(0.1)
+        super().write(*args)  # type: ignore[arg-type]
+
+
+def test_live_source_drops_stale_frames(camera, tmp_path: Path, detector: Detector) -> None:
+    _, url = camera("--fps", "60")
+    with SlowJsonl(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
+        loop = StreamLoop(Source(parse_source(url)), detector, [sink], max_frames=12)
+        stats = loop.run(duration=60)
+    idx = [json.loads(x)["frame"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(idx) == 12 and all(b > a for a, b in zip(idx, idx[1:]))
+    assert stats.dropped > 0 and stats.captured > stats.frames
+    assert max(b - a for a, b in zip(idx, idx[1:])) > 1  # frames were skipped, not queued
 
 
 def test_reconnects_when_the_stream_ends(camera) -> None:

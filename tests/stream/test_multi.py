@@ -101,9 +101,56 @@ def test_run_several_files_per_stream_outputs_and_ids(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in (out / "all.jsonl").read_text().splitlines()]
     assert sorted({r["stream"] for r in recs}) == ["cam0", "cam1"]
     assert sum(r["stream"] == "cam0" for r in recs) == 12 and sum(r["stream"] == "cam1" for r in recs) == 8
-    assert all("tracker_id" in d for r in recs for d in r["detections"])
+    tracked = [d for r in recs for d in r["detections"]]
+    assert tracked and all("tracker_id" in d for d in tracked)
     assert (out / "v_cam0.mp4").is_file() and (out / "v_cam1.mp4").is_file()
     stats = json.loads((out / "s.json").read_text())
     assert stats["streams"]["cam0"]["frames"] == 12 and stats["mean_batch"] > 1
     # with several sources a video output must name each stream's file
     assert main(["run", str(a), str(b), "--output", str(out / "one.mp4")]) == 2
+
+
+class OneSizeRunner:
+    """The real runner, refusing inputs of one width, as an engine without a profile for a camera's
+    frame size refuses them (TensorRT is not here to be that engine)."""
+
+    def __init__(self, runner: object, bad_width: int) -> None:
+        self.runner, self.bad_width = runner, bad_width
+        self.max_batch = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.runner, name)
+
+    def __enter__(self) -> OneSizeRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        for b in batches:
+            if b.shape[3] == self.bad_width:
+                raise InputError(f"no profile for input {b.shape[2]}x{b.shape[3]}")
+        return self.runner.run_many(batches)  # type: ignore[attr-defined]
+
+
+def test_a_stream_the_runner_refuses_ends_alone(detector: Detector, tmp_path: Path) -> None:
+    import cv2
+
+    from overfeat_edge.commands.demo import write_demo_video
+
+    clip = write_demo_video(tmp_path / "clip.mp4", frames=12, seed=2)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(odd / f"{i}.png"), np.full((150, 300, 3), 40 * i, np.uint8))  # 2:1, the clip 4:3
+    level0 = detector.preprocess(np.zeros((150, 300, 3), np.uint8))[1][0].shape[3]
+    assert level0 != detector.preprocess(np.zeros((240, 320, 3), np.uint8))[1][0].shape[3]
+    det = Detector(OneSizeRunner(detector.runner, level0), DetectorConfig(min_score=1.5))  # type: ignore[arg-type]
+    good, bad = Clock(), Clock()
+    vid = Stream("file", Source(parse_source(str(clip))), sinks=[good])
+    pics = Stream("odd", Source(parse_source(str(odd))), sinks=[bad])
+    loop = MultiStreamLoop([vid, pics], det)
+    loop.run(duration=60)
+    assert len(good.times) == 12 and not vid.error
+    assert bad.times == [] and "no profile for input" in pics.error

@@ -102,9 +102,14 @@ class Subscriber:
         with self.lock:
             return [m["frame"] for m in self.messages]
 
+    def unique(self) -> int:
+        """Distinct (topic, frame) pairs received."""
+        with self.lock:
+            return len({(t, m["frame"]) for t, m in zip(self.topics, self.messages)})
+
     def wait_for(self, unique: int, timeout: float = 20.0) -> None:
         t_end = time.monotonic() + timeout
-        while len(set(self.frames())) < unique and time.monotonic() < t_end:
+        while self.unique() < unique and time.monotonic() < t_end:
             time.sleep(0.05)
 
     def close(self) -> None:
@@ -251,7 +256,7 @@ def test_run_publishes_every_frame_of_every_stream(broker: Mosquitto, tmp_path: 
         timeout=300,
     )
     assert out.returncode == 0, out.stderr
-    sub.wait_for(12)
+    sub.wait_for(24)
     sub.close()
     lines = [json.loads(x) for x in (tmp_path / "all.jsonl").read_text().splitlines()]
     got = {(t, m["frame"]): m for t, m in zip(sub.topics, sub.messages)}
@@ -270,3 +275,19 @@ def test_publish_refuses_before_loading_anything(tmp_path: Path) -> None:
     )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "no credentials in the URL" in out.stderr
+
+
+def test_bad_ca_file_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    env = {**os.environ, "OVERFEAT_EDGE_MQTT_CA": str(tmp_path / "ca.pem")}
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "run", "0", "--publish", "mqtts://h/t"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "not a PEM certificate file" in out.stderr and len(out.stderr.strip().splitlines()) == 1
