@@ -67,6 +67,13 @@ def export(
     half: Annotated[
         bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs/outputs (TensorRT 11 FP16).")
     ] = False,
+    fine_form: Annotated[
+        str,
+        typer.Option(
+            help="Fine-stride graph: dilated (stride-1 pool, dilated head; faster on ONNX Runtime and OpenVINO, "
+            "BENCHMARKS.md) or batch (the offset maps in the batch, then depth-to-space). The same outputs."
+        ),
+    ] = "dilated",
 ) -> None:
     """Export a network to ONNX (dynamic batch/height/width; spec in the metadata)."""
     require("torch", "export")
@@ -77,6 +84,10 @@ def export(
 
     if out.suffix.lower() != ".onnx":
         raise InputError(f"--out must end in .onnx, got {out}")
+    from overfeat_edge.models.overfeat import FINE_FORMS
+
+    if fine_form not in FINE_FORMS:
+        raise InputError(f"--fine-form must be one of {', '.join(FINE_FORMS)}, got {fine_form!r}")
     check_output(out, "--out")
     check_number("--num-classes", num_classes, 1, 100000)
     shipped = shipped_models()
@@ -108,7 +119,10 @@ def export(
         p.add_task(
             f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters) and checking parity", total=None
         )
-        report = export_onnx(net, spec, out, check=check, half=half)
+        try:
+            report = export_onnx(net, spec, out, check=check, half=half, fine_form=fine_form)
+        except ValueError as exc:  # a network the batch form cannot run (a padded pool, extra heads)
+            raise InputError(f"--fine-form {fine_form}: {exc}") from None
     console.print(
         f"wrote {out} ({spec.arch.name}, {'fine' if spec.fine_stride else 'coarse'} stride {spec.out_stride}"
         + (", float16" if half else "")

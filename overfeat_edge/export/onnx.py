@@ -37,13 +37,20 @@ def parity_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
 
 
 def export_onnx(
-    net: object, spec: ModelSpec, out: str | Path, check: bool = True, seed: int = 0, half: bool = False
+    net: object,
+    spec: ModelSpec,
+    out: str | Path,
+    check: bool = True,
+    seed: int = 0,
+    half: bool = False,
+    fine_form: str = "dilated",
 ) -> ExportReport:
     """Write ``out`` (atomically) with dynamic batch/height/width, outputs ``scores``/``boxes``.
 
     ``scores`` are softmax probabilities (N, C', Ho, Wo), ``boxes`` the regressor's edges
     (N, 4 * classes, Ho, Wo). With ``check``, ONNX Runtime and torch are compared on two input
-    sizes and :class:`ParityError` is raised above tolerance.
+    sizes and :class:`ParityError` is raised above tolerance. ``fine_form`` picks the fine-stride
+    graph: ``dilated`` or ``batch`` (the same outputs; see :mod:`overfeat_edge.models.overfeat`).
     """
     torch = require("torch", "ONNX export")
     onnx = require("onnx", "ONNX export")
@@ -52,6 +59,8 @@ def export_onnx(
     assert isinstance(net, OverFeatNet)
     net.eval()
     net.set_fine_stride(spec.fine_stride)
+    if spec.fine_stride:
+        net.set_fine_form(fine_form)
     wrapper = _Predict(net).eval()
     w = spec.arch.window
     dummy = torch.zeros(1, spec.arch.in_channels, w, w)

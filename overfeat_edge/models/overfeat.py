@@ -4,12 +4,15 @@ Every "fully connected" layer is a convolution (timm's ConvMlp idea): the first 
 the pooled map's spatial size as its kernel, the later ones are 1x1. Fine stride is one graph:
 the last pool runs at stride 1 and the first head conv is dilated by the pool's stride
 (the paper's section 3.3, "multi-scale classification"), so output row ``y`` is the interleaved
-row ``y``.
+row ``y``. The same outputs have a second form, the paper's own (``fine_form="batch"``): the s x s
+offset-pooled maps stacked in the batch, the undilated head once over all of them, then
+depth-to-space; which is faster depends on the backend (BENCHMARKS.md, "fine-form").
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from overfeat_edge.arch import Arch, Layer, get_arch
@@ -32,6 +35,9 @@ def _head(cin: int, hidden: tuple[int, ...], cout: int, kernel: int, dropout: fl
         c, k = h, 1
     layers.append(nn.Conv2d(c, cout, k))
     return nn.Sequential(*layers)
+
+
+FINE_FORMS = ("dilated", "batch")
 
 
 class OverFeatNet(nn.Module):
@@ -66,6 +72,7 @@ class OverFeatNet(nn.Module):
             {name: _head(cin, (), c, arch.head_kernel, dropout) for name, c in arch.extra_heads}
         )
         self.fine_stride = False
+        self.fine_form = "dilated"
         self.set_fine_stride(fine_stride and not arch.neck)  # a net with a neck runs at its own stride
 
     def set_fine_stride(self, fine: bool) -> None:
@@ -73,12 +80,55 @@ class OverFeatNet(nn.Module):
         if fine and self.arch.neck:
             raise ValueError(f"{self.arch.name} has a neck after its last pool: it has no fine-stride graph")
         s = self.arch.fine_factor
-        self.pool.stride = 1 if fine else s
+        dilated = fine and self.fine_form == "dilated"  # the batch form runs the coarse modules
+        self.pool.stride = 1 if dilated else s
         for head in (self.cls_head, self.reg_head):
             first = head[0]
             assert isinstance(first, nn.Conv2d)
-            first.dilation = (s, s) if fine else (1, 1)
+            first.dilation = (s, s) if dilated else (1, 1)
         self.fine_stride = fine
+
+    def set_fine_form(self, form: str) -> None:
+        """``dilated`` (stride-1 pool, dilated head) or ``batch`` (offset maps in the batch,
+        undilated head, depth-to-space): the same outputs, two graphs."""
+        if form not in FINE_FORMS:
+            raise ValueError(f"fine form must be one of {', '.join(FINE_FORMS)}, got {form!r}")
+        if form == "batch" and (self.pool.padding not in (0, (0, 0)) or self.pool.ceil_mode or self.extra_heads):
+            raise ValueError(f"{self.arch.name}: the batch fine form needs an unpadded floor pool and no extra head")
+        self.fine_form = form
+        self.set_fine_stride(self.fine_stride)
+
+    def _outputs(self, feats: torch.Tensor, probs: bool = False) -> list[torch.Tensor]:
+        """Every head's output over the map entering the last pool: scores (logits, or softmax
+        probabilities with ``probs``), boxes, then the extra heads (the exported graphs' order)."""
+        if self.fine_stride and self.fine_form == "batch":
+            logits, boxes = self._interleaved(feats)
+            return [torch.softmax(logits, dim=1) if probs else logits, boxes]
+        z = self.neck(self.pool(feats))
+        extra = [self.extra_heads[name](z) for name, _ in self.arch.extra_heads]
+        logits = self.cls_head(z)
+        return [torch.softmax(logits, dim=1) if probs else logits, self.reg_head(z), *extra]
+
+    def _interleaved(self, feats: torch.Tensor) -> list[torch.Tensor]:
+        """The paper's fine stride: output (y*s + dy, x*s + dx) is the head over the map pooled at
+        offset (dy, dx), position (y, x). The map is padded by s - 1 at the bottom and right so that
+        every offset pools to the same size (the last offset's); rows that the padding reaches lie
+        beyond the dilated form's output size and are cut."""
+        s, n = self.arch.fine_factor, feats.shape[0]
+        k = self.pool.kernel_size if isinstance(self.pool.kernel_size, int) else self.pool.kernel_size[0]
+        x = F.pad(feats, (0, s - 1, 0, s - 1))
+        pooled = [self.pool(x[:, :, dy:, dx:]) for dy in range(s) for dx in range(s)]
+        ph, pw = pooled[-1].shape[2], pooled[-1].shape[3]
+        z = torch.cat([p[:, :, :ph, :pw] for p in pooled])  # (s*s*N, C, ph, pw), offset-major
+        reach = k - 1 + s * (self.arch.head_kernel - 1)  # rows the dilated form's output loses
+        hf, wf = feats.shape[2] - reach, feats.shape[3] - reach
+        outs = []
+        for head in (self.cls_head, self.reg_head):
+            y = head(z)
+            c, h, w = y.shape[1], y.shape[2], y.shape[3]
+            y = y.reshape(s, s, n, c, h, w).permute(2, 3, 4, 0, 5, 1).reshape(n, c, h * s, w * s)
+            outs.append(y[:, :, :hf, :wf])
+        return outs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The map entering the last pool: (N, C, Hp, Wp)."""
@@ -89,7 +139,8 @@ class OverFeatNet(nn.Module):
         return self.cls_head(z), self.reg_head(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.forward_head(self.pool(self.forward_features(x)))
+        logits, boxes = self._outputs(self.forward_features(x))[:2]
+        return logits, boxes
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits, boxes = self(x)
@@ -97,9 +148,7 @@ class OverFeatNet(nn.Module):
 
     def predict_all(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Every output in ``arch.output_names`` order: probabilities, boxes, then the extra heads."""
-        z = self.neck(self.pool(self.forward_features(x)))
-        extra = [self.extra_heads[name](z) for name, _ in self.arch.extra_heads]
-        return (torch.softmax(self.cls_head(z), dim=1), self.reg_head(z), *extra)
+        return tuple(self._outputs(self.forward_features(x), probs=True))
 
 
 class _Predict(nn.Module):

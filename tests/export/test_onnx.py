@@ -26,19 +26,21 @@ def test_metadata_and_names(seed_onnx: Path) -> None:
     assert runner.spec.class_names == ("a", "b", "c") and runner.spec.fine_stride
 
 
-@pytest.mark.parametrize("fine", [True, False])
+@pytest.mark.parametrize(("fine", "form"), [(True, "dilated"), (True, "batch"), (False, "dilated")])
 @pytest.mark.parametrize("name", ["seed-net", "overfeat-fast@0.1", "overfeat-accurate@0.1"])
-def test_onnxruntime_matches_torch_at_new_sizes(tmp_path: Path, name: str, fine: bool) -> None:
+def test_onnxruntime_matches_torch_at_new_sizes(tmp_path: Path, name: str, fine: bool, form: str) -> None:
+    """Dynamic batch, height and width survive export (the batch form's reshapes included)."""
     net = create_model(name, num_classes=2, seed=0).eval()
     spec = default_spec(net.arch, fine_stride=fine)
     path = tmp_path / "m.onnx"
-    report = export_onnx(net, spec, path)
+    report = export_onnx(net, spec, path, fine_form=form)
     assert all(err <= report.tolerance[k] for k, err in report.max_abs_error.items())
     runner = load_runner("onnxruntime", str(path))
     w = net.arch.window
     # sizes and a batch the exporter's own check did not use
     x = np.random.default_rng(1).standard_normal((2, 3, w + 37, w + 3)).astype(np.float32)
     net.set_fine_stride(fine)
+    net.set_fine_form("dilated")  # the reference: the other graph where the export used the batch form
     with torch.no_grad():
         ref = [t.numpy() for t in net.predict(torch.from_numpy(x))]
     got = runner.infer(x)

@@ -1,4 +1,5 @@
-"""Fine stride as one graph (pool stride 1 + dilated head) vs two independent references:
+"""Fine stride as one graph (pool stride 1 + dilated head, or the offset maps stacked in the batch)
+vs two independent references:
 the explicit offset-pool-and-interleave of the paper, and the naive sliding window."""
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("form", ["dilated", "batch"])
 @pytest.mark.parametrize(("name", "h", "w"), CASES)
-def test_single_graph_equals_offset_interleave(name: str, h: int, w: int) -> None:
+def test_single_graph_equals_offset_interleave(name: str, h: int, w: int, form: str) -> None:
+    """Both fine-stride graphs (dilated head; offset maps in the batch + depth-to-space) against
+    the paper's offset loop, batch of 2, sizes on and off the stride grid."""
     net = create_model(name, num_classes=3, seed=1).eval()
+    net.set_fine_form(form)
     x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref_cls, ref_reg = offset_reference(net, x)
@@ -108,3 +113,18 @@ def test_padded_net_differs_from_crops_near_borders() -> None:
         crop = net(x[:, :, 32:, :])[0]
     assert dense.shape[2] == 2
     assert rel_err(dense[:, :, 1:2].numpy(), crop.numpy()) > 1e-4
+
+
+def test_batch_form_refuses_what_it_cannot_run_and_switches_back() -> None:
+    net = create_model("overfeat-fast@0.1", num_classes=3, seed=1).eval()
+    with pytest.raises(ValueError, match="fine form must be one of"):
+        net.set_fine_form("strided")
+    net.set_fine_form("batch")
+    assert net.pool.stride == 2 and net.cls_head[0].dilation == (1, 1)  # the coarse modules
+    net.set_fine_form("dilated")
+    assert net.pool.stride == 1 and net.cls_head[0].dilation == (2, 2)
+    net.set_fine_stride(False)
+    net.set_fine_form("batch")  # coarse stays coarse: the form only matters with fine stride
+    x = torch.randn(1, 3, 263, 311, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert net(x)[0].shape[2:] == (net.arch.out_size(263, False), net.arch.out_size(311, False))
