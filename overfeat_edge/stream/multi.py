@@ -211,6 +211,8 @@ class MultiStreamLoop(Stoppable):
             s, frame, t_cap, levels, maps = cast(
                 Tuple[Stream, Frame, float, List[ScaleLevel], List[Dict[str, np.ndarray]]], item
             )
+            if self.max_frames is not None and s.stats.frames >= self.max_frames:
+                continue  # a live stream past its --max-frames while a slower one catches up
             t0 = time.perf_counter()
             d = det.refine(frame.image, det.postprocess(levels, maps))
             for step in s.steps:

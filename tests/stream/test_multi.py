@@ -154,3 +154,22 @@ def test_a_stream_the_runner_refuses_ends_alone(detector: Detector, tmp_path: Pa
     loop.run(duration=60)
     assert len(good.times) == 12 and not vid.error
     assert bad.times == [] and "no profile for input" in pics.error
+
+
+@pytest.mark.slow
+def test_max_frames_holds_for_every_live_stream(detector: Detector, camera) -> None:  # noqa: F811
+    """A fast camera stops writing at --max-frames while a stalled one catches up."""
+    _, fast_url = camera("--fps", "30")
+    _, slow_url = camera("--fps", "30", "--stall-after", "2", "--stall", "3")
+    fast, slow = Clock(), Clock()
+    loop = MultiStreamLoop(
+        [
+            Stream("fast", Source(parse_source(fast_url)), sinks=[fast]),
+            Stream("slow", Source(parse_source(slow_url)), sinks=[slow]),
+        ],
+        detector,
+        max_frames=5,
+    )
+    loop.run(duration=30)
+    assert len(fast.times) == 5 and len(slow.times) == 5
+    assert loop.stop_reason == "max frames"
