@@ -323,9 +323,12 @@ def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: 
                 def tick() -> None:
                     s = stats.summary()
                     lat = s["stages"].get("latency", {})
+                    streams = getattr(loop, "streams", None)  # several sources: each counts its own
+                    dropped = sum(x.stats.dropped for x in streams) if streams else s["dropped"]
+                    skipped = sum(x.source.skipped for x in streams) if streams else s["skipped"]
                     live.update(
                         f"{s['frames']} frames  {stats.fps():.1f} FPS  latency p50 {lat.get('p50_ms', 0):.0f} ms  "
-                        f"dropped {s['dropped']}  skipped {s['skipped']}"
+                        f"dropped {dropped}  skipped {skipped}"
                     )
 
                 loop.run(duration, tick)

@@ -21,7 +21,8 @@ def stream_list(sources: Optional[list[str]], sources_file: Optional[Path]) -> l
     out = [(f"cam{i}", uri) for i, uri in enumerate(sources or [])]
     if sources_file is not None:
         if not sources_file.is_file():
-            raise InputError(f"--sources {sources_file}: no such file")
+            what = "not a regular file" if sources_file.exists() else "no such file"
+            raise InputError(f"--sources {sources_file}: {what}")
         try:
             lines = sources_file.read_text(encoding="utf-8").splitlines()
         except (UnicodeDecodeError, OSError) as exc:

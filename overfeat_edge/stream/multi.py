@@ -161,6 +161,7 @@ class MultiStreamLoop(Stoppable):
                         s.stats.add("preprocess", (t1 - t0) / len(batch))
                         s.stats.add("inference", (t2 - t1) / len(batch))
                         self._put_done((s, frame, t_cap, levels, m))
+                    self.stats.add("inference", t2 - t1)  # one batched inference
         finally:
             self._put_done(_END)
 
@@ -227,6 +228,7 @@ class MultiStreamLoop(Stoppable):
             s.stats.add("postprocess", t1 - t0)
             s.stats.add("sink", t2 - t1)
             s.stats.add("latency", t2 - t_cap)
+            self.stats.add("latency", t2 - t_cap)  # every stream's, for the live view
             s.stats.frame_done(len(d))
             self.stats.frame_done(len(d))
             if self.max_frames is not None and all(x.stats.frames >= self.max_frames or x.ended for x in self.streams):
