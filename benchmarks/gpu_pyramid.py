@@ -92,18 +92,23 @@ def main() -> None:
 
     ref_runner = TorchRunner(net, spec, "cuda")
     ref = GpuPyramid(ref_runner, levels, hw).run(frames[0])
-    variants = [
-        ("fp32", {}, False, False),
-        ("fp32+tf32", {}, False, True),
-        ("fp16", {"half": True}, False, False),
-        ("fp16+channels_last", {"half": True, "channels_last": True}, False, False),
-        ("fp16+channels_last+cuda_graphs", {"half": True, "channels_last": True}, True, False),
+    fp16cl = {"half": True, "channels_last": True}
+    variants = [  # name, runner options, CUDA graphs, TF32, fine-stride graph (dilated or batch)
+        ("fp32", {}, False, False, "dilated"),
+        ("fp32+tf32", {}, False, True, "dilated"),
+        ("fp16", {"half": True}, False, False, "dilated"),
+        ("fp16+channels_last", fp16cl, False, False, "dilated"),
+        ("fp16+channels_last+cuda_graphs", fp16cl, True, False, "dilated"),
+        ("fp16+channels_last+batch_form", fp16cl, False, False, "batch"),
+        ("fp16+channels_last+cuda_graphs+batch_form", fp16cl, True, False, "batch"),
     ]
     rows = []
-    for name, opts, graphs, tf32 in variants:
+    for name, opts, graphs, tf32, form in variants:
         torch.backends.cuda.matmul.allow_tf32 = tf32
         torch.backends.cudnn.allow_tf32 = tf32
-        runner = TorchRunner(create_model(args.model, num_classes=1000, seed=0).eval(), spec, "cuda", **opts)
+        model = create_model(args.model, num_classes=1000, seed=0).eval()
+        model.set_fine_form(form)  # the paper's interleave as a batch, or the dilated head
+        runner = TorchRunner(model, spec, "cuda", **opts)
         pyr = GpuPyramid(runner, levels, hw, graphs=graphs)
         out = pyr.run(frames[0])
         err = max(float(np.abs(o[0] - r[0]).max() / np.abs(r[0]).max()) for o, r in zip(out, ref, strict=True))
