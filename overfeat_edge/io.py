@@ -23,9 +23,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
-    try:
+    try:  # from here on: an interrupt (Ctrl-C) anywhere, even before the yield, removes the file
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; outputs are meant to be shared
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -8,6 +8,7 @@ Tests that need the broker skip with a reason where ``mosquitto`` or paho is mis
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -51,9 +52,13 @@ class Mosquitto:
     """A broker on 127.0.0.1:port with persistence in a folder, so a stopped one keeps its sessions."""
 
     def __init__(self, folder: Path, port: int) -> None:
-        self.port, self.conf = port, folder / "mosquitto.conf"
+        self.port, self.conf, self.db = port, folder / "mosquitto.conf", folder / "mosquitto.db"
+        # as root, mosquitto drops to its own user, who cannot write pytest's 0700 folders: its
+        # sessions were then lost on a restart, and so, at random, the messages sent before the
+        # subscriber had subscribed again
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"persistence_location {folder}/\nlog_dest none\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
@@ -74,6 +79,7 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()  # SIGTERM: the broker saves its sessions and exits
             self.proc.wait(10)
+            assert self.db.is_file(), "mosquitto could not save its sessions"
 
 
 class Subscriber:
@@ -278,8 +284,6 @@ def test_publish_refuses_before_loading_anything(tmp_path: Path) -> None:
 
 
 def test_bad_ca_file_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
-    import os
-
     (tmp_path / "ca.pem").write_text("not a certificate")
     env = {**os.environ, "OVERFEAT_EDGE_MQTT_CA": str(tmp_path / "ca.pem")}
     out = subprocess.run(
