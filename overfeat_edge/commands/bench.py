@@ -7,14 +7,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import numpy as np
 import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, command, console
+from overfeat_edge.commands.common import Scales, check_number, check_output, command, console
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.pycompat import zip_strict
@@ -109,9 +109,7 @@ def bench(
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
     backends: Annotated[
         bool, typer.Option("--backends", help="Compare every installed CPU backend and precision instead.")

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import MinSize, ScaleFactor, check_output, command, console, err_console, pyramid
+from overfeat_edge.commands.common import (
+    MinSize,
+    ScaleFactor,
+    Scales,
+    check_output,
+    command,
+    console,
+    err_console,
+    pyramid,
+)
 
 
 def build(
@@ -17,9 +26,7 @@ def build(
     frame_size: Annotated[str, typer.Option(help="Camera frame HEIGHTxWIDTH the per-scale profiles are made for.")] = (
         "480x640"
     ),
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     dynamic: Annotated[

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, command, console, err_console
+from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console
 from overfeat_edge.errors import InputError
 
 
@@ -23,9 +23,7 @@ def calibrate(
         Optional[Path], typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
     ] = None,
     holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     trt_version: Annotated[
         str,
         typer.Option(

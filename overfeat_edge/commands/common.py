@@ -6,7 +6,7 @@ import glob
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 from rich.console import Console
@@ -43,6 +43,10 @@ def expand_images(items: list[str]) -> list[Path]:
     return out
 
 
+Scales = Annotated[Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")]
+Threshold = Annotated[
+    Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+]
 MinSize = Annotated[
     Optional[int],
     typer.Option("--min-size", help="MTCNN-style pyramid: the smallest object to find, in pixels (e.g. 20)."),

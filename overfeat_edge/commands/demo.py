@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
@@ -12,6 +12,8 @@ from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
     ScaleFactor,
+    Scales,
+    Threshold,
     check_number,
     check_output,
     command,
@@ -51,14 +53,10 @@ def demo(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads, all workers (default: all cores).")] = None,
     backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
-    threshold: Annotated[
-        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
-    ] = None,
+    threshold: Threshold = None,
     min_score: Annotated[
         Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),

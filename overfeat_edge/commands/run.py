@@ -19,6 +19,8 @@ from overfeat_edge.commands.common import (
     OvDevice,
     OvPrecision,
     ScaleFactor,
+    Scales,
+    Threshold,
     check_number,
     check_output,
     check_outputs,
@@ -120,14 +122,10 @@ def run(
             "shared out and put back in order. Default: 2 for files (throughput), 1 for live sources (latency)."
         ),
     ] = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
-    threshold: Annotated[
-        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
-    ] = None,
+    threshold: Threshold = None,
     merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
     min_score: Annotated[
         Optional[float],

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, command, console, err_console, keep
+from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console, keep
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.lazy import require
@@ -122,9 +122,7 @@ def train(
 def evaluate(
     data: Annotated[Path, typer.Option(help="COCO or YOLO dataset with labels.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")
-    ] = None,
+    scales: Scales = None,
     threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
     merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
     min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 0.0,
