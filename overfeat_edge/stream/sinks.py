@@ -31,7 +31,17 @@ def frame_record(
 
 
 class Sink:
-    """Takes ``(index, timestamp_s, frame BGR uint8 annotated, detections)``; closed exactly once."""
+    """Takes ``(index, timestamp_s, frame BGR uint8, detections)``; closed exactly once.
+
+    ``needs_frame``: a frame sink (video, images, window, network stream) gets the annotated frame;
+    a record sink (JSONL, MQTT) sets it False, gets the raw frame, and a run whose sinks are all
+    record sinks draws nothing. ``describe()`` says what it writes (a path or URL) for the summary.
+    """
+
+    needs_frame: ClassVar[bool] = True
+
+    def describe(self) -> str:
+        return type(self).__name__
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         raise NotImplementedError
