@@ -3,7 +3,7 @@
     python3 benchmarks/backends.py [--int8 calib/.../model.cpu.qdq.onnx] [--eval-data DIR] [--rounds 15]
 
 The shipped shapes model on generated 384x512 frames (its six pyramid levels), every configuration
-in one interleaved run (``overfeat_edge.runtime.sidebyside``): ms/frame, ratio to ONNX Runtime FP32,
+in one interleaved run (``overfeat_edge.sidebyside``): ms/frame, ratio to ONNX Runtime FP32,
 the largest output difference from it, and mAP@.5 on a held-out generated set (seed 3). Without
 ``--int8`` the CPU-flavour Q/DQ ONNX is calibrated first (``calibrate --method minmax``, 32 images).
 Also: OpenVINO with one compiled model per pyramid shape (``reshape``) against one dynamic-shape
@@ -30,7 +30,7 @@ from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.detector import Detector  # noqa: E402
 from overfeat_edge.runtime import load_runner  # noqa: E402
-from overfeat_edge.runtime.sidebyside import side_by_side  # noqa: E402
+from overfeat_edge.sidebyside import side_by_side  # noqa: E402
 from overfeat_edge.train.synth import scene  # noqa: E402
 
 MODEL = "overfeat-mini-shapes"
@@ -49,12 +49,12 @@ def reshape_vs_dynamic(frames: list[np.ndarray], threads: int, rounds: int) -> d
     runners = {s: load_runner("openvino", MODEL, threads=threads, ov_shapes=s) for s in ("reshape", "dynamic")}
     inputs = [Detector(runners["reshape"]).preprocess(f)[1] for f in frames]
     for r in runners.values():
-        r.run_many(inputs[0])
+        r.run_levels(inputs[0])
     ms: dict[str, list[float]] = {s: [] for s in runners}
     for k in range(rounds):
         for s, r in runners.items():
             t0 = time.perf_counter()
-            r.run_many(inputs[k % len(inputs)])
+            r.run_levels(inputs[k % len(inputs)])
             ms[s].append((time.perf_counter() - t0) * 1000)
     return {s: float(np.median(v)) for s, v in ms.items()}
 

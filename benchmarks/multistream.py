@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import header, write_section  # noqa: E402
 
-from overfeat_edge.commands.demo import write_demo_video  # noqa: E402
+from overfeat_edge.train.synth import write_demo_video  # noqa: E402
 
 CLI = [sys.executable, str(ROOT / "cli.py"), "run"]
 

@@ -28,7 +28,7 @@ from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig  # noqa: E402
 from overfeat_edge.runtime import load_runner  # noqa: E402
-from overfeat_edge.stream.loop import StreamLoop  # noqa: E402
+from overfeat_edge.stream.loop import Stream, StreamLoop  # noqa: E402
 from overfeat_edge.stream.sinks import JsonlSink, VideoSink  # noqa: E402
 from overfeat_edge.stream.sources import Source, parse_source  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
             with VideoSink(Path(tmp) / "soak.mp4", 30) as v, JsonlSink(
                 Path(tmp) / "soak.jsonl", det.spec.class_names
             ) as j:
-                loop = StreamLoop(src, det, [v, j], max_frames=args.frames)
+                loop = StreamLoop([Stream("soak", src, [v, j])], det, max_frames=args.frames)
                 samples.append((0, proc.memory_info().rss / 2**20, proc.num_fds()))
                 last = [0.0]
 

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from overfeat_edge.errors import InputError
-from overfeat_edge.pycompat import zip_strict
 
 
 @dataclass
@@ -90,23 +89,6 @@ class Detections:
     def sorted(self) -> Detections:
         """Highest score first (stable)."""
         return self[np.argsort(-self.score, kind="stable")]
-
-    def to_records(self, class_names: tuple[str, ...] | list[str]) -> list[dict[str, object]]:
-        """One JSON-ready dict per box: class, score, box, and tracker id and per-box data if present."""
-        out: list[dict[str, object]] = []
-        for i, (b, s, c) in enumerate(zip_strict(self.xyxy, self.score, self.class_id)):
-            rec: dict[str, object] = {
-                "class_id": int(c),
-                "class": class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)),
-                "score": round(float(s), 5),
-                "box": [round(float(v), 2) for v in b],
-            }
-            if self.tracker_id is not None:
-                rec["tracker_id"] = int(self.tracker_id[i])
-            for k, v in self.data.items():
-                rec[k] = np.round(v[i].astype(np.float64), 2).tolist()
-            out.append(rec)
-        return out
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,7 @@ def _junk(t: Path) -> Path:
 def _video(t: Path) -> Path:
     v = t / "in.mp4"
     if not v.is_file():
-        from overfeat_edge.commands.demo import write_demo_video
+        from overfeat_edge.train.synth import write_demo_video
 
         write_demo_video(v, frames=3, seed=1)
     return v

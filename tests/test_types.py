@@ -36,9 +36,11 @@ def test_concat_keeps_what_every_part_has() -> None:
 
 
 def test_records_carry_data() -> None:
-    rec = dets(1).to_records(["face"])[0]
+    from overfeat_edge.records import detection_records
+
+    rec = detection_records(dets(1), ["face"])[0]
     assert rec["tracker_id"] == 10 and rec["landmarks"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
-    assert rec["class"] == "face" and rec["box"] == [0.0, 1.0, 2.0, 3.0]
+    assert rec["label"] == "face" and rec["box"] == [0.0, 1.0, 2.0, 3.0]
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -14,6 +13,8 @@ from typing_extensions import Annotated, get_type_hints
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
+from overfeat_edge.stream.control import close_all  # noqa: F401 - used by the commands
+from overfeat_edge.validate import check_number, check_output, check_outputs  # noqa: F401 - the commands' validators
 
 # markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]"); to a file or a
 # pipe, wide lines (rich would wrap at 80 columns there, splitting paths)
@@ -65,71 +66,6 @@ def pyramid(scales: list[str] | None, min_size: int | None, scale_factor: float 
     return [f"geo:{min_size if min_size is not None else 20}:{scale_factor if scale_factor is not None else 0.709}"]
 
 
-# ---- one validator for output paths, checked before the work -----------------------------------
-def _nearest_existing(path: Path) -> Path:
-    p = path.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def check_output(path: Path, option: str, *, folder: bool = False) -> Path:
-    """``path`` can be written as a file (or a ``folder``): not the other kind already, not under a
-    file, and in a writable place. Raises :class:`InputError` with one line before any work."""
-    if path.exists() and path.is_dir() != folder:
-        kind, want = ("a file", "a folder") if folder else ("a folder", "a file")
-        raise InputError(f"{option} {path} is {kind}; it must name {want}")
-    base = _nearest_existing(path if not path.exists() else path.parent)
-    if not base.is_dir():
-        raise InputError(f"{option} {path}: {base} is a file, so nothing can be written under it")
-    try:  # really try (root passes access() checks on a read-only file system)
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"{option} {path}: cannot write in {base} ({exc.strerror or 'read-only or no permission'})"
-        ) from None
-    return path
-
-
-def check_outputs(named: dict[str, Path | None], inputs: list[Path] | tuple[Path, ...] = ()) -> None:
-    """Every named output is a different file, and none is an input."""
-    seen: dict[Path, str] = {}
-    ins = {p.resolve() for p in inputs}
-    for option, path in named.items():
-        if path is None:
-            continue
-        real = path.resolve()
-        if real in seen:
-            raise InputError(f"{seen[real]} and {option} name the same file {path}; give each its own")
-        if real in ins:
-            raise InputError(f"{option} {path} is an input; it would be overwritten")
-        seen[real] = option
-
-
-# ---- one validator for numeric options ----------------------------------------------------------
-def check_number(
-    option: str,
-    value: float | None,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    above: bool = False,
-) -> None:
-    """``value`` (when given) is finite and within [lo, hi] (``above``: strictly greater than lo)."""
-    if value is None:
-        return
-    from overfeat_edge.schema import check_int, check_number
-
-    def fail(expected: str) -> InputError:
-        return InputError(f"{option} must be {expected}, got {value}")
-
-    if isinstance(value, int) and not isinstance(value, bool) and not above:  # an integer option
-        check_int(value, None if lo is None else int(lo), None if hi is None else int(hi), fail)
-    else:
-        check_number(value, lo, hi, above, fail)
-
-
 # ---- what an interruption leaves behind ----------------------------------------------------------
 _KEPT: list[str] = []
 
@@ -146,18 +82,6 @@ def forget() -> None:
 
 def kept() -> str:
     return _KEPT[0] if _KEPT else "no output was left half-written"
-
-
-def close_all(things: list[object]) -> None:
-    """Close every one (sinks, sources), even when one fails; the first failure is raised after."""
-    first: BaseException | None = None
-    for t in things:
-        try:
-            t.close()  # type: ignore[attr-defined]
-        except Exception as exc:
-            first = first or exc
-    if first is not None:
-        raise first
 
 
 def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:

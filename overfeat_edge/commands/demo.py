@@ -22,27 +22,8 @@ from overfeat_edge.commands.common import (
     pyramid,
 )
 from overfeat_edge.errors import InputError
-from overfeat_edge.types import Detections
 
 DEMO_MODEL = "overfeat-mini-shapes"
-
-
-def write_demo_video(path: Path, frames: int, seed: int, fps: float = 30.0, photo: Path | None = None) -> Path:
-    """The demo's input: moving, spinning, growing and shrinking shapes (``train.synth.video``), or a
-    camera's slow pan and zoom over ``photo`` (a model's ``sample.jpg``, e.g. faces)."""
-    import cv2
-
-    from overfeat_edge.stream.sinks import VideoSink
-    from overfeat_edge.train.synth import photo_tour, video
-
-    image = cv2.imread(str(photo)) if photo is not None else None
-    if photo is not None and image is None:
-        raise InputError(f"cannot read the model's sample photo {photo}")
-    clip = photo_tour(image, frames) if image is not None else (f for f, _, _ in video(seed, frames))
-    with VideoSink(path, fps) as sink:
-        for i, frame in enumerate(clip):
-            sink.write(i, i / fps, frame, Detections.empty())
-    return path
 
 
 def demo(
@@ -59,19 +40,20 @@ def demo(
     threshold: Threshold = None,
     min_score: Annotated[
         Optional[float],
-        typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
+        typer.Option(help="Drop merged boxes scoring below this (default: the model's, as detect and run)."),
     ] = None,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
     scales = pyramid(scales, min_size, scale_factor)
-    from overfeat_edge.commands.run import CPU_BACKENDS, display_min_score, inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
     from overfeat_edge.runtime import load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
-    from overfeat_edge.stream.loop import StreamLoop
+    from overfeat_edge.stream.loop import Stream, StreamLoop
+    from overfeat_edge.stream.plan import CPU_BACKENDS, inference_workers, worker_threads
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
+    from overfeat_edge.train.synth import write_demo_video
 
     check_number("--frames", frames, 1, 100000)
     check_number("--seed", seed, 0, 2**32 - 1)
@@ -85,7 +67,6 @@ def demo(
     det = load_detector(model, backend=backend, config=config, threads=per_worker)
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
-    display_min_score(det, min_score)
     runner = det.runner
     runners = [runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
     sample = resolve_onnx(model).parent / "sample.jpg"
@@ -99,7 +80,8 @@ def demo(
     try:
         with VideoSink(out / "demo.mp4", source.fps) as video:
             with JsonlSink(out / "detections.jsonl", det.spec.class_names) as jsonl:
-                stats = StreamLoop(source, det, [video, jsonl], overlay=overlay, runners=runners).run()
+                stream = Stream(src.stem, source, [video, jsonl])
+                stats = StreamLoop([stream], det, overlay=overlay, runners=runners).run()
     finally:
         source.close()
     if stats.frames == 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import cv2
 import typer
@@ -30,6 +30,7 @@ from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
 from overfeat_edge.pipeline.detector import DetectorConfig
 from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
+from overfeat_edge.records import frame_record
 
 
 def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
@@ -112,7 +113,7 @@ def detect(
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
     with det.runner:  # activated once for every image (a GPU backend allocates here)
-        for path in paths:
+        for i, path in enumerate(paths):
             frame = read_image(path)
             if frame is None:
                 failed.append(str(path))
@@ -122,16 +123,10 @@ def detect(
             t0 = time.perf_counter()
             d = det.detect(frame)
             ms = (time.perf_counter() - t0) * 1000
-            results.append(
-                {
-                    "image": str(path),
-                    **({"annotated": str(annotated[path])} if save_images else {}),
-                    "height": int(frame.shape[0]),
-                    "width": int(frame.shape[1]),
-                    "time_ms": round(ms, 2),
-                    "detections": d.to_records(spec.class_names),
-                }
-            )
+            d.metadata.update(stream=path.stem, file=str(path))
+            extra: dict[str, Any] = {"image": str(path), **({"annotated": str(annotated[path])} if save_images else {})}
+            extra.update(height=int(frame.shape[0]), width=int(frame.shape[1]), time_ms=round(ms, 2))
+            results.append(frame_record(i, float(i), d, spec.class_names, extra))
             if save_images:
                 ok, buf = cv2.imencode(".jpg", draw_detections(frame, d, spec.class_names))
                 if not ok:

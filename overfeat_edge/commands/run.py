@@ -1,14 +1,10 @@
-"""run: live video detection from a camera, stream, file or folder into several sinks at once."""
+"""run: live video detection from one or many cameras, streams, files or folders into several outputs."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import threading
-from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -21,64 +17,15 @@ from overfeat_edge.commands.common import (
     ScaleFactor,
     Scales,
     Threshold,
-    check_number,
-    check_output,
-    check_outputs,
-    close_all,
     command,
     console,
     err_console,
     keep,
     pyramid,
 )
-from overfeat_edge.commands.run_many import run_many, stream_list
 from overfeat_edge.errors import InputError
-
-if TYPE_CHECKING:
-    from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.io import atomic_write_text
-
-
-def _table(summary: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    t = Table(title=f"{summary['frames']} frames, {summary['fps']} FPS", title_justify="left")
-    for col in ("stage", "p50 ms", "p95 ms", "p99 ms"):
-        t.add_column(col, justify="left" if col == "stage" else "right")
-    for name, v in summary["stages"].items():
-        t.add_row(name, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['p99_ms']:.1f}")
-    return t
-
-
-GREEDY_DISPLAY_MIN_SCORE = 1.5  # summed window confidences: what a live view keeps of a greedy merge
-
-
-def display_min_score(det: Detector, min_score: float | None) -> None:
-    """A live view's floor on merged scores: the one given, else the model's, else 1.5 for greedy merging
-    (its scores are sums of window confidences; NMS scores are one window's and keep the model's)."""
-    if min_score is None and "min_score" not in det.spec.extra.get("detector", {}) and det.config.merge == "greedy":
-        det.config = replace(det.config, min_score=GREEDY_DISPLAY_MIN_SCORE)
-
-
-CPU_BACKENDS = ("onnxruntime", "openvino")  # several inference workers share the cores
-
-
-def inference_workers(workers: int | None, backend: str, live: bool) -> int:
-    """How many inference workers: ``workers`` checked, or the default for the backend and source."""
-    if workers is None:
-        return 2 if backend in CPU_BACKENDS and not live and (os.cpu_count() or 1) >= 2 else 1
-    if workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if workers > 1 and backend not in CPU_BACKENDS:
-        raise InputError(f"--workers {workers} needs a CPU backend (onnxruntime, openvino); a GPU backend runs one")
-    return workers
-
-
-def worker_threads(threads: int | None, n_workers: int) -> int:
-    """ONNX Runtime threads of each worker: ``threads`` in all (default: every core) shared out."""
-    if threads is not None and not 1 <= threads <= 256:
-        raise InputError(f"--threads must be between 1 and 256, got {threads}")
-    return max(1, (threads or os.cpu_count() or 1) // n_workers)
+from overfeat_edge.stream import plan as planning
 
 
 def run(
@@ -93,7 +40,13 @@ def run(
     ] = None,
     track: Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")] = False,
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
-    output: Annotated[Optional[Path], typer.Option(help="Annotated video (.mp4/.avi).")] = None,
+    output: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            help="Where results go, repeatable, by suffix or scheme: .mp4/.avi (annotated video), .jsonl, "
+            "DIR/ (annotated frames), display://, mqtt://HOST/TOPIC. {name}: the stream's name."
+        ),
+    ] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
     save_frames: Annotated[Optional[Path], typer.Option(help="Folder for annotated JPEG frames.")] = None,
     display: Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")] = (
@@ -112,14 +65,14 @@ def run(
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
-    threads: Annotated[
-        Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
-    ] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU backend threads, all workers (default: all cores).")] = (
+        None
+    ),
     workers: Annotated[
         Optional[int],
         typer.Option(
-            help="onnxruntime: inference workers, each its own session with threads/workers threads, frames "
-            "shared out and put back in order. Default: 2 for files (throughput), 1 for live sources (latency)."
+            help="CPU backends: inference workers, each its own session with threads/workers threads, taking "
+            "rounds of frames in turn. Default: 2 for files (throughput), 1 for live sources (latency)."
         ),
     ] = None,
     scales: Scales = None,
@@ -128,8 +81,7 @@ def run(
     threshold: Threshold = None,
     merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
     min_score: Annotated[
-        Optional[float],
-        typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
+        Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
     ] = None,
     publish: Annotated[
         Optional[str],
@@ -143,198 +95,150 @@ def run(
     ] = 10_000,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
 ) -> None:
-    """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
+    """Detect on live video: a capture thread per source, batched inference workers, outputs per stream."""
     scales = pyramid(scales, min_size, scale_factor)
+    outputs = [planning.make_output("--output", uri) for uri in output or []]
+    for option, value, key in (("--jsonl", jsonl, ".jsonl"), ("--save-frames", save_frames, "/")):
+        if value is not None:
+            outputs.append(planning.make_output(option, str(value), key))
+    if publish is not None:
+        outputs.append(planning.make_output("--publish", publish, "mqtt"))  # the broker says what is wrong with a URL
+    options = planning.RunOptions(
+        sources, sources_file, outputs, display, stats_json, max_frames, duration, width, height, fps, reconnects,
+        publish_buffer, track,
+    )  # fmt: skip
+    plan = planning.make_plan(options)  # every option and output checked before the model loads
+    backend_options = {"cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
+    det, runners = _load(plan, model, backend, threads, workers, backend_options, (scales, threshold, merge, min_score))
+    for note in plan.notes:
+        err_console.print(note, style="yellow", soft_wrap=True)
+    opened = planning.Opened()
+    try:
+        planning.open_streams(plan, det, _log, opened)
+        loop = planning.make_loop(plan, det, runners, opened)
+        what = ", ".join(s.source.describe() for s in opened.streams)
+        console.print(f"{what} -> {_way(runners)}, {len(opened.sinks)} output(s); Ctrl-C stops cleanly", soft_wrap=True)
+        _run(loop, opened, duration, live_view and console.is_terminal)
+    finally:
+        opened.close()
+    _report(planning.summary(loop), opened, stats_json)
+
+
+def _load(
+    plan: planning.Plan,
+    model: str,
+    backend: str,
+    threads: Optional[int],
+    workers: Optional[int],
+    options: dict[str, Any],
+    config: tuple[Any, ...],
+) -> tuple[Any, list[Any]]:
+    """The detector and one runner per inference worker."""
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
     from overfeat_edge.runtime import load_runner, resolve_backend
-    from overfeat_edge.stream.loop import StreamLoop
-    from overfeat_edge.stream.sinks import DisplaySink, ImageFolderSink, JsonlSink, Sink, VideoSink, display_problem
-    from overfeat_edge.stream.sources import Source, parse_source
-    from overfeat_edge.stream.stats import Stats
 
-    streams = stream_list(sources, sources_file)
-    if len(streams) > 1:
-        return run_many(
-            streams,
-            model=model,
-            output=output,
-            jsonl=jsonl,
-            save_frames=save_frames,
-            max_frames=max_frames,
-            duration=duration,
-            stats_json=stats_json,
-            size=(width, height, fps),
-            reconnects=reconnects,
-            backend=backend,
-            options={
-                "threads": threads,
-                "cuda_graphs": cuda_graphs,
-                "ov_precision": ov_precision,
-                "ov_device": ov_device,
-            },
-            workers=workers,
-            config=(scales, threshold, merge, min_score),
-            track=track,
-            publish=(publish, publish_buffer),
-            live_view=live_view,
-        )
-    name, source = streams[0]
-    from overfeat_edge.commands.run_many import per_stream
-
-    output, jsonl, save_frames = (
-        per_stream(p, o, name, False)
-        for p, o in ((output, "--output"), (jsonl, "--jsonl"), (save_frames, "--save-frames"))
-    )
-    # every option and output checked before the model loads
-    check_number("--max-frames", max_frames, 0, None, above=True)
-    check_number("--duration", duration, 0, None, above=True)
-    check_number("--reconnects", reconnects, 0, 1000)
-    check_number("--fps", fps, 0, 1000, above=True)
-    for option, v in (("--width", width), ("--height", height)):
-        check_number(option, v, 1, 16384)
-    if output is not None and output.suffix.lower() not in VideoSink.FOURCC:
-        raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {output}")
-    outputs = {"--output": output, "--jsonl": jsonl, "--stats-json": stats_json}
-    for option, path in outputs.items():
-        if path is not None:
-            check_output(path, option)
-    if save_frames is not None:
-        check_output(save_frames, "--save-frames", folder=True)
-    check_publish(publish, publish_buffer)
-    spec = parse_source(source, width, height, fps)
-    inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
-    check_outputs({**outputs, "--save-frames": save_frames}, inputs)
     backend, why = resolve_backend(backend, model, threads)
-    n_workers = inference_workers(workers, backend, spec.live)
-    per_worker = worker_threads(threads, n_workers) if backend in CPU_BACKENDS else threads
-    options = {"threads": per_worker, "cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
-    config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
-    det = load_detector(model, backend=backend, config=config, **options)
+    n = planning.inference_workers(workers, backend, plan.live)
+    per_worker = planning.worker_threads(threads, n) if backend in planning.CPU_BACKENDS else threads
+    options = {**options, "threads": per_worker}
+    scales, threshold, merge, min_score = config
+    cfg = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
+    det = load_detector(model, backend=backend, config=cfg, **options)
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
-    display_min_score(det, min_score)
-    if track:
-        from overfeat_edge.pipeline.track import ByteTrack
+    return det, [det.runner] + [load_runner(backend, model, **options) for _ in range(n - 1)]
 
-        det.steps.append(ByteTrack())
-    runners = [det.runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
 
-    def log(msg: str) -> None:
-        err_console.print(msg, style="yellow")
+def _way(runners: list[Any]) -> str:
+    return f"{len(runners)} x {runners[0].describe()}" if len(runners) > 1 else runners[0].describe()
 
-    if not (output or jsonl or save_frames or stats_json or display or publish):
-        err_console.print(
-            "warning: no --output, --jsonl, --save-frames, --stats-json, --publish or --display: the detections "
-            "are not kept",
-            style="yellow",
+
+def _log(msg: str) -> None:
+    err_console.print(msg, style="yellow", soft_wrap=True)
+
+
+def _run(loop: Any, opened: planning.Opened, duration: Optional[float], live_view: bool) -> None:
+    """The loop under SIGINT/SIGTERM and the watchdog, with a live line in a terminal."""
+    from overfeat_edge.stream.control import run_with_signals
+
+    def stuck() -> None:
+        err_console.print("interrupted: a worker did not stop within the grace period; closing the outputs")
+        opened.close()
+        keep_line = ", ".join(k.describe() for k in opened.sinks) or "no output"
+        err_console.print(f"interrupted: stopped by {loop.stop_reason}; {keep_line} closed and readable")
+
+    if not live_view:
+        run_with_signals(loop, duration, on_stuck=stuck)
+        return
+    from rich.live import Live
+
+    with Live(console=console, refresh_per_second=2, transient=True) as live:
+
+        def tick() -> None:
+            s = loop.stats.summary()
+            lat = s["stages"].get("latency", {})
+            live.update(
+                f"{s['frames']} frames  {loop.stats.fps():.1f} FPS  latency p50 {lat.get('p50_ms', 0):.0f} ms  "
+                f"dropped {s['dropped']}  skipped {sum(x.source.skipped for x in loop.streams)}"
+            )
+
+        run_with_signals(loop, duration, on_tick=tick, on_stuck=stuck)
+
+
+def _report(summary: dict[str, Any], opened: planning.Opened, stats_json: Optional[Path]) -> None:
+    """The summary (each stream, files written), --stats-json, and the exit: no frame is an error."""
+    from rich.table import Table
+
+    t = Table(title=f"{summary['frames']} frames, {summary['fps']} FPS", title_justify="left")
+    for col in ("stage", "p50 ms", "p95 ms", "p99 ms"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for name, v in summary["stages"].items():
+        t.add_row(name, f"{v['p50_ms']:.1f}", f"{v['p95_ms']:.1f}", f"{v['p99_ms']:.1f}")
+    console.print(t)
+    for name, st in summary["streams"].items():
+        lat = st["stages"].get("latency", {})
+        console.print(
+            f"{name}: processed {st['frames']} at {st['fps']} FPS, latency p95 {lat.get('p95_ms', 0):.0f} ms, "
+            f"captured {st['captured']}, dropped {st['dropped']} (stale), skipped {st['skipped']} (unreadable), "
+            f"reconnects {st['reconnects']}"
+            + (f"; failed: {st['error']}" if st["error"] else "")
+            + ("; its capture was still in a read at the end and was left to exit" if st["hung"] else ""),
+            soft_wrap=True,
         )
-
-    src = Source(spec, reconnects=reconnects, log=log)
-    stats = Stats()
-    sinks: list[Sink] = []
-    loop: StreamLoop | None = None
-    try:
-        if output is not None:
-            sinks.append(VideoSink(output, src.fps))
-        if jsonl is not None:
-            sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source, "stream": name}))
-        if save_frames is not None:
-            sinks.append(ImageFolderSink(save_frames))
-        if publish is not None:
-            from overfeat_edge.stream.publish import MqttSink
-
-            extra = {"source": source, "stream": name}
-            sinks.append(MqttSink(publish, det.spec.class_names, extra, buffer=publish_buffer))
-        overlay = f"{det.runner.name} {det.describe_pyramid()}"
-        loop = StreamLoop(src, det, sinks, stats, max_frames, overlay, runners=runners)
-        if display:
-            problem = display_problem()
-            if problem:
-                log(f"--display off: {problem}")
-            else:
-                sinks.append(DisplaySink(on_quit=lambda: loop.stop("window closed") if loop else None))
-        way = f"{n_workers} x {det.runner.describe()}" if n_workers > 1 else det.runner.describe()
-        console.print(f"{spec.describe()} -> {way}, {len(sinks)} sink(s); Ctrl-C stops cleanly")
-        _run_with_signals(loop, duration, stats, live_view and console.is_terminal)
-    finally:
-        close_all([*sinks, src])
-    summary = stats.summary()
-    summary["stopped_by"] = loop.stop_reason if loop else ""
-    console.print(_table(summary))
-    console.print(
-        f"captured {summary['captured']}, processed {summary['frames']}, dropped {summary['dropped']} (stale), "
-        f"skipped {summary['skipped']} (unreadable), reconnects {summary['reconnects']}; stopped by: "
-        f"{summary['stopped_by']}"
-    )
+    batch = f"frames per batched inference: {summary['mean_batch']} on average; " if len(summary["streams"]) > 1 else ""
+    console.print(f"{batch}stopped by: {summary['stopped_by']}")
     if stats_json is not None:
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
-    written = [p for p in (getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks) if p is not None]
-    for path in written:
-        console.print(f"wrote {path}")
-    report_published(sinks)
+    _written(opened)
+    _exit(summary)
+
+
+def _written(opened: planning.Opened) -> None:
+    for sink in opened.sinks:
+        if getattr(sink, "path", None) is not None or getattr(sink, "folder", None) is not None:
+            console.print(f"wrote {sink.describe()}", soft_wrap=True)
+        report = getattr(sink, "summary", None)
+        if callable(report):
+            bad = getattr(sink, "dropped", 0) or getattr(sink, "waiting", 0)
+            (err_console if bad else console).print(report(), soft_wrap=True)
+
+
+def _exit(summary: dict[str, Any]) -> None:
+    streams = summary["streams"]
     if summary["frames"] == 0:  # as detect and calibrate: nothing read is an error
-        raise InputError(
-            f"{source}: no frame could be processed (captured {summary['captured']}, unreadable "
-            f"{summary['skipped']}, stopped by {summary['stopped_by'] or 'end of input'})"
-        )
-    if loop is not None and loop.stop_reason in ("SIGINT", "SIGTERM"):
-        outs = ", ".join(map(str, written)) or "no output"
-        keep(f"stopped by {loop.stop_reason} after {summary['frames']} frames; {outs} closed and readable")
+        if len(streams) == 1:
+            (st,) = streams.values()
+            why = f"; {st['error']}" if st["error"] else ""
+            raise InputError(
+                f"{st['source']}: no frame could be processed (captured {st['captured']}, unreadable "
+                f"{st['skipped']}, stopped by {summary['stopped_by'] or 'end of input'}){why}"
+            )
+        raise InputError("no frame could be processed from any source")
+    if summary["stopped_by"] in ("SIGINT", "SIGTERM"):
+        outs = ", ".join(o for st in streams.values() for o in st["outputs"]) or "no output"
+        keep(f"stopped by {summary['stopped_by']} after {summary['frames']} frames; {outs} closed and readable")
         raise KeyboardInterrupt
-
-
-def check_publish(publish: Optional[str], buffer: int) -> None:
-    """--publish checked before the model loads: the URL, the credentials, paho installed."""
-    if publish is None:
-        return
-    from overfeat_edge.lazy import require
-    from overfeat_edge.stream.publish import Broker, credentials, tls_ca
-
-    if Broker.parse(publish).tls:
-        tls_ca()
-    check_number("--publish-buffer", buffer, 1, 60_000)
-    credentials()
-    require("paho.mqtt.client", "--publish")
-
-
-def report_published(sinks: Any) -> None:
-    for sink in sinks:
-        summary = getattr(sink, "summary", None)
-        if callable(summary):
-            line = summary()
-            (err_console if getattr(sink, "dropped", 0) or getattr(sink, "waiting", 0) else console).print(line)
-
-
-def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:
-    """SIGINT and SIGTERM stop the loop cleanly (the frame in flight is finished and written)."""
-    handlers: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda s, _f: loop.stop(signal.Signals(s).name))
-    try:
-        if live_view:
-            from rich.live import Live
-
-            with Live(console=console, refresh_per_second=2, transient=True) as live:
-
-                def tick() -> None:
-                    s = stats.summary()
-                    lat = s["stages"].get("latency", {})
-                    streams = getattr(loop, "streams", None)  # several sources: each counts its own
-                    dropped = sum(x.stats.dropped for x in streams) if streams else s["dropped"]
-                    skipped = sum(x.source.skipped for x in streams) if streams else s["skipped"]
-                    live.update(
-                        f"{s['frames']} frames  {stats.fps():.1f} FPS  latency p50 {lat.get('p50_ms', 0):.0f} ms  "
-                        f"dropped {dropped}  skipped {skipped}"
-                    )
-
-                loop.run(duration, tick)
-        else:
-            loop.run(duration)
-    finally:
-        for signum, previous in handlers.items():
-            signal.signal(signum, previous)
 
 
 def register(app: typer.Typer) -> None:

@@ -123,9 +123,13 @@ def evaluate(
     data: Annotated[Path, typer.Option(help="COCO or YOLO dataset with labels.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
     scales: Scales = None,
-    threshold: Annotated[float, typer.Option(help="Per-window class probability to keep a box.")] = 0.5,
-    merge: Annotated[str, typer.Option(help="greedy (OverFeat) or nms.")] = "greedy",
-    min_score: Annotated[float, typer.Option(help="Drop merged boxes scoring below this.")] = 0.0,
+    threshold: Annotated[
+        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+    ] = None,
+    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
+    min_score: Annotated[
+        Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
+    ] = None,
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
     ablation: Annotated[

@@ -336,7 +336,8 @@ def _compiled_pass(acc: np.ndarray, cls: np.ndarray, t: float) -> tuple[np.ndarr
 
 
 def greedy_merge(det: Detections, threshold: float = 0.5, *, compiled: bool | None = None) -> Detections:
-    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first.
+    """OverFeat's greedy merge, per class; returns merged boxes, highest summed confidence first, with
+    their members' mean confidence (0-1) as ``data["confidence"]``.
 
     ``compiled``: None takes the C pass where it was built; False the numpy pass; True requires C.
     """
@@ -350,7 +351,8 @@ def greedy_merge(det: Detections, threshold: float = 0.5, *, compiled: bool | No
     while (merged := merge_pass(acc, cls, threshold)) is not None:
         acc, cls = merged
     box = (acc[:, :4] / acc[:, 4:5]).astype(np.float32)
-    return Detections(box, acc[:, 5].astype(np.float32), cls).sorted()
+    confidence = (acc[:, 5] / acc[:, 4]).astype(np.float32)  # the members' mean: 0-1, what a user thresholds
+    return Detections(box, acc[:, 5].astype(np.float32), cls, data={"confidence": confidence}).sorted()
 
 
 MERGERS: dict[str, Callable[[Detections, float], Detections]] = {"greedy": greedy_merge, "nms": nms}

@@ -78,6 +78,11 @@ class Runner(ABC):
         scores, boxes = self.infer(batch)
         return {"scores": scores, "boxes": boxes}
 
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        """:meth:`run` over every batch (a pyramid's levels, a round's batches); a GPU backend
+        overrides it to enqueue them all and synchronize once."""
+        return [self.run(b) for b in batches]
+
     def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Every pyramid level of one frame; a GPU backend enqueues them all and synchronizes once."""
         return [self.infer(x) for x in batches]

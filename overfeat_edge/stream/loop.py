@@ -1,18 +1,27 @@
-"""[no torch] The streaming loop: capture -> preprocess -> infer -> postprocess + sinks, in threads.
+"""[no torch] The stream loop: one or many sources, batched inference, outputs per stream, in threads.
 
-Bounded queues join the stages, so a slow stage slows the ones before it instead of filling
-memory. A live source feeds a one-slot mailbox instead: a new frame replaces one that inference
-has not taken yet (counted as dropped), so what is shown is never more than a frame or two old.
-Files and folders use a blocking queue: every frame is processed, in order.
+One source is a list of one. Each :class:`Stream` has its own capture thread (its reconnects, and
+a one-slot latest-frame mailbox for a live source, where a new frame replaces one not yet taken,
+counted as dropped; or a small blocking queue for a file or folder: every frame, in order), its
+own steps after detection (a tracker), sinks and statistics.
 
-Inference can run in several workers, each with its own runner (``runners``; e.g. two ONNX
-Runtime sessions of one thread each on a 2-core CPU): frames go to whichever worker is free and
-the output stage puts them back in capture order. One worker per frame means no barrier between
-cores inside an operator, so the other stages' CPU time delays one worker, not every core's.
+Inference runs in one or more workers, each with its own runner (two ONNX Runtime sessions of one
+thread each on a 2-core CPU, say). A worker takes a *round*: the frame each stream has ready,
+waiting :data:`WAIT` seconds in all (a stream that stalls, fails or reconnects is simply not in the
+round), preprocesses them, stacks the inputs of every pyramid level that have one shape into one
+batch (cut to the runner's ``max_batch``) and runs the round in one ``run_levels``. Rounds are
+taken one worker at a time, so each stream's frames carry a sequence number; the post thread puts
+them back in that order per stream, decodes, merges, refines (a cascade's crop stages), runs the
+stream's steps, draws only if one of its sinks wants the frame (``Sink.needs_frame``) and writes.
 
-Stopping (``stop()``: SIGINT, SIGTERM, ``--duration``, ``--max-frames``, end of input) stops the
-capture; the frame already in inference finishes and is written; then every thread ends and the
-caller closes the sinks. An exception in any stage stops the others and is re-raised by :meth:`run`.
+A stream never holds up another, and a stream that fails ends alone: an error in its capture,
+its preprocessing or its frames' inference (a frame size the engine has no profile for) is its
+``error``; the others go on. An error of the runner itself (every frame of a round fails) or of a
+sink stops the loop and is raised by :meth:`StreamLoop.join`.
+
+Stopping (:meth:`StreamLoop.stop`: SIGINT, SIGTERM, ``duration``, ``max_frames``, end of input)
+stops the captures; frames already taken are finished and written; then every thread ends and
+the caller closes the sinks.
 """
 
 from __future__ import annotations
@@ -21,13 +30,13 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import List, Tuple, cast
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
-from overfeat_edge.pipeline.detector import Detector
+from overfeat_edge.pipeline.detector import Detector, Step
 from overfeat_edge.pipeline.draw import draw_detections
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.sinks import Sink
@@ -35,7 +44,9 @@ from overfeat_edge.stream.sources import Frame, Source
 from overfeat_edge.stream.stats import Stats
 from overfeat_edge.types import ScaleLevel
 
-_END = object()
+END = object()  # the one end marker: a capture's last item, an inference worker's last result
+WAIT = 0.02  # seconds a round waits for the streams' next frames, all streams together
+Maps = List[Dict[str, np.ndarray]]
 
 
 class Mailbox:
@@ -48,7 +59,7 @@ class Mailbox:
 
     def put(self, item: object) -> bool:
         with self._cond:
-            replaced = self._full and self._item is not _END
+            replaced = self._full and self._item is not END
             self._item, self._full = item, True
             self._cond.notify()
             return replaced
@@ -62,51 +73,287 @@ class Mailbox:
 
 
 @dataclass
-class _Inferred:
+class Stream:
+    """One source with its own sinks, steps after detection (a tracker) and statistics."""
+
+    name: str
+    source: Source
+    sinks: list[Sink] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    queue_size: int = 4
+    error: str = ""  # why it ended early (its own failure; the other streams went on)
+    ended: bool = False
+    hung: bool = False  # its capture was still inside a read at the end (its source is not closed under it)
+
+    def __post_init__(self) -> None:
+        self.inbox: Mailbox | queue.Queue[object] = Mailbox() if self.source.live else queue.Queue(self.queue_size)
+        self.taken = 0  # sequence number of the next frame a round takes
+        self.written = 0  # sequence number of the next frame the post stage writes
+        self.pending: dict[int, _Done] = {}
+
+
+@dataclass
+class _Done:
+    """One taken frame after inference; ``maps`` None when its stream failed on it (a gap to skip)."""
+
+    stream: Stream
     seq: int
     frame: Frame
-    levels: list[ScaleLevel]
-    maps: list[dict[str, np.ndarray]]
     t_captured: float
+    levels: list[ScaleLevel]
+    maps: Optional[Maps]
 
 
-class Stoppable:
-    """What the loops' threads share: one stop flag with its first reason, and the errors that
-    stopped a thread (re-raised by the loop once every thread has ended)."""
-
-    def __init__(self) -> None:
+class StreamLoop:
+    def __init__(
+        self,
+        streams: list[Stream],
+        detector: Detector,
+        *,
+        runners: list[Runner] | None = None,
+        max_frames: int | None = None,
+        overlay: str = "",
+    ) -> None:
+        self.streams, self.detector = streams, detector
+        self.runners = runners or [detector.runner]
+        self.max_frames, self.overlay = max_frames, overlay
+        self.stats = Stats()  # every stream together (a live view's figures)
+        self.batch_sizes: list[int] = []  # frames per round: what batching achieved
+        self.stop_reason = ""
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
-        self.stop_reason = ""
+        self._take = threading.Lock()  # one worker takes a round at a time
+        self._done: queue.Queue[object] = queue.Queue(2 * len(self.runners) + 2)
+        self._captures: list[threading.Thread] = []
+        self._workers: list[threading.Thread] = []  # inference workers, then the post thread
 
-    def _stop_sources(self) -> None:
-        raise NotImplementedError
-
+    # ---- control ---------------------------------------------------------------------------
     def stop(self, reason: str = "stopped") -> None:
+        """Stop reading (the first reason is kept); frames already taken are finished and written."""
         if not self._stop.is_set():
             self.stop_reason = reason
         self._stop.set()
-        self._stop_sources()
+        for s in self.streams:
+            s.source.stop()
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def _fail(self, s: Stream, exc: BaseException) -> None:
+        """End one stream with its error; the others go on."""
+        s.error = s.error or f"{type(exc).__name__}: {exc}"
+        s.ended = True
+        s.source.stop()
+
+    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:
+                self._errors.append(exc)
+                self.stop("error")
+
+        return run
+
+    # ---- capture, one thread per stream ----------------------------------------------------
+    def _capture(self, s: Stream) -> None:
+        try:
+            while not self._stop.is_set() and not s.ended:
+                t0 = time.perf_counter()
+                frame = s.source.read()
+                if frame is None:
+                    break
+                for st in (s.stats, self.stats):
+                    st.add("capture", time.perf_counter() - t0)
+                    st.captured += 1
+                if self._offer(s, (frame, time.perf_counter())):
+                    s.stats.dropped += 1
+                    self.stats.dropped += 1
+                if self.max_frames is not None and s.stats.captured >= self.max_frames and not s.source.live:
+                    break
+        except Exception as exc:  # this stream's source: it ends alone
+            s.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            s.stats.skipped, s.stats.reconnects = s.source.skipped, s.source.reconnected
+            self._offer(s, END, end=True)
+
+    def _offer(self, s: Stream, item: object, end: bool = False) -> bool:
+        """Into the stream's inbox; True when it replaced a frame not yet taken (a live source)."""
+        if isinstance(s.inbox, Mailbox):
+            return s.inbox.put(item)
+        while not s.ended:  # an ended stream's inbox is read no more
+            try:
+                s.inbox.put(item, timeout=0.1)
+                return False
+            except queue.Full:
+                if self._stop.is_set():
+                    if not end:
+                        return False
+                    try:  # make room for the end marker: the frame it replaces is not wanted now
+                        s.inbox.get_nowait()
+                    except queue.Empty:
+                        pass
+        return False
+
+    # ---- inference workers -----------------------------------------------------------------
+    def _round(self) -> list[tuple[Stream, int, Frame, float]]:
+        """The frame each stream has ready, waiting WAIT seconds in all (streams that stall or
+        reconnect cost a round one wait, however many there are), each with its sequence number."""
+        got = []
+        deadline = time.perf_counter() + WAIT
+        for s in self.streams:
+            if s.ended:
+                continue
+            try:
+                item = s.inbox.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                continue
+            if item is END:
+                s.ended = True
+                continue
+            frame, t_cap = cast(Tuple[Frame, float], item)
+            got.append((s, s.taken, frame, t_cap))
+            s.taken += 1
+        return got
+
+    def _worker(self, runner: Runner) -> None:
+        try:
+            with runner:  # activated once for the worker's life: a GPU backend allocates here
+                while not self._stop.is_set():
+                    with self._take:
+                        if all(s.ended for s in self.streams):
+                            break
+                        batch = self._round()
+                    if batch:
+                        self._infer_round(runner, batch)
+        finally:
+            self._put_done(END)
+
+    def _infer_round(self, runner: Runner, batch: list[tuple[Stream, int, Frame, float]]) -> None:
+        det = self.detector
+        self.batch_sizes.append(len(batch))
+        t0 = time.perf_counter()
+        ready: list[tuple[Stream, int, Frame, float, list[ScaleLevel]]] = []
+        inputs: list[list[np.ndarray]] = []
+        for s, seq, frame, t_cap in batch:
+            try:
+                levels, x = det.preprocess(frame.image)
+            except Exception as exc:  # this stream's frame, not the round
+                self._fail(s, exc)
+                self._put_done(_Done(s, seq, frame, t_cap, [], None))
+                continue
+            ready.append((s, seq, frame, t_cap, levels))
+            inputs.append(x)
+        t1 = time.perf_counter()
+        maps = self._forward(runner, [r[0] for r in ready], inputs) if ready else []
+        t2 = time.perf_counter()
+        if ready:
+            self.stats.add("preprocess", t1 - t0)
+            self.stats.add("inference", t2 - t1)  # one batched inference
+        for (s, seq, frame, t_cap, levels), m in zip(ready, maps):
+            s.stats.add("preprocess", (t1 - t0) / len(ready))
+            s.stats.add("inference", (t2 - t1) / len(ready))
+            self._put_done(_Done(s, seq, frame, t_cap, levels, m))
+
+    def _forward(self, runner: Runner, streams: list[Stream], inputs: list[list[np.ndarray]]) -> list[Optional[Maps]]:
+        """The round's maps in one batched inference; if it fails, frame by frame, so that only the
+        stream whose frame fails ends. Every frame failing is the runner's error: raised."""
+        try:
+            return list(batched_forward(runner, inputs))
+        except Exception:
+            if len(inputs) == 1 and len(self.streams) == 1:
+                raise
+        out: list[Optional[Maps]] = []
+        first: Exception | None = None
+        for s, x in zip(streams, inputs):
+            try:
+                out.append(batched_forward(runner, [x])[0])
+            except Exception as exc:
+                self._fail(s, exc)
+                out.append(None)
+                first = first or exc
+        if first is not None and all(m is None for m in out) and len(out) > 1:
+            raise first  # not a stream's problem: the runner's
+        return out
+
+    def _put_done(self, item: object) -> None:
+        post = self._workers[-1]
+        while True:
+            try:
+                self._done.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                if not post.is_alive():
+                    return
+
+    # ---- post: per stream, in order ----------------------------------------------------------
+    def _post(self) -> None:
+        ended = 0
+        while ended < len(self.runners):
+            item = self._done.get()
+            if item is END:
+                ended += 1
+                continue
+            assert isinstance(item, _Done)
+            s = item.stream
+            s.pending[item.seq] = item
+            while s.written in s.pending:
+                self._write(s.pending.pop(s.written))
+                s.written += 1
+        for s in self.streams:  # a worker that died leaves a gap: what is left goes out in order
+            for seq in sorted(s.pending):
+                self._write(s.pending.pop(seq))
+
+    def _write(self, item: _Done) -> None:
+        s, frame, det = item.stream, item.frame, self.detector
+        if item.maps is None or (self.max_frames is not None and s.stats.frames >= self.max_frames):
+            return  # a failed frame, or a live stream past max_frames while a slower one catches up
+        t0 = time.perf_counter()
+        d = det.refine(frame.image, det.postprocess(item.levels, item.maps))
+        for step in s.steps:
+            d = step(frame.image, d)
+        d.metadata.update(stream=s.name, frame=frame.index, time=frame.wall)
+        if frame.path is not None:
+            d.metadata["file"] = frame.path
+        image = frame.image
+        if any(k.needs_frame for k in s.sinks):  # a JSONL- or MQTT-only run draws nothing
+            head = f"{s.name}  " if len(self.streams) > 1 else ""
+            text = f"{head}{self.overlay}  {s.stats.fps():.1f} FPS" if self.overlay else head.strip()
+            image = draw_detections(frame.image, d, det.spec.class_names, text)
+        t1 = time.perf_counter()
+        for sink in s.sinks:
+            sink.write(frame.index, frame.timestamp, image if sink.needs_frame else frame.image, d)
+        t2 = time.perf_counter()
+        for st in (s.stats, self.stats):
+            st.add("postprocess", t1 - t0)
+            st.add("sink", t2 - t1)
+            st.add("latency", t2 - item.t_captured)
+            st.frame_done(len(d))
+        if self.max_frames is not None and all(x.stats.frames >= self.max_frames or x.ended for x in self.streams):
+            self.stop("max frames")
+
+    # ---- running -----------------------------------------------------------------------------
     def start(self) -> None:
-        raise NotImplementedError
+        for s in self.streams:
+            t = threading.Thread(target=self._capture, args=(s,), name=f"overfeat-capture-{s.name}", daemon=True)
+            self._captures.append(t)
+        for k, runner in enumerate(self.runners):
+            fn = self._guard(functools.partial(self._worker, runner))
+            self._workers.append(threading.Thread(target=fn, name=f"overfeat-infer{k}", daemon=True))
+        self._workers.append(threading.Thread(target=self._guard(self._post), name="overfeat-post", daemon=True))
+        for t in [*self._captures, *self._workers]:
+            t.start()
 
     def alive(self) -> bool:
-        raise NotImplementedError
-
-    def join(self) -> Stats:
-        raise NotImplementedError
+        return any(t.is_alive() for t in self._workers)
 
     def run(self, duration: float | None = None, on_tick: Callable[[], None] | None = None) -> Stats:
         """Start, wait (calling ``on_tick`` every 50 ms), stop after ``duration`` seconds.
 
-        A KeyboardInterrupt (Ctrl-C, or SIGTERM as the CLI maps it) while waiting stops the loop
-        cleanly, as :meth:`stop` does (the frame in flight is finished and written; no thread is left
-        running), and is raised again once every stage has ended, so the caller closes its sinks.
+        A KeyboardInterrupt while waiting stops the loop as :meth:`stop` does and is raised again
+        once every stage has ended, so the caller closes its sinks.
         """
         self.start()
         t_end = time.perf_counter() + duration if duration else None
@@ -123,190 +370,43 @@ class Stoppable:
             raise
         return self.join()
 
-    def _guard(self, fn: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:
-                self._errors.append(exc)
-                self.stop("error")
-
-        return run
-
-
-class StreamLoop(Stoppable):
-    def __init__(
-        self,
-        source: Source,
-        detector: Detector,
-        sinks: list[Sink],
-        stats: Stats | None = None,
-        max_frames: int | None = None,
-        overlay: str = "",
-        queue_size: int = 4,
-        runners: list[Runner] | None = None,
-    ) -> None:
-        self.source, self.detector, self.sinks = source, detector, sinks
-        self.runners = runners or [detector.runner]
-        self.stats = stats or Stats()
-        self.max_frames = max_frames
-        self.overlay = overlay
-        self.live = source.spec.live
-        self._in: Mailbox | queue.Queue[object] = Mailbox() if self.live else queue.Queue(queue_size)
-        self._pre: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
-        self._mid: queue.Queue[object] = queue.Queue(len(self.runners) + 1)
-        super().__init__()
-        self._stages: dict[str, list[threading.Thread]] = {}  # stage -> its threads (inference: one per worker)
-
-    # ---- control -------------------------------------------------------------------------
-    def _stop_sources(self) -> None:
-        self.source.stop()
-
-    def _put(self, q: queue.Queue[object], item: object, consumer: str) -> None:
-        """Blocking put that gives up when every thread of the consuming stage has died."""
-        while True:
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                stage = self._stages.get(consumer, [])
-                if stage and not any(t.is_alive() for t in stage):
-                    return
-
-    # ---- stages ----------------------------------------------------------------------------
-    def _capture(self) -> None:
-        try:
-            while not self._stop.is_set():
-                t0 = time.perf_counter()
-                frame = self.source.read()
-                if frame is None:
-                    if not self._stop.is_set():
-                        self.stop_reason = "end of input"
-                    break
-                self.stats.add("capture", time.perf_counter() - t0)
-                self.stats.captured += 1
-                item = (frame, time.perf_counter())
-                if isinstance(self._in, Mailbox):
-                    if self._in.put(item):
-                        self.stats.dropped += 1
-                else:
-                    self._put(self._in, item, "pre")
-                if not self.live and self.max_frames is not None and self.stats.captured >= self.max_frames:
-                    self.stop_reason = "max frames"
-                    break
-        finally:
-            self.stats.skipped = self.source.skipped
-            self.stats.reconnects = self.source.reconnected
-            if isinstance(self._in, Mailbox):
-                self._in.put(_END)
-            else:
-                self._put(self._in, _END, "pre")
-
-    def _preprocess(self) -> None:
-        det = self.detector
-        seq = 0
-        try:
-            while True:
-                try:
-                    item = self._in.get(timeout=0.1)
-                except queue.Empty:
-                    continue  # the capture thread always ends its input with _END
-                if item is _END:
-                    break
-                frame, t_cap = cast(Tuple[Frame, float], item)
-                t0 = time.perf_counter()
-                levels, inputs = det.preprocess(frame.image)
-                self.stats.add("preprocess", time.perf_counter() - t0)
-                self._put(self._pre, (seq, frame, t_cap, levels, inputs), "infer")
-                seq += 1
-        finally:
-            for _ in self.runners:  # one end marker per inference worker
-                self._put(self._pre, _END, "infer")
-
-    def _infer(self, runner: Runner) -> None:
-        det = self.detector
-        try:
-            with runner:  # activated once for the worker's life: a GPU backend allocates here
-                while True:
-                    item = self._pre.get()
-                    if item is _END:
-                        break
-                    seq, frame, t_cap, levels, inputs = cast(
-                        Tuple[int, Frame, float, List[ScaleLevel], List[np.ndarray]], item
-                    )
-                    t1 = time.perf_counter()
-                    maps = det.forward(inputs, runner)
-                    self.stats.add("inference", time.perf_counter() - t1)
-                    self._put(self._mid, _Inferred(seq, frame, levels, maps, t_cap), "post")
-        finally:
-            self._put(self._mid, _END, "post")
-
-    def _in_order(self) -> Iterator[_Inferred]:
-        """The inference workers' results in capture order (they finish out of order with several)."""
-        pending: dict[int, _Inferred] = {}
-        next_seq, ended = 0, 0
-        while ended < len(self.runners):
-            item = self._mid.get()
-            if item is _END:
-                ended += 1
-                continue
-            assert isinstance(item, _Inferred)
-            pending[item.seq] = item
-            while next_seq in pending:
-                yield pending.pop(next_seq)
-                next_seq += 1
-        # a worker that died leaves a gap: what is left goes out in order
-        for seq in sorted(pending):
-            yield pending[seq]
-
-    def _post(self) -> None:
-        det, names = self.detector, self.detector.spec.class_names
-        for item in self._in_order():
-            if self.max_frames is not None and self.stats.frames >= self.max_frames:
-                continue  # a frame inferred after the last one asked for: drained, not written
-            t0 = time.perf_counter()
-            d = det.refine(item.frame.image, det.postprocess(item.levels, item.maps))
-            text = f"{self.overlay}  {self.stats.fps():.1f} FPS" if self.overlay else ""
-            annotated = draw_detections(item.frame.image, d, names, text)
-            t1 = time.perf_counter()
-            for sink in self.sinks:
-                sink.write(item.frame.index, item.frame.timestamp, annotated, d)
-            t2 = time.perf_counter()
-            self.stats.add("postprocess", t1 - t0)
-            self.stats.add("sink", t2 - t1)
-            self.stats.add("latency", t2 - item.t_captured)
-            self.stats.frame_done(len(d))
-            if self.max_frames is not None and self.stats.frames >= self.max_frames:
-                self.stop("max frames")
-
-    # ---- running -----------------------------------------------------------------------------
-    def start(self) -> None:
-        stages: list[tuple[str, str, Callable[[], None]]] = [
-            ("capture", "capture", self._capture),
-            ("pre", "pre", self._preprocess),
-        ]
-        for k, runner in enumerate(self.runners):
-            stages.append(("infer", f"infer{k}", functools.partial(self._infer, runner)))
-        stages.append(("post", "post", self._post))
-        for stage, name, fn in stages:
-            t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
-            self._stages.setdefault(stage, []).append(t)
-        for t in self._threads:
-            t.start()
-
-    @property
-    def _threads(self) -> list[threading.Thread]:
-        """Every stage's threads, in the order they start."""
-        return [t for stage in self._stages.values() for t in stage]
-
-    def alive(self) -> bool:
-        return any(t.is_alive() for t in self._threads)
-
     def join(self) -> Stats:
-        """Wait for every stage; re-raise the first error a stage hit."""
-        for t in self._threads:
+        """Wait for inference and output, then end the captures (a live one would read forever);
+        re-raise the first error of a worker or the post stage (a stream's own error is its ``error``)."""
+        for t in self._workers:
             while t.is_alive():
                 t.join(0.1)
+        self.stop_reason = self.stop_reason or "end of input"
+        self.stop(self.stop_reason)
+        deadline = time.perf_counter() + 2.0  # for every capture together, not each
+        for s, t in zip(self.streams, self._captures):
+            t.join(max(0.0, deadline - time.perf_counter()))
+            s.hung = t.is_alive()
+        for s in self.streams:
+            self.stats.skipped += s.stats.skipped
+            self.stats.reconnects += s.stats.reconnects
         if self._errors:
             raise self._errors[0]
         return self.stats
+
+
+def batched_forward(runner: Runner, inputs: list[list[np.ndarray]]) -> list[Maps]:
+    """Maps of every frame's every level (batch index dropped), running each (level, shape) group of
+    frames as one batch: ``inputs[f][k]`` is frame f's level k, (1, 3, H, W)."""
+    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    for f, levels in enumerate(inputs):
+        for k, x in enumerate(levels):
+            groups.setdefault((k, x.shape), []).append(f)
+    step = getattr(runner, "max_batch", None) or max(len(v) for v in groups.values())
+    batches, owners = [], []
+    for (k, _), frames in groups.items():
+        for i in range(0, len(frames), step):
+            part = frames[i : i + step]
+            batches.append(np.concatenate([inputs[f][k] for f in part]))
+            owners.append((k, part))
+    outs = runner.run_levels(batches)
+    maps: list[Maps] = [[{} for _ in levels] for levels in inputs]
+    for (k, part), out in zip(owners, outs):
+        for j, f in enumerate(part):
+            maps[f][k] = {name: v[j] for name, v in out.items()}
+    return maps

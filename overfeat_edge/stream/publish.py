@@ -1,7 +1,7 @@
 """[no torch] ``--publish mqtt://HOST[:PORT]/TOPIC``: every frame's detections to an MQTT broker.
 
 What DeepStream's nvmsgbroker does, with Eclipse paho (the ``mqtt`` extra). One JSON message per
-frame per stream, the JSONL line's schema (:func:`~overfeat_edge.stream.sinks.frame_record`), QoS 1.
+frame per stream, the JSONL line's schema (:func:`~overfeat_edge.records.frame_record`), QoS 1.
 ``{name}`` in the topic is the stream's name.
 
 When the broker is away, paho keeps every QoS 1 message it has not had acknowledged (those sent
@@ -32,7 +32,8 @@ import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
-from overfeat_edge.stream.sinks import Sink, frame_record
+from overfeat_edge.records import frame_record
+from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.types import Detections
 
 ENV_USER = "OVERFEAT_EDGE_MQTT_USERNAME"
@@ -102,6 +103,8 @@ def tls_ca() -> Optional[str]:
 
 class MqttSink(Sink):
     """Publishes one JSON message per frame (QoS 1) through a background paho client."""
+
+    needs_frame = False
 
     def __init__(
         self,
@@ -183,8 +186,27 @@ class MqttSink(Sink):
         self.client.disconnect()
         self.client.loop_stop()
 
+    def describe(self) -> str:
+        return self.url
+
     def summary(self) -> str:
         left = self.waiting
         tail = f", {left} not acknowledged when it closed ({self.last_error or 'no connection'})" if left else ""
         drop = f", {self.dropped} dropped (buffer full)" if self.dropped else ""
         return f"{self.url}: {self.sent} message(s) acknowledged{drop}{tail}"
+
+
+def check_output(uri: str, buffer: int = 10_000) -> None:
+    """``mqtt[s]://HOST[:PORT]/TOPIC`` checked before the model loads: the URL, the buffer, the
+    credentials, the CA file for TLS, paho installed."""
+    if Broker.parse(uri).tls:
+        tls_ca()
+    if not 1 <= buffer <= 60_000:
+        raise InputError(f"--publish-buffer must be from 1 to 60000 messages, got {buffer}")
+    credentials()
+    require("paho.mqtt.client", "--publish")
+
+
+def open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...], buffer: int = 10_000) -> MqttSink:
+    """One sink for every stream: ``{name}`` in the topic is each message's stream."""
+    return MqttSink(uri, class_names, buffer=buffer)

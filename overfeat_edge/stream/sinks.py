@@ -1,5 +1,9 @@
 """[no torch] Sinks: where annotated frames and detections go.
 
+Each output kind here has a ``<kind>_check_output(uri)`` (one InputError line, before any frame is
+read) and ``<kind>_open_output(uri, *, stream, fps, class_names) -> Sink``, which
+:data:`overfeat_edge.stream.plan.OUTPUTS` names by URI suffix or scheme.
+
 Every file sink writes to a hidden temporary name beside its target and renames it on
 :meth:`close`, which also runs when the run is interrupted: the MP4 is finalized (its index
 written) and the JSON Lines file holds whole lines only, so both stay readable.
@@ -18,16 +22,8 @@ import cv2
 import numpy as np
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.records import frame_record
 from overfeat_edge.types import Detections
-
-
-def frame_record(
-    index: int, timestamp: float, det: Detections, class_names: tuple[str, ...] | list[str], extra: dict[str, Any]
-) -> dict[str, Any]:
-    """One frame as the JSONL line and the MQTT message carry it: frame, t, the sink's extra fields
-    (source or stream), the detections' metadata (stream name) and the detections."""
-    dets = det.to_records(class_names)
-    return {"frame": index, "t": round(timestamp, 4), **extra, **det.metadata, "detections": dets}
 
 
 class Sink:
@@ -78,6 +74,9 @@ class VideoSink(Sink):
         self.frames = 0
         self.size: tuple[int, int] | None = None
 
+    def describe(self) -> str:
+        return str(self.path)
+
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         h, w = frame.shape[:2]
         if self.writer is None:
@@ -101,7 +100,9 @@ class VideoSink(Sink):
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame: ``{"frame", "t", "detections": [{class_id, class, score, box}]}``."""
+    """One JSON object per frame, :func:`overfeat_edge.records.frame_record`'s schema."""
+
+    needs_frame = False
 
     def __init__(self, path: str | Path, class_names: tuple[str, ...] | list[str], extra: dict[str, Any] | None = None):
         self.path = Path(path)
@@ -111,6 +112,9 @@ class JsonlSink(Sink):
         self.extra = extra or {}
         self.file = self.tmp.open("w", encoding="utf-8")
         self.frames = 0
+
+    def describe(self) -> str:
+        return str(self.path)
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         record = frame_record(index, timestamp, det, self.class_names, self.extra)
@@ -131,6 +135,9 @@ class ImageFolderSink(Sink):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.quality = quality
         self.frames = 0
+
+    def describe(self) -> str:
+        return f"{self.folder}/"
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         from overfeat_edge.io import atomic_write_bytes
@@ -162,6 +169,9 @@ class DisplaySink(Sink):
         self.on_quit = on_quit
         self.opened = False
 
+    def describe(self) -> str:
+        return f"a window ({self.title})"
+
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         cv2.imshow(self.title, frame)
         self.opened = True
@@ -172,3 +182,40 @@ class DisplaySink(Sink):
         if self.opened:
             cv2.destroyWindow(self.title)
             self.opened = False
+
+
+# ---- the output kinds (stream/plan.py's table names them) ----------------------------------------
+def video_check_output(uri: str) -> None:
+    if Path(uri).suffix.lower() not in VideoSink.FOURCC:
+        raise InputError(f"--output must end in one of {', '.join(VideoSink.FOURCC)}, got {uri}")
+
+
+def video_open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...]) -> Sink:
+    return VideoSink(uri, fps)
+
+
+def jsonl_check_output(uri: str) -> None:
+    pass  # the path itself is checked by the plan (writable, not an input, not another output)
+
+
+def jsonl_open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...]) -> Sink:
+    return JsonlSink(uri, class_names)
+
+
+def frames_check_output(uri: str) -> None:
+    pass
+
+
+def frames_open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...]) -> Sink:
+    return ImageFolderSink(uri.rstrip("/") or "/")
+
+
+def display_check_output(uri: str) -> None:
+    problem = display_problem()
+    if problem:
+        raise InputError(problem)
+
+
+def display_open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...]) -> Sink:
+    title = uri.partition("://")[2] or stream or "overfeat-edge"
+    return DisplaySink(title)

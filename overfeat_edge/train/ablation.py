@@ -27,9 +27,9 @@ from overfeat_edge.train.evaluate import evaluate
 class Row:
     stride: str  # "fine" or "coarse"
     scales: tuple[str, ...]
-    merge: str
-    threshold: float
-    min_score: float = 0.0
+    merge: str | None  # None: the model's own (as detect and run), so eval scores what they output
+    threshold: float | None
+    min_score: float | None = None
 
 
 def scale_subsets(scales: list[str]) -> dict[int, tuple[str, ...]]:
@@ -39,7 +39,12 @@ def scale_subsets(scales: list[str]) -> dict[int, tuple[str, ...]]:
 
 
 def ablation_rows(
-    model: str, scales: list[str] | None, threshold: float, merge: str, one: bool = False, min_score: float = 0.0
+    model: str,
+    scales: list[str] | None,
+    threshold: float | None,
+    merge: str | None,
+    one: bool = False,
+    min_score: float | None = None,
 ) -> list[Row]:
     """The rows to run: just the one configuration, or stride x scale subsets x merge."""
     spec = load_runner("onnxruntime", model, threads=1).spec
@@ -103,14 +108,15 @@ def run_ablation(
             cfg = DetectorConfig(
                 scales=list(row.scales), threshold=row.threshold, merge=row.merge, min_score=row.min_score
             )
-            r = evaluate(Detector(runner, cfg), data, on_image, limit)
+            det = Detector(runner, cfg)
+            r = evaluate(det, data, on_image, limit)
             out.append(
                 {
                     "stride": row.stride,
                     "n_scales": len(row.scales),
                     "scales": ",".join(row.scales),
-                    "merge": row.merge,
-                    "threshold": row.threshold,
+                    "merge": det.config.merge,
+                    "threshold": det.config.threshold,
                     **r.row(),
                     "per_class_ap50": {k: round(v, 4) for k, v in r.per_class_ap50.items()},
                 }

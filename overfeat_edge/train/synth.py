@@ -257,3 +257,19 @@ def photo_tour(photo: np.ndarray, frames: int, hw: tuple[int, int] = (384, 512))
             [[hw[1] / cw, 0, -(cx - cw / 2) * hw[1] / cw], [0, hw[0] / ch, -(cy - ch / 2) * hw[0] / ch]], np.float32
         )
         yield cv2.warpAffine(photo, m, (hw[1], hw[0]), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+
+
+def write_demo_video(path: Path, frames: int, seed: int, fps: float = 30.0, photo: Path | None = None) -> Path:
+    """The demo's input: moving, spinning, growing and shrinking shapes (``train.synth.video``), or a
+    camera's slow pan and zoom over ``photo`` (a model's ``sample.jpg``, e.g. faces)."""
+    from overfeat_edge.stream.sinks import VideoSink
+    from overfeat_edge.types import Detections
+
+    image = cv2.imread(str(photo)) if photo is not None else None
+    if photo is not None and image is None:
+        raise InputError(f"cannot read the model's sample photo {photo}")
+    clip = photo_tour(image, frames) if image is not None else (f for f, _, _ in video(seed, frames))
+    with VideoSink(path, fps) as sink:
+        for i, frame in enumerate(clip):
+            sink.write(i, i / fps, frame, Detections.empty())
+    return path

@@ -51,7 +51,7 @@ def test_detect_writes_images_and_json(tmp_path: Path, seed_onnx: Path, images: 
     first = payload["images"][0]
     assert (first["height"], first["width"]) == (48, 64)
     for d in first["detections"]:
-        assert d["class"] in ("a", "b", "c") and len(d["box"]) == 4
+        assert d["label"] in ("a", "b", "c") and len(d["box"]) == 4
     img = cv2.imread(str(out / "img0.jpg"))
     assert img is not None and img.shape == (48, 64, 3)
 
@@ -116,7 +116,7 @@ def test_run_workers_checked_before_anything_runs(images: list[Path], args: list
 
 
 def test_run_workers_default_files_two_live_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from overfeat_edge.commands.run import inference_workers
+    from overfeat_edge.stream.plan import inference_workers
 
     monkeypatch.setattr("os.cpu_count", lambda: 8)
     assert inference_workers(None, "onnxruntime", live=False) == 2  # throughput: frames shared by two sessions

@@ -1,5 +1,5 @@
-"""The streaming loop with real files and a real (fake) network camera process: order, drops,
-reconnection and clean shutdown on SIGINT/SIGTERM."""
+"""The stream loop over one source with real files and a real (fake) network camera process: order,
+drops, reconnection and clean shutdown on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+from overfeat_edge.records import detection_records
 from overfeat_edge.runtime import Runner, load_runner
-from overfeat_edge.stream.loop import StreamLoop
+from overfeat_edge.stream.loop import Stream, StreamLoop
 from overfeat_edge.stream.sinks import JsonlSink
 from overfeat_edge.stream.sources import Source, parse_source
 
@@ -74,20 +75,23 @@ class Jittery(Runner):
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.infer(batch)
 
-    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self.inner.run(batch)
+
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         self.calls += 1
         time.sleep(self.rng.uniform(0, 0.06))
-        return self.inner.infer_many(batches)
+        return self.inner.run_levels(batches)
 
 
 @pytest.mark.parametrize("workers", [1, 3])
 def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: Detector, workers: int) -> None:
-    from overfeat_edge.commands.demo import write_demo_video
+    from overfeat_edge.train.synth import write_demo_video
 
     clip = write_demo_video(tmp_path / "clip.mp4", frames=10, seed=3)
     runners: list[Runner] = [Jittery(k) for k in range(workers)] if workers > 1 else [detector.runner]
     with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
-        loop = StreamLoop(Source(parse_source(str(clip))), detector, [sink], runners=runners)
+        loop = StreamLoop([Stream("clip", Source(parse_source(str(clip))), [sink])], detector, runners=runners)
         stats = loop.run()
     if workers > 1:  # every worker took frames
         assert all(isinstance(r, Jittery) and r.calls > 0 for r in runners)
@@ -97,7 +101,7 @@ def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: 
     for r in recs:
         ok, img = cap.read()
         assert ok
-        want = detector.detect(img).to_records(detector.spec.class_names)
+        want = detection_records(detector.detect(img), detector.spec.class_names)
         assert r["detections"] == want
     cap.release()
     assert sum(len(r["detections"]) for r in recs) >= 10  # the demo scenes hold four objects each
@@ -106,7 +110,7 @@ def test_file_every_frame_in_order_and_same_as_serial(tmp_path: Path, detector: 
 def test_live_source_latency_stays_about_one_inference(camera, tmp_path: Path, detector: Detector) -> None:
     _, url = camera("--fps", "60")
     with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
-        loop = StreamLoop(Source(parse_source(url)), detector, [sink], max_frames=6)
+        loop = StreamLoop([Stream("cam", Source(parse_source(url)), [sink])], detector, max_frames=6)
         stats = loop.run(duration=60)
     idx = [json.loads(x)["frame"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert len(idx) == 6 and all(b > a for a, b in zip(idx, idx[1:]))
@@ -128,7 +132,7 @@ class SlowJsonl(JsonlSink):
 def test_live_source_drops_stale_frames(camera, tmp_path: Path, detector: Detector) -> None:
     _, url = camera("--fps", "60")
     with SlowJsonl(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
-        loop = StreamLoop(Source(parse_source(url)), detector, [sink], max_frames=12)
+        loop = StreamLoop([Stream("cam", Source(parse_source(url)), [sink])], detector, max_frames=12)
         stats = loop.run(duration=60)
     idx = [json.loads(x)["frame"] for x in (tmp_path / "d.jsonl").read_text().splitlines()]
     assert len(idx) == 12 and all(b > a for a, b in zip(idx, idx[1:]))

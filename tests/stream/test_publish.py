@@ -215,7 +215,8 @@ def test_broker_restart_loses_nothing_within_the_buffer(broker: Mosquitto) -> No
     assert set(sub.topics) == {"site/door"}
     first = next(m for m in sub.messages if m["frame"] == 7)  # the JSONL schema
     assert first["stream"] == "door" and first["t"] == round(7 / 30, 4)
-    assert first["detections"] == [{"class_id": 0, "class": "shape", "score": 0.9, "box": [7.0, 10.0, 27.0, 40.0]}]
+    want = {"box": [7.0, 10.0, 27.0, 40.0], "score": 0.9, "confidence": 0.9, "class_id": 0, "label": "shape"}
+    assert first["detections"] == [want]
 
 
 @needs_broker
@@ -240,7 +241,7 @@ def test_full_buffer_drops_new_messages_and_counts_them(broker: Mosquitto) -> No
 
 @needs_broker
 def test_run_publishes_every_frame_of_every_stream(broker: Mosquitto, tmp_path: Path) -> None:
-    from overfeat_edge.commands.demo import write_demo_video
+    from overfeat_edge.train.synth import write_demo_video
 
     videos = [write_demo_video(tmp_path / f"v{i}.mp4", 12, seed=i) for i in range(2)]
     sub = Subscriber(broker.port, "cams/+")

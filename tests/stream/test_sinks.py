@@ -57,7 +57,8 @@ def test_interrupted_run_leaves_readable_files(tmp_path: Path) -> None:
     recs = [json.loads(x) for x in lines]
     assert [r["frame"] for r in recs] == [0, 1, 2, 3, 4]
     assert recs[1]["t"] == pytest.approx(1 / 30, abs=1e-4)
-    assert recs[0]["detections"] == [{"class_id": 1, "class": "b", "score": 0.75, "box": [1.0, 2.0, 30.0, 40.0]}]
+    want = {"box": [1.0, 2.0, 30.0, 40.0], "score": 0.75, "confidence": 0.75, "class_id": 1, "label": "b"}
+    assert recs[0]["detections"] == [want]
 
 
 def test_unknown_video_suffix(tmp_path: Path) -> None:

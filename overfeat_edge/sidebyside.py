@@ -80,7 +80,7 @@ def side_by_side(
         levels = inputs[k % len(inputs)]
         for r in rows:
             t0 = time.perf_counter()
-            r.runner.run_many(levels)  # type: ignore[union-attr]
+            r.runner.run_levels(levels)  # type: ignore[union-attr]
             r.ms.append((time.perf_counter() - t0) * 1000)
     if data is not None:
         from overfeat_edge.train.evaluate import evaluate
