@@ -32,13 +32,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, cast
+from typing import Optional, Tuple, cast
 
 import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector, Step
 from overfeat_edge.pipeline.draw import draw_detections
 from overfeat_edge.runtime.base import Runner
+from overfeat_edge.stream.batch import Maps, batched_forward
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
 from overfeat_edge.stream.stats import Stats
@@ -46,7 +47,6 @@ from overfeat_edge.types import ScaleLevel
 
 END = object()  # the one end marker: a capture's last item, an inference worker's last result
 WAIT = 0.02  # seconds a round waits for the streams' next frames, all streams together
-Maps = List[Dict[str, np.ndarray]]
 
 
 class Mailbox:
@@ -388,25 +388,3 @@ class StreamLoop:
         if self._errors:
             raise self._errors[0]
         return self.stats
-
-
-def batched_forward(runner: Runner, inputs: list[list[np.ndarray]]) -> list[Maps]:
-    """Maps of every frame's every level (batch index dropped), running each (level, shape) group of
-    frames as one batch: ``inputs[f][k]`` is frame f's level k, (1, 3, H, W)."""
-    groups: dict[tuple[int, tuple[int, ...]], list[int]] = {}
-    for f, levels in enumerate(inputs):
-        for k, x in enumerate(levels):
-            groups.setdefault((k, x.shape), []).append(f)
-    step = getattr(runner, "max_batch", None) or max(len(v) for v in groups.values())
-    batches, owners = [], []
-    for (k, _), frames in groups.items():
-        for i in range(0, len(frames), step):
-            part = frames[i : i + step]
-            batches.append(np.concatenate([inputs[f][k] for f in part]))
-            owners.append((k, part))
-    outs = runner.run_levels(batches)
-    maps: list[Maps] = [[{} for _ in levels] for levels in inputs]
-    for (k, part), out in zip(owners, outs):
-        for j, f in enumerate(part):
-            maps[f][k] = {name: v[j] for name, v in out.items()}
-    return maps

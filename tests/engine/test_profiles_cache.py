@@ -156,7 +156,7 @@ def test_bad_batch_option(text: str) -> None:
 def test_batched_engine_serves_every_round_of_the_multi_camera_loop() -> None:
     """A --batch 1,4,8 engine: every batch a round can hold finds the level's own profile, and the
     loop cuts larger rounds into batches of the engine's largest (the runner's max_batch)."""
-    from overfeat_edge.stream.loop import batched_forward
+    from overfeat_edge.stream.batch import batched_forward
 
     ps = plan_profiles(SPEC, (480, 640), ["384", "224"], batch=parse_batch("1,4,8"), dynamic_max_side=700)
     assert max(p.max[0] for p in ps) == 8

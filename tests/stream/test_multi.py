@@ -14,7 +14,8 @@ from overfeat_edge.commands import main
 from overfeat_edge.errors import InputError
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.runtime import load_runner
-from overfeat_edge.stream.loop import Stream, StreamLoop, batched_forward
+from overfeat_edge.stream.batch import batched_forward
+from overfeat_edge.stream.loop import Stream, StreamLoop
 from overfeat_edge.stream.plan import stream_list
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Source, parse_source
