@@ -27,73 +27,92 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.stream import plan as planning
 
+# ---- run's options -------------------------------------------------------------------------------
+SourcesOpt = Annotated[
+    Optional[List[str]],
+    typer.Argument(
+        help="One or more: 0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob."
+    ),
+]
+SourcesFileOpt = Annotated[
+    Optional[Path], typer.Option("--sources", help="A file of sources, one per line: [NAME=]URI ('#' comments).")
+]
+TrackOpt = Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")]
+ModelOpt = Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")]
+OutputOpt = Annotated[
+    Optional[List[str]],
+    typer.Option(
+        help="Where results go, repeatable, by suffix or scheme: .mp4/.avi (annotated video), .jsonl, "
+        "DIR/ (annotated frames), display://, mqtt://HOST/TOPIC. {name}: the stream's name."
+    ),
+]
+JsonlOpt = Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")]
+SaveFramesOpt = Annotated[Optional[Path], typer.Option(help="Folder for annotated JPEG frames.")]
+DisplayOpt = Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")]
+MaxFramesOpt = Annotated[Optional[int], typer.Option(help="Stop after this many processed frames.")]
+DurationOpt = Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")]
+StatsJsonOpt = Annotated[Optional[Path], typer.Option(help="Write FPS, latency percentiles and counters here.")]
+WidthOpt = Annotated[Optional[int], typer.Option(help="Camera: requested width.")]
+HeightOpt = Annotated[Optional[int], typer.Option(help="Camera: requested height.")]
+FpsOpt = Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")]
+ReconnectsOpt = Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")]
+CudaGraphsOpt = Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU backend threads, all workers (default: all cores).")]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        help="CPU backends: inference workers, each its own session with threads/workers threads, taking "
+        "rounds of frames in turn. Default: 2 for files (throughput), 1 for live sources (latency)."
+    ),
+]
+MergeOpt = Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")]
+MinScoreOpt = Annotated[
+    Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
+]
+PublishOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="mqtt://HOST[:PORT]/TOPIC or mqtts://... : one JSON message per frame (QoS 1; {name} in the topic: "
+        "the stream). Credentials from OVERFEAT_EDGE_MQTT_USERNAME / _PASSWORD / _PASSWORD_FILE."
+    ),
+]
+PublishBufferOpt = Annotated[
+    int, typer.Option(help="--publish: messages kept while the broker is away (then new ones are dropped).")
+]
+LiveViewOpt = Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")]
+
 
 def run(
-    sources: Annotated[
-        Optional[List[str]],
-        typer.Argument(
-            help="One or more: 0, /dev/video0, v4l2:///dev/video0, csi://0, rtsp://..., video file, folder, glob."
-        ),
-    ] = None,
-    sources_file: Annotated[
-        Optional[Path], typer.Option("--sources", help="A file of sources, one per line: [NAME=]URI ('#' comments).")
-    ] = None,
-    track: Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")] = False,
-    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
-    output: Annotated[
-        Optional[List[str]],
-        typer.Option(
-            help="Where results go, repeatable, by suffix or scheme: .mp4/.avi (annotated video), .jsonl, "
-            "DIR/ (annotated frames), display://, mqtt://HOST/TOPIC. {name}: the stream's name."
-        ),
-    ] = None,
-    jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
-    save_frames: Annotated[Optional[Path], typer.Option(help="Folder for annotated JPEG frames.")] = None,
-    display: Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")] = (
-        False
-    ),
-    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many processed frames.")] = None,
-    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
-    stats_json: Annotated[
-        Optional[Path], typer.Option(help="Write FPS, latency percentiles and counters here.")
-    ] = None,
-    width: Annotated[Optional[int], typer.Option(help="Camera: requested width.")] = None,
-    height: Annotated[Optional[int], typer.Option(help="Camera: requested height.")] = None,
-    fps: Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")] = None,
-    reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
+    sources: SourcesOpt = None,
+    sources_file: SourcesFileOpt = None,
+    track: TrackOpt = False,
+    model: ModelOpt = "overfeat-mini-shapes",
+    output: OutputOpt = None,
+    jsonl: JsonlOpt = None,
+    save_frames: SaveFramesOpt = None,
+    display: DisplayOpt = False,
+    max_frames: MaxFramesOpt = None,
+    duration: DurationOpt = None,
+    stats_json: StatsJsonOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    fps: FpsOpt = None,
+    reconnects: ReconnectsOpt = 5,
     backend: BackendOption = "auto",
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU backend threads, all workers (default: all cores).")] = (
-        None
-    ),
-    workers: Annotated[
-        Optional[int],
-        typer.Option(
-            help="CPU backends: inference workers, each its own session with threads/workers threads, taking "
-            "rounds of frames in turn. Default: 2 for files (throughput), 1 for live sources (latency)."
-        ),
-    ] = None,
+    cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
+    workers: WorkersOpt = None,
     scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
     threshold: Threshold = None,
-    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
-    min_score: Annotated[
-        Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
-    ] = None,
-    publish: Annotated[
-        Optional[str],
-        typer.Option(
-            help="mqtt://HOST[:PORT]/TOPIC or mqtts://... : one JSON message per frame (QoS 1; {name} in the topic: "
-            "the stream). Credentials from OVERFEAT_EDGE_MQTT_USERNAME / _PASSWORD / _PASSWORD_FILE."
-        ),
-    ] = None,
-    publish_buffer: Annotated[
-        int, typer.Option(help="--publish: messages kept while the broker is away (then new ones are dropped).")
-    ] = 10_000,
-    live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
+    merge: MergeOpt = None,
+    min_score: MinScoreOpt = None,
+    publish: PublishOpt = None,
+    publish_buffer: PublishBufferOpt = 10_000,
+    live_view: LiveViewOpt = True,
 ) -> None:
     """Detect on live video: a capture thread per source, batched inference workers, outputs per stream."""
     scales = pyramid(scales, min_size, scale_factor)
@@ -103,10 +122,9 @@ def run(
             outputs.append(planning.make_output(option, str(value), key))
     if publish is not None:
         outputs.append(planning.make_output("--publish", publish, "mqtt"))  # the broker says what is wrong with a URL
-    options = planning.RunOptions(
-        sources, sources_file, outputs, display, stats_json, max_frames, duration, width, height, fps, reconnects,
-        publish_buffer, track,
-    )  # fmt: skip
+    options = planning.RunOptions(sources, sources_file, outputs, display, stats_json, max_frames, duration)
+    options.width, options.height, options.fps, options.reconnects = width, height, fps, reconnects
+    options.publish_buffer, options.track = publish_buffer, track
     plan = planning.make_plan(options)  # every option and output checked before the model loads
     backend_options = {"cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
     det, runners = _load(plan, model, backend, threads, workers, backend_options, (scales, threshold, merge, min_score))

@@ -176,3 +176,16 @@ def test_a_stop_request_ends_a_stuck_run(clips: tuple[Path, Path], tmp_path: Pat
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["frame"] for r in recs] == [0, 1, 2]
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_a_new_output_is_one_module_and_one_table_line(
+    clips: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.stream import skeleton_output
+
+    monkeypatch.setitem(OUTPUTS, "rtsp", "tests.stream.skeleton_output")  # the one line
+    assert main(["run", *map(str, clips), "--output", "rtsp://127.0.0.1:8554/{name}", *FAST]) == 0
+    sent = skeleton_output.SENT
+    assert [i for i, _ in sent["rtsp://127.0.0.1:8554/clipA"]] == list(range(6))
+    assert [i for i, _ in sent["rtsp://127.0.0.1:8554/clipB"]] == list(range(4))
+    assert main(["run", str(clips[0]), "--output", "rtsp://10.0.0.1/x", *FAST]) == 2  # its own check, before the run
