@@ -178,13 +178,20 @@ def _log(msg: str) -> None:
 
 def _run(loop: Any, opened: planning.Opened, duration: Optional[float], live_view: bool) -> None:
     """The loop under SIGINT/SIGTERM and the watchdog, with a live line in a terminal."""
-    from overfeat_edge.stream.control import run_with_signals
+    from overfeat_edge.stream.control import GRACE, run_with_signals
 
-    def stuck() -> None:
-        err_console.print("interrupted: a worker did not stop within the grace period; closing the outputs")
-        opened.close()
-        keep_line = ", ".join(k.describe() for k in opened.sinks) or "no output"
-        err_console.print(f"interrupted: stopped by {loop.stop_reason}; {keep_line} closed and readable")
+    def stuck() -> None:  # the watchdog: a worker did not stop within the grace period
+        outs = ", ".join(k.describe() for k in opened.sinks) or "no output"
+        try:
+            opened.close()
+            outs += " closed and readable"
+        except Exception as exc:  # one output failed to close: said, and the process still ends
+            outs += f" closed but one failed: {type(exc).__name__}: {exc}"
+        err_console.print(
+            f"interrupted: stopped by {loop.stop_reason} (a worker did not stop within {GRACE:.0f} s, so the run "
+            f"was ended); {outs}",
+            soft_wrap=True,
+        )
 
     if not live_view:
         run_with_signals(loop, duration, on_stuck=stuck)
