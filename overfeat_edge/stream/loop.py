@@ -50,24 +50,32 @@ WAIT = 0.02  # seconds a round waits for the streams' next frames, all streams t
 
 
 class Mailbox:
-    """A one-slot queue whose ``put`` replaces the unread item; returns whether it replaced one."""
+    """A one-slot queue whose ``put`` replaces the unread item; returns whether it replaced one.
+    The end marker never replaces a frame: it is read after the last one."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._item: object | None = None
         self._full = False
+        self._ended = False
 
     def put(self, item: object) -> bool:
         with self._cond:
-            replaced = self._full and self._item is not END
+            if item is END:
+                self._ended = True
+                self._cond.notify()
+                return False
+            replaced = self._full
             self._item, self._full = item, True
             self._cond.notify()
             return replaced
 
     def get(self, timeout: float) -> object:
         with self._cond:
-            if not self._full and not self._cond.wait_for(lambda: self._full, timeout):
+            if not self._cond.wait_for(lambda: self._full or self._ended, timeout):
                 raise queue.Empty
+            if not self._full:
+                return END
             item, self._item, self._full = self._item, None, False
             return item
 

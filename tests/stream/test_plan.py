@@ -189,3 +189,26 @@ def test_a_new_output_is_one_module_and_one_table_line(
     assert [i for i, _ in sent["rtsp://127.0.0.1:8554/clipA"]] == list(range(6))
     assert [i for i, _ in sent["rtsp://127.0.0.1:8554/clipB"]] == list(range(4))
     assert main(["run", str(clips[0]), "--output", "rtsp://10.0.0.1/x", *FAST]) == 2  # its own check, before the run
+
+
+class Counting(Source):
+    """A new source kind written as one class: ``count://N`` gives N frames, each filled with its index."""
+
+    live = True
+
+    def read(self) -> Frame | None:
+        if self.stopped or self.index >= int(str(self.spec.target).partition("://")[2]):
+            return None
+        self.index += 1
+        return Frame(self.index - 1, float(self.index - 1), np.full((96, 128, 3), self.index, np.uint8))
+
+
+def test_a_new_source_is_one_class_and_its_table_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from overfeat_edge.stream import sources
+
+    monkeypatch.setitem(sources.KINDS, "count", Counting)
+    monkeypatch.setitem(sources.SCHEMES, "count", lambda uri, kw: sources.SourceSpec("count", uri, True, **kw))
+    assert main(["run", "count://5", "--jsonl", str(tmp_path / "c.jsonl"), "--max-frames", "5", *FAST]) == 0
+    recs = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in recs] == sorted({r["frame"] for r in recs}) and recs[-1]["stream"] == "cam0"
+    assert 1 <= len(recs) <= 5  # live: a frame not yet taken is replaced by the next one
