@@ -42,7 +42,7 @@ from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.batch import Maps, batched_forward
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
-from overfeat_edge.stream.stats import Stats
+from overfeat_edge.stream.stats import CAPTURE, INFERENCE, LATENCY, POSTPROCESS, PREPROCESS, SINK, Stats
 from overfeat_edge.types import ScaleLevel
 
 END = object()  # the one end marker: a capture's last item, an inference worker's last result
@@ -174,7 +174,7 @@ class StreamLoop:
                 if frame is None:
                     break
                 for st in (s.stats, self.stats):
-                    st.add("capture", time.perf_counter() - t0)
+                    st.add(CAPTURE, time.perf_counter() - t0)
                     st.captured += 1
                 if self._offer(s, (frame, time.perf_counter())):
                     s.stats.dropped += 1
@@ -258,11 +258,11 @@ class StreamLoop:
         maps = self._forward(runner, [r[0] for r in ready], inputs) if ready else []
         t2 = time.perf_counter()
         if ready:
-            self.stats.add("preprocess", t1 - t0)
-            self.stats.add("inference", t2 - t1)  # one batched inference
+            self.stats.add(PREPROCESS, t1 - t0)
+            self.stats.add(INFERENCE, t2 - t1)  # one batched inference
         for (s, seq, frame, t_cap, levels), m in zip(ready, maps):
-            s.stats.add("preprocess", (t1 - t0) / len(ready))
-            s.stats.add("inference", (t2 - t1) / len(ready))
+            s.stats.add(PREPROCESS, (t1 - t0) / len(ready))
+            s.stats.add(INFERENCE, (t2 - t1) / len(ready))
             self._put_done(_Done(s, seq, frame, t_cap, levels, m))
 
     def _forward(self, runner: Runner, streams: list[Stream], inputs: list[list[np.ndarray]]) -> list[Optional[Maps]]:
@@ -335,9 +335,9 @@ class StreamLoop:
             sink.write(frame.index, frame.timestamp, image if sink.needs_frame else frame.image, d)
         t2 = time.perf_counter()
         for st in (s.stats, self.stats):
-            st.add("postprocess", t1 - t0)
-            st.add("sink", t2 - t1)
-            st.add("latency", t2 - item.t_captured)
+            st.add(POSTPROCESS, t1 - t0)
+            st.add(SINK, t2 - t1)
+            st.add(LATENCY, t2 - item.t_captured)
             st.frame_done(len(d))
         if self.max_frames is not None and all(x.stats.frames >= self.max_frames or x.ended for x in self.streams):
             self.stop("max frames")

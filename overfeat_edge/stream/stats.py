@@ -9,6 +9,7 @@ from collections import deque
 import numpy as np
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "sink", "latency")
+CAPTURE, PREPROCESS, INFERENCE, POSTPROCESS, SINK, LATENCY = STAGES  # the names the loop records under
 
 
 class Stats:
