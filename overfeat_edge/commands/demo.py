@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -49,10 +49,7 @@ def demo(
     from overfeat_edge.pipeline.load import describe, load_detector
     from overfeat_edge.runtime import load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
-    from overfeat_edge.stream.loop import Stream, StreamLoop
     from overfeat_edge.stream.plan import CPU_BACKENDS, inference_workers, worker_threads
-    from overfeat_edge.stream.sinks import JsonlSink, VideoSink
-    from overfeat_edge.stream.sources import Source, parse_source
     from overfeat_edge.train.synth import write_demo_video
 
     check_number("--frames", frames, 1, 100000)
@@ -73,7 +70,16 @@ def demo(
     src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
     what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"
     console.print(f"generated {src} ({frames} frames, {what}); detecting with {n_workers} x {runner.describe()}")
-    # the same threaded loop as `run` on a file: every frame, in order
+    _detect_video(det, runners, src, out)
+
+
+def _detect_video(det: Any, runners: list[Any], src: Path, out: Path) -> None:
+    """The same loop as `run` on a file (every frame, in order) -> demo.mp4 and detections.jsonl."""
+    from overfeat_edge.stream.loop import Stream, StreamLoop
+    from overfeat_edge.stream.sinks import JsonlSink, VideoSink
+    from overfeat_edge.stream.sources import Source, parse_source
+
+    runner, n_workers = det.runner, len(runners)
     source = Source(parse_source(str(src)))
     overlay = f"overfeat-edge {runner.name} CPU, {det.describe_pyramid()}"
     keep(f"{out / 'demo.mp4'} and {out / 'detections.jsonl'} closed and readable up to the last frame written")
