@@ -24,7 +24,14 @@ from overfeat_edge.engine.cache import (
     write_engine,
 )
 from overfeat_edge.engine.calibration import CalibrationData, cache_data, check_cache_file, device_calibration
-from overfeat_edge.engine.compat import PRECISIONS, BuildPlan, TrtVersion, build_plan, dla_supported
+from overfeat_edge.engine.compat import (
+    PRECISIONS,
+    BuildPlan,
+    TrtVersion,
+    build_plan,
+    dla_supported,
+    other_layers_precision,
+)
 from overfeat_edge.engine.profiles import Profile, plan_profiles, profiles_key
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.spec import ModelSpec
@@ -96,6 +103,11 @@ class BuildRequest:
         if self.dla is not None and self.precision == "fp32":
             raise InputError(
                 "--dla runs FP16 or INT8 only; with --precision fp32 every layer would fall back to the GPU"
+            )
+        if self.dla is not None and (self.dynamic is not None or self.batch[0] != self.batch[2]):
+            raise InputError(
+                "--dla builds fixed shapes only (DLA has no dynamic dimensions: a profile's min, opt and max must be "
+                "equal, else its layers run on the GPU); drop --dynamic and --batch"
             )
         if self.calib is not None and self.calib_images is not None:
             raise InputError("--calib (a cache) and --calib-images (calibrate here) are two ways; give one")
@@ -193,6 +205,11 @@ def build_cached(
             f"TensorRT {v} cannot build for DLA (8.x and 10.0-10.7 can, and 11.4.1+ on Jetson AGX Orin with "
             "JetPack 7.2.2+)"
         )
+    if req.dla is not None and p.int8_source == "qdq" and req.precision == "int8" and v.major < 10:
+        raise InputError(
+            f"--dla with a Q/DQ ONNX on TensorRT {v}: 8.x's DLA takes INT8 from a calibrator "
+            "(IInt8EntropyCalibrator2), not from Q/DQ nodes; calibrate with --calib-images DIR or --calib trt.cache"
+        )
     source = _source_onnx(p, plan, v)
     calibration = cache_data(req.calib, v, p.profiles) if req.calib is not None else p.calibration
     cuda = load_cuda()
@@ -240,6 +257,9 @@ def build_cached(
             "onnx_variant": plan.onnx_variant,
             "int8_source": p.int8_source if req.precision == "int8" else None,
             "tf32": req.tf32,
+            "other_layers": other_layers_precision(v, req.precision),
+            "device_memory_bytes": result.device_memory,
+            "dla": result.dla,
         },
     )
     write_engine(path, result.engine, manifest, result.calibration_cache)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from overfeat_edge.engine.calibration import CalibrationData
-from overfeat_edge.engine.compat import BuildPlan, TrtVersion
+from overfeat_edge.engine.compat import BuildPlan, TrtVersion, check_polygraphy, context_memory
 from overfeat_edge.engine.profiles import Profile
 from overfeat_edge.errors import MissingDependency, ModelError
 from overfeat_edge.io import atomic_write_bytes
@@ -95,13 +95,23 @@ def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = iter(data.batches()) if data.batches is not None else iter(())
-            self.host = cuda.pinned(data.shape, np.float32) if data.batches is not None else None
-            self.device = cuda.malloc(self.host.nbytes) if self.host is not None else 0
-            self.stream = cuda.stream()
+            self.host, self.device, self.stream = None, 0, 0
+            try:  # what is made before a failure is freed here: the caller never gets the object
+                self.host = cuda.pinned(data.shape, np.float32) if data.batches is not None else None
+                self.device = cuda.malloc(self.host.nbytes) if self.host is not None else 0
+                self.stream = cuda.stream()
+            except BaseException:
+                self.free()
+                raise
 
         def free(self) -> None:
-            if self.host is not None:
+            if self.stream:
+                cuda.destroy_stream(self.stream)
+                self.stream = 0
+            if self.device:
                 cuda.free(self.device)
+                self.device = 0
+            if self.host is not None:
                 cuda.free_pinned(self.host)
                 self.host = None
 
@@ -147,6 +157,40 @@ class BuildResult:
     engine: bytes
     seconds: float
     calibration_cache: bytes | None  # what TensorRT's calibrator wrote (on-device INT8), else None
+    device_memory: int = 0  # bytes of activation memory the engine's contexts need (the largest profile's)
+    dla: dict[str, int] | None = None  # DLA builds: see dla_placement
+
+
+def dla_placement(inspector_json: str, network_layers: int, dla_capable: int) -> dict[str, int]:
+    """Where a DLA build's layers went: of the parsed network's layers, how many TensorRT said can run
+    on DLA (``can_run_on_DLA``), and the engine's layers from its inspector, of which the DLA
+    subgraphs (the ``{ForeignNode[...]}`` layers TensorRT offloads to DLA, one loadable each)."""
+    import json
+
+    layers = json.loads(inspector_json).get("Layers", [])
+    names = [x if isinstance(x, str) else str(x.get("Name", "")) for x in layers]
+    subgraphs = sum(n.startswith("{ForeignNode[") for n in names)
+    return {
+        "network_layers": network_layers,
+        "dla_capable": dla_capable,
+        "engine_layers": len(names),
+        "subgraphs": subgraphs,
+        "gpu_layers": len(names) - subgraphs,
+    }
+
+
+def _engine_facts(serialized: bytes, dla_core: int | None) -> tuple[int, str]:
+    """The engine's activation memory (bytes, over all profiles) and its inspector's JSON."""
+    v = version(trt)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise ModelError("TensorRT could not deserialize the engine it just built (its log above says why)")
+    memory = int(engine.device_memory_size_v2 if context_memory(v).set_v2 else engine.device_memory_size)
+    inspector = engine.create_engine_inspector()
+    return memory, str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def build_engine(
@@ -164,6 +208,7 @@ def build_engine(
 ) -> BuildResult:
     """Parse, configure and build; updates ``timing_cache``. Raises :class:`ModelError` on failure."""
     load_tensorrt()
+    check_polygraphy(version(trt), str(require("polygraphy", "building TensorRT engines").__version__))
     pgt = require("polygraphy.backend.trt", "building TensorRT engines")
     exceptions = require("polygraphy.exception", "building TensorRT engines")
     seen = _Calibration()
@@ -172,12 +217,15 @@ def build_engine(
     if plan.progress_monitor and report is not None:  # the keyword exists from Polygraphy 0.49.1
         options["progress_monitor"] = _progress_monitor(report)
     configs: list[trt.IBuilderConfig] = []
+    capable: list[int] = []  # DLA builds: network layers, of them those that can run on DLA
 
     def finish(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:
         if dla_core is not None:
             if dla_core >= builder.num_DLA_cores:
                 raise ModelError(f"--dla {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
             config.DLA_core = dla_core  # Polygraphy sets core 0
+            layers = [network.get_layer(i) for i in range(network.num_layers)]
+            capable[:] = [len(layers), sum(bool(config.can_run_on_DLA(x)) for x in layers)]
         if calibration is not None and calibration.batches is not None:
             prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
             dims = trt.Dims(list(calibration.shape))
@@ -226,4 +274,6 @@ def build_engine(
     if not serialized:
         raise ModelError("TensorRT could not build the engine (its log above says why)")
     atomic_write_bytes(timing_cache, bytes(configs[-1].get_timing_cache().serialize()))
-    return BuildResult(bytes(serialized), seconds, seen.written)
+    memory, layers = _engine_facts(bytes(serialized), dla_core)
+    placement = dla_placement(layers, *capable) if dla and capable else None
+    return BuildResult(bytes(serialized), seconds, seen.written, memory, placement)
