@@ -27,6 +27,7 @@ from typing import List, Tuple, cast
 
 import numpy as np
 
+from overfeat_edge.pipeline.cascade import with_active_stages
 from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.pipeline.draw import draw_detections
 from overfeat_edge.runtime.base import Runner
@@ -287,7 +288,7 @@ class StreamLoop(Stoppable):
         ]
         for k, runner in enumerate(self.runners):
             stages.append(("infer", f"infer{k}", functools.partial(self._infer, runner)))
-        stages.append(("post", "post", self._post))
+        stages.append(("post", "post", with_active_stages(self._post, self.detector.steps)))  # stage runners held
         for stage, name, fn in stages:
             t = threading.Thread(target=self._guard(fn), name=f"overfeat-{name}", daemon=True)
             self._stages.setdefault(stage, []).append(t)

@@ -23,6 +23,7 @@ from typing import Dict, List, Tuple, cast
 
 import numpy as np
 
+from overfeat_edge.pipeline.cascade import with_active_stages
 from overfeat_edge.pipeline.detector import Detector, Step
 from overfeat_edge.pipeline.draw import draw_detections
 from overfeat_edge.stream.loop import Mailbox, Stoppable
@@ -243,7 +244,8 @@ class MultiStreamLoop(Stoppable):
         self._threads.append(
             threading.Thread(target=self._guard(self._infer), name="overfeat-multi-infer", daemon=True)
         )
-        self._threads.append(threading.Thread(target=self._guard(self._post), name="overfeat-multi-post", daemon=True))
+        post = with_active_stages(self._post, self.detector.steps)  # the cascade's stage runners, held
+        self._threads.append(threading.Thread(target=self._guard(post), name="overfeat-multi-post", daemon=True))
         for t in self._threads:
             t.start()
 

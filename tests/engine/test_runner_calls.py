@@ -204,3 +204,33 @@ def test_the_standin_offers_only_names_the_versions_library_has(version: str) ->
     )
     data = lib.read_bytes()
     assert offered and all(n.encode() + b"\0" in data for n in offered)
+
+
+def test_a_cascade_stage_runner_lives_as_long_as_the_loops_worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A stage engine (R-Net-like: one dynamic-batch profile) refining every frame of a real loop over
+    a real ONNX Runtime detector: its context and buffers are made once, not per frame and stage."""
+    from overfeat_edge.commands.demo import write_demo_video
+    from overfeat_edge.pipeline.cascade import CropStage, StageSpec
+    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
+    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.stream.loop import StreamLoop
+    from overfeat_edge.stream.sinks import JsonlSink
+    from overfeat_edge.stream.sources import Source, parse_source
+
+    crops = Profile(0, None, (1, 3, W, W), (64, 3, W, W), (256, 3, W, W))
+    stage, engine, cuda = make_runner(monkeypatch, tmp_path, "10.3.0", [crops])
+    detector = Detector(
+        load_runner("onnxruntime", "overfeat-mini-shapes", threads=1),
+        DetectorConfig(threshold=0.05, min_score=0.0),
+        steps=[CropStage(stage, StageSpec(name="rnet", file="rnet.onnx", threshold=0.0, nms=0.7))],
+    )
+    clip = write_demo_video(tmp_path / "clip.mp4", frames=6, seed=3)
+    with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
+        StreamLoop(Source(parse_source(str(clip))), detector, [sink]).run()
+    refined = [c for c in engine.log if c[0] == "execute"]
+    assert len(refined) >= 6  # the stage ran on every frame (each had boxes to refine) ...
+    assert [c[0] for c in engine.log].count("create_context") == 1  # ... on the one context made for the worker
+    assert len([c for c in cuda.log if c[0] == "malloc"]) == 4  # block, input, scores, boxes: once
+    assert cuda.leaks() == {"device": 0, "pinned": 0, "streams": 0, "graphs": 0}  # freed when the worker ended
