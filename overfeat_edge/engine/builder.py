@@ -19,6 +19,7 @@ from overfeat_edge.engine.cache import (
     DeviceInfo,
     Manifest,
     check_engine,
+    describe_engine,
     engine_path,
     sha256_file,
     write_engine,
@@ -186,6 +187,7 @@ class Built:
     built: bool  # False: an up-to-date engine was found
     seconds: float = 0.0
     stale: str = ""  # why an existing engine was rebuilt
+    summary: str = ""  # its device memory and, on DLA, where its layers went (describe_engine)
 
 
 def build_cached(
@@ -220,8 +222,8 @@ def build_cached(
     stale = ""
     if path.is_file() and not rebuild:
         try:
-            check_engine(path, device, onnx_sha256=onnx_sha, calibration_sha256=p.calibration_sha256)
-            return Built(path, built=False)
+            found, _ = check_engine(path, device, onnx_sha256=onnx_sha, calibration_sha256=p.calibration_sha256)
+            return Built(path, built=False, summary=describe_engine(found))
         except ModelError as exc:
             stale = str(exc)
     cuda.activate()
@@ -263,7 +265,7 @@ def build_cached(
         },
     )
     write_engine(path, result.engine, manifest, result.calibration_cache)
-    return Built(path, built=True, seconds=result.seconds, stale=stale)
+    return Built(path, built=True, seconds=result.seconds, stale=stale, summary=describe_engine(manifest))
 
 
 STAGE_MAX_BATCH = 256  # crops per inference of a cascade's stage engine (more are run in chunks)

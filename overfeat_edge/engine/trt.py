@@ -53,6 +53,12 @@ def version(module: Any) -> TrtVersion:
     return TrtVersion.parse(str(module.__version__))
 
 
+def dla_cores() -> int:
+    """How many DLA cores TensorRT sees on this device (0 on desktops)."""
+    load_tensorrt()
+    return int(trt.Builder(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
+
+
 def _progress_monitor(report: Callable[[str, int, int], None]) -> trt.IProgressMonitor:
     """An ``IProgressMonitor`` (TensorRT 10.0+) forwarding (phase, step, steps) to ``report``."""
 
