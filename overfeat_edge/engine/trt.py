@@ -199,6 +199,51 @@ def _engine_facts(serialized: bytes, dla_core: int | None) -> tuple[int, str]:
     return memory, str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
+def _dla_config(
+    builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig, core: int
+) -> list[int]:
+    """DLA core ``core`` set (Polygraphy sets core 0); [network layers, of them those that can run on DLA]."""
+    if core >= builder.num_DLA_cores:
+        raise ModelError(f"--dla {core}: this device has {builder.num_DLA_cores} DLA core(s)")
+    config.DLA_core = core
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    return [len(layers), sum(bool(config.can_run_on_DLA(x)) for x in layers)]
+
+
+def _calibration_profile(builder: trt.Builder, config: trt.IBuilderConfig, shape: tuple[int, ...]) -> None:
+    prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
+    dims = trt.Dims(list(shape))
+    prof.set_shape(INPUT_NAME, dims, dims, dims)
+    if not config.set_calibration_profile(prof):
+        raise ModelError(f"TensorRT refused the calibration profile {shape}")
+
+
+def _timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Our timing cache read into ``config``; an empty one where the file is corrupt."""
+    blob = path.read_bytes() if path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:
+        cache = None
+    if cache is None:  # TensorRT returns None for a corrupt cache, as Polygraphy checks
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+
+
+def _create_config(
+    pgt: Any, plan: BuildPlan, profiles: list[Profile], workspace_mb: int, tf32: bool, options: dict[str, Any]
+) -> Any:
+    """Polygraphy's ``CreateConfig``: profiles, workspace pool, the plan's precision flags, TF32, ``options``."""
+    return pgt.CreateConfig(
+        tf32=tf32,
+        fp16="FP16" in plan.builder_flags,
+        int8="INT8" in plan.builder_flags,
+        profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
+        **options,
+    )
+
+
 def build_engine(
     *,
     onnx_path: Path,
@@ -227,42 +272,18 @@ def build_engine(
 
     def finish(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:
         if dla_core is not None:
-            if dla_core >= builder.num_DLA_cores:
-                raise ModelError(f"--dla {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
-            config.DLA_core = dla_core  # Polygraphy sets core 0
-            layers = [network.get_layer(i) for i in range(network.num_layers)]
-            capable[:] = [len(layers), sum(bool(config.can_run_on_DLA(x)) for x in layers)]
+            capable[:] = _dla_config(builder, network, config, dla_core)
         if calibration is not None and calibration.batches is not None:
-            prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
-            dims = trt.Dims(list(calibration.shape))
-            prof.set_shape(INPUT_NAME, dims, dims, dims)
-            if not config.set_calibration_profile(prof):
-                raise ModelError(f"TensorRT refused the calibration profile {calibration.shape}")
-        blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        try:
-            cache = config.create_timing_cache(blob)
-        except Exception:
-            cache = None
-        if cache is None:  # TensorRT returns None for a corrupt cache, as Polygraphy checks
-            cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, False)
+            _calibration_profile(builder, config, calibration.shape)
+        _timing_cache(config, timing_cache)
         configs.append(config)
 
     calibrator = None
     t0 = time.perf_counter()
     try:
         calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
-        create = pgt.CreateConfig(
-            tf32=tf32,
-            fp16="FP16" in plan.builder_flags,
-            int8="INT8" in plan.builder_flags,
-            profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
-            calibrator=calibrator,
-            memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
-            use_dla=dla,
-            allow_gpu_fallback=dla,
-            **options,
-        )
+        options.update(calibrator=calibrator, use_dla=dla, allow_gpu_fallback=dla)
+        create = _create_config(pgt, plan, profiles, workspace_mb, tf32, options)
         build = pgt.EngineBytesFromNetwork(
             pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
         )
