@@ -282,7 +282,7 @@ def build_engine(
     t0 = time.perf_counter()
     try:
         calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
-        options.update(calibrator=calibrator, use_dla=dla, allow_gpu_fallback=dla)
+        options = {**options, "calibrator": calibrator, "use_dla": dla, "allow_gpu_fallback": dla}
         create = _create_config(pgt, plan, profiles, workspace_mb, tf32, options)
         build = pgt.EngineBytesFromNetwork(
             pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
