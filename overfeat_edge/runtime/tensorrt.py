@@ -222,6 +222,8 @@ class TensorRTRunner(Runner):
             raise ModelError(f"{self.path.name}: TensorRT execute_async_v3 failed for profile {s.profile.index}")
         self.cuda.sync(self.stream)
         s.graph = self.cuda.capture(self.stream, lambda: ctx.execute_async_v3(self.stream))
+        if s.graph is None:  # capture failed: this level enqueues plainly, the second context is not kept
+            s.graph_context = None
 
     def _free(self, s: _Slot) -> None:
         if s.graph is not None:

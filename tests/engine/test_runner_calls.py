@@ -234,3 +234,14 @@ def test_a_cascade_stage_runner_lives_as_long_as_the_loops_worker(
     assert [c[0] for c in engine.log].count("create_context") == 1  # ... on the one context made for the worker
     assert len([c for c in cuda.log if c[0] == "malloc"]) == 4  # block, input, scores, boxes: once
     assert cuda.leaks() == {"device": 0, "pinned": 0, "streams": 0, "graphs": 0}  # freed when the worker ended
+
+
+def test_a_failed_capture_falls_back_to_plain_enqueue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cuda = StandInCuda()
+    monkeypatch.setattr(cuda, "capture", lambda stream, enqueue: None)  # e.g. an op not allowed under capture
+    runner, engine, _ = make_runner(monkeypatch, tmp_path, "10.3.0", levels((1, 4, 4)), cuda_graphs=True, cuda=cuda)
+    with runner:
+        x = frames(4, W, W + 8, 5)
+        np.testing.assert_allclose(runner.run(x)["scores"], want(x)["scores"], rtol=1e-5)
+        assert all(s.graph is None and s.graph_context is None for s in runner.slots)
+    assert [c[0] for c in engine.log].count("replay") == 0 and cuda.leaks()["device"] == 0
