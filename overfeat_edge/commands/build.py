@@ -98,11 +98,11 @@ def build(
             done.append(build_cached(stage, engines=engines, rebuild=rebuild, report=report, path=path))
     for b in done:
         if not b.built:
-            console.print(f"up to date: {b.path}")
+            console.print(f"up to date: {b.path} ({b.summary})")
             continue
         if b.stale:
             err_console.print(f"rebuilt: {b.stale}", style="yellow")
-        console.print(f"built {b.path} in {b.seconds:.1f} s ({b.path.stat().st_size / 2**20:.1f} MiB)")
+        console.print(f"built {b.path} in {b.seconds:.1f} s ({b.path.stat().st_size / 2**20:.1f} MiB); {b.summary}")
     console.print(f"run it: overfeat-edge run SOURCE --backend tensorrt --model {built.path}")
 
 

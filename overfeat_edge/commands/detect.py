@@ -27,6 +27,7 @@ from overfeat_edge.commands.common import (
 )
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
+from overfeat_edge.pipeline.cascade import active_stages
 from overfeat_edge.pipeline.detector import DetectorConfig
 from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
@@ -112,7 +113,7 @@ def detect(
     spec = det.spec
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
-    with det.runner:  # activated once for every image (a GPU backend allocates here)
+    with det.runner, active_stages(det.steps):  # activated once for every image (a GPU backend allocates here)
         for i, path in enumerate(paths):
             frame = read_image(path)
             if frame is None:

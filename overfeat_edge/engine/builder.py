@@ -13,21 +13,32 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from overfeat_edge.engine.cache import (
     DeviceInfo,
     Manifest,
     check_engine,
+    describe_engine,
     engine_path,
     sha256_file,
     write_engine,
 )
 from overfeat_edge.engine.calibration import CalibrationData, cache_data, check_cache_file, device_calibration
-from overfeat_edge.engine.compat import PRECISIONS, BuildPlan, TrtVersion, build_plan, dla_supported
+from overfeat_edge.engine.compat import (
+    PRECISIONS,
+    BuildPlan,
+    TrtVersion,
+    build_plan,
+    dla_supported,
+    other_layers_precision,
+)
 from overfeat_edge.engine.profiles import Profile, plan_profiles, profiles_key
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from overfeat_edge.engine.trt import BuildResult
 
 Report = Callable[[str, int, int], None]  # typing's Callable: evaluated at import, on Python 3.8 too
 
@@ -96,6 +107,11 @@ class BuildRequest:
         if self.dla is not None and self.precision == "fp32":
             raise InputError(
                 "--dla runs FP16 or INT8 only; with --precision fp32 every layer would fall back to the GPU"
+            )
+        if self.dla is not None and (self.dynamic is not None or self.batch[0] != self.batch[2]):
+            raise InputError(
+                "--dla builds fixed shapes only (DLA has no dynamic dimensions: a profile's min, opt and max must be "
+                "equal, else its layers run on the GPU); drop --dynamic and --batch"
             )
         if self.calib is not None and self.calib_images is not None:
             raise InputError("--calib (a cache) and --calib-images (calibrate here) are two ways; give one")
@@ -174,6 +190,52 @@ class Built:
     built: bool  # False: an up-to-date engine was found
     seconds: float = 0.0
     stale: str = ""  # why an existing engine was rebuilt
+    summary: str = ""  # its device memory and, on DLA, where its layers went (describe_engine)
+
+
+def _check_dla(p: Prepared, v: TrtVersion) -> None:
+    """What TensorRT ``v`` cannot build for DLA, refused with one line."""
+    req = p.request
+    if req.dla is None:
+        return
+    if not dla_supported(v):
+        raise InputError(
+            f"TensorRT {v} cannot build for DLA (8.x and 10.0-10.7 can, and 11.4.1+ on Jetson AGX Orin with "
+            "JetPack 7.2.2+)"
+        )
+    if p.int8_source == "qdq" and req.precision == "int8" and v.major < 10:
+        raise InputError(
+            f"--dla with a Q/DQ ONNX on TensorRT {v}: 8.x's DLA takes INT8 from a calibrator "
+            "(IInt8EntropyCalibrator2), not from Q/DQ nodes; calibrate with --calib-images DIR or --calib trt.cache"
+        )
+
+
+def _manifest(
+    p: Prepared, plan: BuildPlan, v: TrtVersion, device: DeviceInfo, source: Path, onnx_sha: str, result: BuildResult
+) -> Manifest:
+    req = p.request
+    return Manifest(
+        model=p.name,
+        onnx_sha256=onnx_sha,
+        precision=req.precision,
+        device=device,
+        profiles=p.profiles,
+        frame_hw=req.frame_hw,
+        flags=list(plan.builder_flags),
+        calibration_sha256=p.calibration_sha256,
+        build_seconds=round(result.seconds, 2),
+        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        extra={
+            "spec": p.spec.to_json(),
+            "onnx": str(source),
+            "onnx_variant": plan.onnx_variant,
+            "int8_source": p.int8_source if req.precision == "int8" else None,
+            "tf32": req.tf32,
+            "other_layers": other_layers_precision(v, req.precision),  # beside INT8's layers
+            "device_memory_bytes": result.device_memory,  # the one block every context shares
+            "dla": result.dla,  # where a DLA build's layers went
+        },
+    )
 
 
 def build_cached(
@@ -188,11 +250,7 @@ def build_cached(
     trt = load_tensorrt()
     v = version(trt)
     plan = build_plan(v, req.precision, "calibrator" if p.int8_source in ("cache", "device") else "qdq")
-    if req.dla is not None and not dla_supported(v):
-        raise InputError(
-            f"TensorRT {v} cannot build for DLA (8.x and 10.0-10.7 can, and 11.4.1+ on Jetson AGX Orin with "
-            "JetPack 7.2.2+)"
-        )
+    _check_dla(p, v)
     source = _source_onnx(p, plan, v)
     calibration = cache_data(req.calib, v, p.profiles) if req.calib is not None else p.calibration
     cuda = load_cuda()
@@ -203,8 +261,8 @@ def build_cached(
     stale = ""
     if path.is_file() and not rebuild:
         try:
-            check_engine(path, device, onnx_sha256=onnx_sha, calibration_sha256=p.calibration_sha256)
-            return Built(path, built=False)
+            found, _ = check_engine(path, device, onnx_sha256=onnx_sha, calibration_sha256=p.calibration_sha256)
+            return Built(path, built=False, summary=describe_engine(found))
         except ModelError as exc:
             stale = str(exc)
     cuda.activate()
@@ -223,27 +281,9 @@ def build_cached(
         )
     finally:
         cuda.deactivate()
-    manifest = Manifest(
-        model=p.name,
-        onnx_sha256=onnx_sha,
-        precision=req.precision,
-        device=device,
-        profiles=p.profiles,
-        frame_hw=req.frame_hw,
-        flags=list(plan.builder_flags),
-        calibration_sha256=p.calibration_sha256,
-        build_seconds=round(result.seconds, 2),
-        built_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        extra={
-            "spec": p.spec.to_json(),
-            "onnx": str(source),
-            "onnx_variant": plan.onnx_variant,
-            "int8_source": p.int8_source if req.precision == "int8" else None,
-            "tf32": req.tf32,
-        },
-    )
+    manifest = _manifest(p, plan, v, device, source, onnx_sha, result)
     write_engine(path, result.engine, manifest, result.calibration_cache)
-    return Built(path, built=True, seconds=result.seconds, stale=stale)
+    return Built(path, built=True, seconds=result.seconds, stale=stale, summary=describe_engine(manifest))
 
 
 STAGE_MAX_BATCH = 256  # crops per inference of a cascade's stage engine (more are run in chunks)

@@ -186,3 +186,22 @@ def check_engine(
             f"not deserializing it{fix}"
         )
     return m, data
+
+
+def describe_engine(m: Manifest) -> str:
+    """One line on what an engine needs and where it runs, from its manifest (build's summary, doctor):
+    its activation memory (one block for every context), and for DLA builds where the layers went."""
+    e = m.extra
+    parts = []
+    memory = e.get("device_memory_bytes")
+    if isinstance(memory, int):
+        parts.append(f"device memory {memory / 2**20:.1f} MiB (one block shared by every level's context)")
+    dla = e.get("dla")
+    if m.device.dla_core is not None and isinstance(dla, dict):
+        parts.append(
+            f"DLA core {m.device.dla_core}: {dla.get('dla_capable')} of {dla.get('network_layers')} network layers "
+            f"can run on DLA; the engine: {dla.get('subgraphs')} DLA subgraph(s), {dla.get('gpu_layers')} GPU layer(s)"
+        )
+    if e.get("other_layers"):
+        parts.append(f"layers not quantized run in {e['other_layers']}")
+    return "; ".join(parts) or "no device memory or DLA placement recorded (built before they were)"

@@ -16,6 +16,13 @@ and current desktops: 11.x) differ in ways that break naive code:
   neither is in the 8.6.1 binding library, so 8.x builds show a spinner with elapsed time.
 * DLA (Jetson AGX/NX Orin): TensorRT 8.x, 10.0 to 10.7 (the last 10.x with DLA, per the 11.4.1
   "Working with DLA" page), or 11.4.1+ (documented for AGX Orin with JetPack 7.2.2+).
+* activation memory: ``create_execution_context()`` reserves, per context, enough for every profile
+  (``kSTATIC``). Our contexts (one per pyramid level) run in series on one stream, so they share one
+  block: 8.x ``create_execution_context_without_device_memory()`` and ``context.device_memory = ptr``
+  sized by ``engine.device_memory_size``; 10.0+ ``create_execution_context(USER_MANAGED)``; 10.1+
+  ``context.set_device_memory(ptr, engine.device_memory_size_v2)`` (the 8.x method is gone in 11.x).
+* Polygraphy: 0.49.x's ``CreateConfig`` reads ``layer.precision_is_set`` unguarded, which 11.x does
+  not have; 0.50.3 is the first release that guards it (and still supports TensorRT 8.5 and Python 3.8).
 * the INT8 calibration cache's header ``TRT-<version>-EntropyCalibration2``: TensorRT ignores a
   cache whose version field is not its own. The field is ``major*1000 + minor*100 + patch`` in 8.x
   (8.5.2 -> 8502) and ``major*10000 + minor*100 + patch`` from 10.0 (10.3.0 -> 100300).
@@ -34,6 +41,8 @@ from overfeat_edge.errors import InputError, MissingDependency
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_VERSION = (8, 5)
+POLYGRAPHY_MIN = "0.50.3"  # the first release whose CreateConfig guards precision_is_set (gone in TensorRT 11)
+DLA_LOADABLES_PER_CORE = 16  # "only 16 DLA loadables can be loaded concurrently per core" (DLA restrictions)
 
 
 class TrtVersion(NamedTuple):
@@ -104,6 +113,38 @@ def dla_supported(v: TrtVersion) -> bool:
     return v < TrtVersion(10, 8) or v >= TrtVersion(11, 4, 1)
 
 
+def other_layers_precision(v: TrtVersion, precision: str) -> str | None:
+    """What the layers an INT8 engine does not quantize run in: up to 10.x TensorRT picks FP16 or
+    FP32 (the FP16 flag is set beside INT8); 11.x is strongly typed, so the Q/DQ ONNX's own types
+    (FP32 from ``calibrate``) hold. None for other precisions."""
+    if precision != "int8":
+        return None
+    return "fp16 or fp32 (TensorRT's choice: the FP16 flag is set)" if has_calibrators(v) else "fp32 (strongly typed)"
+
+
+@dataclass(frozen=True)
+class ContextMemory:
+    """How our execution contexts get the one activation block they share (by TensorRT version)."""
+
+    user_managed: bool  # create_execution_context(USER_MANAGED) (10.0+), else ..._without_device_memory (8.x)
+    set_v2: bool  # set_device_memory(ptr, size) and device_memory_size_v2 (10.1+), else device_memory = ptr
+
+
+def context_memory(v: TrtVersion) -> ContextMemory:
+    return ContextMemory(user_managed=v.major >= 10, set_v2=v >= TrtVersion(10, 1))
+
+
+def check_polygraphy(v: TrtVersion, polygraphy_version: str) -> None:
+    """Refuse, with one line, a Polygraphy that cannot build on TensorRT ``v`` (0.49.x on 11.x)."""
+    found = tuple(int(x) for x in re.findall(r"\d+", polygraphy_version)[:3])
+    need = tuple(int(x) for x in POLYGRAPHY_MIN.split("."))
+    if v.major >= 11 and found < need:
+        raise InputError(
+            f"Polygraphy {polygraphy_version} cannot build on TensorRT {v}: its CreateConfig reads "
+            f"layer.precision_is_set, which TensorRT 11 removed; pip install 'polygraphy>={POLYGRAPHY_MIN}'"
+        )
+
+
 def cache_version_field(v: TrtVersion) -> str:
     """The version field of a calibration cache header for TensorRT ``v`` (its NV_TENSORRT_VERSION)."""
     if v.major < 10:
@@ -158,13 +199,21 @@ TRT_NAMES: dict[str, tuple[str, ...]] = {
         "write_calibration_cache",
         "set_calibration_profile",
     ),
-    "dla": ("DLA_core", "num_DLA_cores"),
+    "inspector": ("create_engine_inspector", "get_engine_information", "LayerInformationFormat", "JSON"),
+    "context_without_memory": ("create_execution_context_without_device_memory",),  # 8.x
+    "context_user_managed": ("ExecutionContextAllocationStrategy", "USER_MANAGED"),  # 10.0+
+    "device_memory_v1": ("device_memory", "device_memory_size"),  # 8.x and 10.0
+    "device_memory_v2": ("set_device_memory", "device_memory_size_v2"),  # 10.1+
+    "dla": ("DLA_core", "num_DLA_cores", "can_run_on_DLA", "num_layers", "get_layer"),
 }
 
 
 def features(v: TrtVersion) -> tuple[str, ...]:
     """The :data:`TRT_NAMES` features our code uses on TensorRT ``v``."""
-    out = ["runtime"]
+    out = ["runtime", "inspector"]
+    memory = context_memory(v)
+    out.append("context_user_managed" if memory.user_managed else "context_without_memory")
+    out.append("device_memory_v2" if memory.set_v2 else "device_memory_v1")
     if build_plan(v, "fp32").progress_monitor:
         out.append("progress_monitor")
     if has_calibrators(v):

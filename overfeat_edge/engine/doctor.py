@@ -1,9 +1,11 @@
 """[no TensorRT import at module level] Proving a device: TensorRT against ONNX Runtime, via Polygraphy.
 
 ``doctor`` builds the shipped model at one scale (FP32 with TF32 off, as Polygraphy's own checks do,
-and FP16 where the version allows), runs it with Polygraphy's ``TrtRunner`` next to ``OnnxrtRunner``
-on the same inputs, and lets Polygraphy's ``Comparator`` judge each output with its tolerance, element by element
-(``SimpleCompareFunc``): an element passes when ``|trt - ort| <= atol`` or ``|trt - ort| / |ort| <= rtol``.
+and FP16 where the version allows), says each engine's device memory (and, where the device has a
+DLA core, builds FP16 for core 0 and says how many layers ended on DLA), runs it with Polygraphy's
+``TrtRunner`` next to ``OnnxrtRunner`` on the same inputs, and lets Polygraphy's ``Comparator`` judge
+each output with its tolerance, element by element (``SimpleCompareFunc``): an element passes when
+``|trt - ort| <= atol`` or ``|trt - ort| / |ort| <= rtol``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def doctor_inputs(seed: int = 0) -> list[np.ndarray]:
 def prove_device(say: Callable[[str], None]) -> list[tuple[str, Verdict]]:
     """Build the shipped model per precision in a scratch folder and compare it with ONNX Runtime."""
     from overfeat_edge.engine.builder import BuildRequest, build_cached, prepare
-    from overfeat_edge.engine.cache import check_engine
+    from overfeat_edge.engine.cache import check_engine, describe_engine
     from overfeat_edge.engine.trt import load_tensorrt
     from overfeat_edge.runtime.base import resolve_onnx
     from overfeat_edge.runtime.cuda import load_cuda
@@ -93,10 +95,31 @@ def prove_device(say: Callable[[str], None]) -> list[tuple[str, Verdict]]:
             except InputError as exc:  # e.g. FP16 on TensorRT 11 without the FP16 ONNX
                 say(f"{precision}: skipped ({exc})")
                 continue
-            _, data = check_engine(built.path, running_device(load_tensorrt(), load_cuda()))
+            manifest, data = check_engine(built.path, running_device(load_tensorrt(), load_cuda()))
+            say(f"{precision}: {describe_engine(manifest)}")
             runners = [
                 pg_trt.TrtRunner(pg_trt.EngineFromBytes(data), name=f"tensorrt-{precision}"),
                 pg_ort.OnnxrtRunner(pg_ort.SessionFromOnnx(str(onnx)), name="onnxruntime"),
             ]
             out.append((precision, compare_runners(runners, inputs, TOLERANCE[precision])))
+        _dla_placement(Path(tmp), say)
     return out
+
+
+def _dla_placement(folder: Path, say: Callable[[str], None]) -> None:
+    """Where the DLA core 0 build of the doctor's model put its layers (nothing said without DLA)."""
+    from overfeat_edge.engine.builder import BuildRequest, build_cached, prepare
+    from overfeat_edge.engine.compat import dla_supported
+    from overfeat_edge.engine.trt import dla_cores, load_tensorrt, version
+
+    if not dla_supported(version(load_tensorrt())) or dla_cores() == 0:
+        return
+    request = BuildRequest(
+        model=DOCTOR_MODEL, precision="fp16", frame_hw=(480, 640), scales=(str(DOCTOR_SCALE),), workspace_mb=512, dla=0
+    )
+    try:
+        built = build_cached(prepare(request), engines=folder / "dla", rebuild=True)
+    except InputError as exc:  # e.g. FP16 on TensorRT 11 without the FP16 ONNX
+        say(f"fp16 on DLA core 0: skipped ({exc})")
+        return
+    say(f"fp16 on DLA core 0: {built.summary}")

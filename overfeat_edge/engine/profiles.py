@@ -107,6 +107,13 @@ def profile_for(profiles: list[Profile], shape: Shape) -> Profile:
     for p in profiles:
         if p.covers(shape):
             return p
+    sized = [p for p in profiles if p.scale is not None and p.opt[1:] == shape[1:]]
+    if sized:  # the size has its profile; the batch is what does not fit
+        lo, hi = min(p.min[0] for p in sized), max(p.max[0] for p in sized)
+        raise InputError(
+            f"a batch of {shape[0]} at {shape[2]}x{shape[3]}: the engine's profile for this size takes {lo} to {hi} "
+            f"frames; rebuild it with --batch {shape[0]} (or more), or run fewer cameras per inference"
+        )
     made = ", ".join(f"{p.opt[2]}x{p.opt[3]}" for p in profiles)
     raise InputError(
         f"the engine has no profile for input {shape[2]}x{shape[3]} (it was built for {made}); rebuild it with "

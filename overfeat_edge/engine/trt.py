@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from overfeat_edge.engine.calibration import CalibrationData
-from overfeat_edge.engine.compat import BuildPlan, TrtVersion
+from overfeat_edge.engine.compat import BuildPlan, TrtVersion, check_polygraphy, context_memory
 from overfeat_edge.engine.profiles import Profile
 from overfeat_edge.errors import MissingDependency, ModelError
 from overfeat_edge.io import atomic_write_bytes
@@ -51,6 +51,12 @@ def load_tensorrt() -> Any:
 
 def version(module: Any) -> TrtVersion:
     return TrtVersion.parse(str(module.__version__))
+
+
+def dla_cores() -> int:
+    """How many DLA cores TensorRT sees on this device (0 on desktops)."""
+    load_tensorrt()
+    return int(trt.Builder(trt.Logger(trt.Logger.WARNING)).num_DLA_cores)
 
 
 def _progress_monitor(report: Callable[[str, int, int], None]) -> trt.IProgressMonitor:
@@ -95,13 +101,23 @@ def _calibrator(data: CalibrationData, cuda: CudaApi, seen: _Calibration) -> Any
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.batches = iter(data.batches()) if data.batches is not None else iter(())
-            self.host = cuda.pinned(data.shape, np.float32) if data.batches is not None else None
-            self.device = cuda.malloc(self.host.nbytes) if self.host is not None else 0
-            self.stream = cuda.stream()
+            self.host, self.device, self.stream = None, 0, 0
+            try:  # what is made before a failure is freed here: the caller never gets the object
+                self.host = cuda.pinned(data.shape, np.float32) if data.batches is not None else None
+                self.device = cuda.malloc(self.host.nbytes) if self.host is not None else 0
+                self.stream = cuda.stream()
+            except BaseException:
+                self.free()
+                raise
 
         def free(self) -> None:
-            if self.host is not None:
+            if self.stream:
+                cuda.destroy_stream(self.stream)
+                self.stream = 0
+            if self.device:
                 cuda.free(self.device)
+                self.device = 0
+            if self.host is not None:
                 cuda.free_pinned(self.host)
                 self.host = None
 
@@ -147,6 +163,85 @@ class BuildResult:
     engine: bytes
     seconds: float
     calibration_cache: bytes | None  # what TensorRT's calibrator wrote (on-device INT8), else None
+    device_memory: int = 0  # bytes of activation memory the engine's contexts need (the largest profile's)
+    dla: dict[str, int] | None = None  # DLA builds: see dla_placement
+
+
+def dla_placement(inspector_json: str, network_layers: int, dla_capable: int) -> dict[str, int]:
+    """Where a DLA build's layers went: of the parsed network's layers, how many TensorRT said can run
+    on DLA (``can_run_on_DLA``), and the engine's layers from its inspector, of which the DLA
+    subgraphs (the ``{ForeignNode[...]}`` layers TensorRT offloads to DLA, one loadable each)."""
+    import json
+
+    layers = json.loads(inspector_json).get("Layers", [])
+    names = [x if isinstance(x, str) else str(x.get("Name", "")) for x in layers]
+    subgraphs = sum(n.startswith("{ForeignNode[") for n in names)
+    return {
+        "network_layers": network_layers,
+        "dla_capable": dla_capable,
+        "engine_layers": len(names),
+        "subgraphs": subgraphs,
+        "gpu_layers": len(names) - subgraphs,
+    }
+
+
+def _engine_facts(serialized: bytes, dla_core: int | None) -> tuple[int, str]:
+    """The engine's activation memory (bytes, over all profiles) and its inspector's JSON."""
+    v = version(trt)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    if dla_core is not None:
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(serialized)
+    if engine is None:
+        raise ModelError("TensorRT could not deserialize the engine it just built (its log above says why)")
+    memory = int(engine.device_memory_size_v2 if context_memory(v).set_v2 else engine.device_memory_size)
+    inspector = engine.create_engine_inspector()
+    return memory, str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def _dla_config(
+    builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig, core: int
+) -> list[int]:
+    """DLA core ``core`` set (Polygraphy sets core 0); [network layers, of them those that can run on DLA]."""
+    if core >= builder.num_DLA_cores:
+        raise ModelError(f"--dla {core}: this device has {builder.num_DLA_cores} DLA core(s)")
+    config.DLA_core = core
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    return [len(layers), sum(bool(config.can_run_on_DLA(x)) for x in layers)]
+
+
+def _calibration_profile(builder: trt.Builder, config: trt.IBuilderConfig, shape: tuple[int, ...]) -> None:
+    prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
+    dims = trt.Dims(list(shape))
+    prof.set_shape(INPUT_NAME, dims, dims, dims)
+    if not config.set_calibration_profile(prof):
+        raise ModelError(f"TensorRT refused the calibration profile {shape}")
+
+
+def _timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Our timing cache read into ``config``; an empty one where the file is corrupt."""
+    blob = path.read_bytes() if path.is_file() else b""
+    try:
+        cache = config.create_timing_cache(blob)
+    except Exception:
+        cache = None
+    if cache is None:  # TensorRT returns None for a corrupt cache, as Polygraphy checks
+        cache = config.create_timing_cache(b"")
+    config.set_timing_cache(cache, False)
+
+
+def _create_config(
+    pgt: Any, plan: BuildPlan, profiles: list[Profile], workspace_mb: int, tf32: bool, options: dict[str, Any]
+) -> Any:
+    """Polygraphy's ``CreateConfig``: profiles, workspace pool, the plan's precision flags, TF32, ``options``."""
+    return pgt.CreateConfig(
+        tf32=tf32,
+        fp16="FP16" in plan.builder_flags,
+        int8="INT8" in plan.builder_flags,
+        profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
+        memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
+        **options,
+    )
 
 
 def build_engine(
@@ -164,6 +259,7 @@ def build_engine(
 ) -> BuildResult:
     """Parse, configure and build; updates ``timing_cache``. Raises :class:`ModelError` on failure."""
     load_tensorrt()
+    check_polygraphy(version(trt), str(require("polygraphy", "building TensorRT engines").__version__))
     pgt = require("polygraphy.backend.trt", "building TensorRT engines")
     exceptions = require("polygraphy.exception", "building TensorRT engines")
     seen = _Calibration()
@@ -172,43 +268,22 @@ def build_engine(
     if plan.progress_monitor and report is not None:  # the keyword exists from Polygraphy 0.49.1
         options["progress_monitor"] = _progress_monitor(report)
     configs: list[trt.IBuilderConfig] = []
+    capable: list[int] = []  # DLA builds: network layers, of them those that can run on DLA
 
     def finish(builder: trt.Builder, network: trt.INetworkDefinition, config: trt.IBuilderConfig) -> None:
         if dla_core is not None:
-            if dla_core >= builder.num_DLA_cores:
-                raise ModelError(f"--dla {dla_core}: this device has {builder.num_DLA_cores} DLA core(s)")
-            config.DLA_core = dla_core  # Polygraphy sets core 0
+            capable[:] = _dla_config(builder, network, config, dla_core)
         if calibration is not None and calibration.batches is not None:
-            prof = builder.create_optimization_profile()  # not added: only calibration uses it (as trtexec)
-            dims = trt.Dims(list(calibration.shape))
-            prof.set_shape(INPUT_NAME, dims, dims, dims)
-            if not config.set_calibration_profile(prof):
-                raise ModelError(f"TensorRT refused the calibration profile {calibration.shape}")
-        blob = timing_cache.read_bytes() if timing_cache.is_file() else b""
-        try:
-            cache = config.create_timing_cache(blob)
-        except Exception:
-            cache = None
-        if cache is None:  # TensorRT returns None for a corrupt cache, as Polygraphy checks
-            cache = config.create_timing_cache(b"")
-        config.set_timing_cache(cache, False)
+            _calibration_profile(builder, config, calibration.shape)
+        _timing_cache(config, timing_cache)
         configs.append(config)
 
     calibrator = None
     t0 = time.perf_counter()
     try:
         calibrator = _calibrator(calibration, cuda, seen) if calibration is not None else None
-        create = pgt.CreateConfig(
-            tf32=tf32,
-            fp16="FP16" in plan.builder_flags,
-            int8="INT8" in plan.builder_flags,
-            profiles=[pgt.Profile().add(INPUT_NAME, p.min, p.opt, p.max) for p in profiles],
-            calibrator=calibrator,
-            memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mb << 20},
-            use_dla=dla,
-            allow_gpu_fallback=dla,
-            **options,
-        )
+        options = {**options, "calibrator": calibrator, "use_dla": dla, "allow_gpu_fallback": dla}
+        create = _create_config(pgt, plan, profiles, workspace_mb, tf32, options)
         build = pgt.EngineBytesFromNetwork(
             pgt.NetworkFromOnnxPath(str(onnx_path)), config=pgt.PostprocessConfig(create, finish)
         )
@@ -226,4 +301,6 @@ def build_engine(
     if not serialized:
         raise ModelError("TensorRT could not build the engine (its log above says why)")
     atomic_write_bytes(timing_cache, bytes(configs[-1].get_timing_cache().serialize()))
-    return BuildResult(bytes(serialized), seconds, seen.written)
+    memory, layers = _engine_facts(bytes(serialized), dla_core)
+    placement = dla_placement(layers, *capable) if dla and capable else None
+    return BuildResult(bytes(serialized), seconds, seen.written, memory, placement)

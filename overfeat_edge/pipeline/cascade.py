@@ -15,10 +15,17 @@ its engine), its threshold and its NMS. For each stage, per frame:
 
 Stage scores are kept per box in ``data`` (``<stage>_score``), landmarks as ``data["landmarks"]``
 (N, 5, 2) in image pixels.
+
+The stages' runners run in the thread that refines (a loop's post worker): :func:`active_stages`
+holds them activated for that worker's life, as the inference worker holds the detector's runner,
+so a GPU stage makes its contexts and buffers once, not per frame and stage (freeing device memory
+synchronizes the device and stalls the detector's queued work).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -189,6 +196,27 @@ class CropStage:
             kept.data,
             kept.metadata,
         )
+
+
+@contextmanager
+def active_stages(steps: Sequence[Step]) -> Iterator[None]:
+    """Every cascade stage's runner in ``steps`` activated in this thread until the block ends (one
+    lifecycle for every runner of a worker); a no-op for a plain detector."""
+    with ExitStack() as stack:
+        for step in steps:
+            if isinstance(step, CropStage):
+                stack.enter_context(step.runner)
+        yield
+
+
+def with_active_stages(work: Callable[[], None], steps: Sequence[Step]) -> Callable[[], None]:
+    """``work`` (a worker thread's body) run inside :func:`active_stages` of ``steps``."""
+
+    def run() -> None:
+        with active_stages(steps):
+            work()
+
+    return run
 
 
 def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:

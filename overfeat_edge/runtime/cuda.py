@@ -31,6 +31,10 @@ class CudaApi:
     def stream(self) -> int:
         raise NotImplementedError
 
+    def destroy_stream(self, stream: int) -> None:
+        """Release a stream made by :meth:`stream` (after its work is done)."""
+        raise NotImplementedError
+
     def malloc(self, nbytes: int) -> int:
         raise NotImplementedError
 
@@ -100,6 +104,9 @@ class PyCudaApi(CudaApi):
     def _stream(self, handle: int) -> Any:
         return next(s for s in self._streams if int(s.handle) == handle)
 
+    def destroy_stream(self, stream: int) -> None:
+        self._streams.remove(self._stream(stream))  # pycuda's Stream destroys its handle when collected
+
     def malloc(self, nbytes: int) -> int:
         a = self.cuda.mem_alloc(max(1, nbytes))
         self._allocs[int(a)] = a
@@ -165,6 +172,9 @@ class CudaPythonApi(CudaApi):
 
     def stream(self) -> int:
         return int(self._check(self.rt.cudaStreamCreate()))
+
+    def destroy_stream(self, stream: int) -> None:
+        self._check(self.rt.cudaStreamDestroy(stream))
 
     def malloc(self, nbytes: int) -> int:
         return int(self._check(self.rt.cudaMalloc(max(1, nbytes))))

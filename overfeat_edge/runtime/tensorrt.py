@@ -6,13 +6,22 @@ read of the file: the bytes hashed are the bytes deserialized (see :mod:`overfea
 An engine built for a DLA core is deserialized on that core (``IRuntime.DLA_core`` set first).
 
 Lifecycle (as Polygraphy's runners): the engine is deserialized once; :meth:`activate` makes the
-device's context current in this thread and, on the outermost activation, creates for every
-optimization profile a context, selects the profile (before setting shapes), sets the input shape,
-reads the output shapes back and allocates pinned host and device buffers; :meth:`deactivate`
-frees them. Activate once per worker, not per frame (nested activations are free).
-``infer_many`` enqueues every level's copies and ``execute_async_v3`` on one stream and
-synchronizes once; with ``cuda_graphs`` (cuda-python) each context's enqueue is captured as a
-CUDA graph after a warm-up enqueue, falling back to plain enqueue where capture fails.
+device's context current in this thread and, on the outermost activation, makes the stream, one
+activation-memory block and, for every optimization profile, a context on that block, selects the
+profile (before setting shapes), sets the input shape, reads the output shapes back and allocates
+pinned host and device buffers; :meth:`deactivate` frees all of it. Activate once per worker, not
+per frame (nested activations are free).
+
+Memory: every context is created without memory of its own (8.x ``..._without_device_memory``,
+10.0+ ``USER_MANAGED``) and given the one block, sized for the largest profile (``device_memory_size``
+/ ``_v2``): the contexts run in series on one stream, so one block serves them all, where
+``create_execution_context()`` would reserve one per context (``kSTATIC``).
+
+The list form enqueues every level's copies and ``execute_async_v3`` on one stream and synchronizes
+once. With ``cuda_graphs`` (cuda-python) each level has a second context, set once to the profile's
+opt shape and never reshaped, whose enqueue is captured as a CUDA graph after a warm-up enqueue (as
+trtexec: one graph per context; a graph is only valid for the shape and context state it captured);
+batches of other sizes run on the level's plain context. Where capture fails, plain enqueue.
 
 Inputs of other sizes go to the engine's dynamic profile (``build --dynamic``), if it has one:
 a context of its own, buffers for the profile's largest shape, the input shape set per level and
@@ -29,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from overfeat_edge.engine.cache import DeviceInfo, Manifest, check_engine, manifest_path
+from overfeat_edge.engine.compat import DLA_LOADABLES_PER_CORE, TrtVersion, context_memory
 from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, Runner
@@ -42,7 +52,8 @@ if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at 
 @dataclass
 class _Slot:
     """One per-scale profile's context, its buffers sized for the profile's largest batch (the first
-    ``n`` rows serve a batch of ``n``), the input shape set now, and the graph captured for one shape."""
+    ``n`` rows serve a batch of ``n``) and the input shape set now; with CUDA graphs, the graph and
+    the context it was captured on (at the profile's opt shape, never reshaped)."""
 
     profile: Profile
     context: trt.IExecutionContext
@@ -52,7 +63,7 @@ class _Slot:
     dev_out: dict[str, int]
     shape: tuple[int, ...] | None = None
     graph: Any = None
-    graph_shape: tuple[int, ...] | None = None
+    graph_context: trt.IExecutionContext | None = None
 
 
 @dataclass
@@ -93,6 +104,9 @@ class TensorRTRunner(Runner):
         self.manifest = manifest
         self.path = engine_path
         self.cuda_graphs = cuda_graphs
+        self.trt = module
+        self.memory = context_memory(TrtVersion.parse(str(module.__version__)))
+        self._check_dla_loadables()
         self.logger: trt.ILogger = module.Logger(module.Logger.WARNING)
         self.runtime: trt.Runtime = module.Runtime(self.logger)
         if manifest.device.dla_core is not None:
@@ -100,22 +114,54 @@ class TensorRTRunner(Runner):
         self.cuda.activate()
         try:
             self.engine: trt.ICudaEngine = self.runtime.deserialize_cuda_engine(data)
-            self.stream = self.cuda.stream()
         finally:
             self.cuda.deactivate()
         if self.engine is None:
             raise ModelError(f"TensorRT could not deserialize {engine_path}")
+        self.stream = 0  # made, with the memory block, by the outermost activation
+        self.block, self.block_bytes = 0, 0
         self.slots: list[_Slot] = []
         self.dynamic: _DynamicSlot | None = None  # made on first use
         self._depth = 0
 
-    def _slot(self, p: Profile, dynamic: bool = False) -> _Slot:
-        """A context on profile ``p`` with its buffers: for its one shape, or flat for its largest."""
-        ctx = self.engine.create_execution_context()
+    def _check_dla_loadables(self) -> None:
+        """Refuse a DLA engine whose contexts would hold more loadables than a core can load."""
+        subgraphs = (self.manifest.extra.get("dla") or {}).get("subgraphs")
+        if self.manifest.device.dla_core is None or not isinstance(subgraphs, int):
+            return
+        contexts = sum(p.scale is not None for p in self.manifest.profiles) * (2 if self.cuda_graphs else 1)
+        if contexts * subgraphs > DLA_LOADABLES_PER_CORE:
+            raise ModelError(
+                f"{self.path.name}: {contexts} contexts x {subgraphs} DLA subgraphs = {contexts * subgraphs} "
+                f"loadables, more than the {DLA_LOADABLES_PER_CORE} a DLA core loads at once; use fewer scales"
+                + (" or drop --cuda-graphs" if self.cuda_graphs else "")
+            )
+
+    def _context(self, p: Profile) -> trt.IExecutionContext:
+        """A context on profile ``p`` sharing the runner's one activation-memory block."""
+        if self.memory.user_managed:
+            ctx = self.engine.create_execution_context(self.trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+        else:
+            ctx = self.engine.create_execution_context_without_device_memory()
+        if ctx is None:  # TensorRT returns None (out of memory, say); its log says why
+            raise ModelError(f"{self.path.name}: TensorRT could not create an execution context (see its log)")
+        if self.memory.set_v2:
+            ctx.set_device_memory(self.block, self.block_bytes)
+        else:
+            ctx.device_memory = self.block  # type: ignore[attr-defined]  # write-only in the binding, not in the stubs
         try:  # profile first, then shapes; it raises on failure (returns True otherwise)
             ctx.set_optimization_profile_async(p.index, self.stream)
         except RuntimeError as exc:
             raise ModelError(f"{self.path.name}: cannot select optimization profile {p.index} ({exc})") from None
+        return ctx
+
+    def _bind(self, ctx: trt.IExecutionContext, name: str, ptr: int) -> None:
+        if not ctx.set_tensor_address(name, ptr):
+            raise ModelError(f"{self.path.name}: TensorRT refused the address of tensor {name!r}")
+
+    def _slot(self, p: Profile, dynamic: bool = False) -> _Slot:
+        """A context on profile ``p`` with its buffers: for its one shape, or flat for its largest."""
+        ctx = self._context(p)
         shape_in = p.max  # the largest input sizes the buffers (and, set now, gives the largest outputs)
         if not ctx.set_input_shape(INPUT_NAME, shape_in):
             raise ModelError(f"profile {p.index} does not accept input shape {shape_in}")
@@ -128,7 +174,7 @@ class TensorRTRunner(Runner):
                     raise ModelError(f"output {name} has unresolved shape {shape} for profile {p.index}")
                 hosts[name] = self.cuda.pinned((int(np.prod(shape)),) if dynamic else shape, np.float32)
                 devices[name] = self.cuda.malloc(hosts[name].nbytes)
-                ctx.set_tensor_address(name, devices[name])
+                self._bind(ctx, name, devices[name])
             self.cuda.sync(self.stream)
         except BaseException:
             for ptr in devices.values():
@@ -140,7 +186,7 @@ class TensorRTRunner(Runner):
         if dynamic:
             return _DynamicSlot(p, ctx, host_in, dev_in, hosts, devices, shape=shape_in)
         slot = _Slot(p, ctx, host_in, dev_in, hosts, devices, shape=shape_in)
-        self._set_shape(slot, p.opt)  # the batch the profile expects most (a graph is captured for it)
+        self._set_shape(slot, p.opt)  # the batch the profile expects most
         return slot
 
     def _set_shape(self, s: _Slot, shape: tuple[int, ...]) -> None:
@@ -166,11 +212,18 @@ class TensorRTRunner(Runner):
         return {name: v.copy() for name, v in outs.items()}
 
     def _capture(self, s: _Slot) -> None:
-        if not s.context.execute_async_v3(self.stream):  # warm-up enqueue: lazy allocations happen here
+        """A context of its own at the profile's opt shape, on the slot's buffers, and its graph."""
+        ctx = s.graph_context = self._context(s.profile)
+        if not ctx.set_input_shape(INPUT_NAME, s.profile.opt):
+            raise ModelError(f"profile {s.profile.index} does not accept input shape {s.profile.opt}")
+        for name, ptr in ((INPUT_NAME, s.dev_in), *s.dev_out.items()):
+            self._bind(ctx, name, ptr)
+        if not ctx.execute_async_v3(self.stream):  # warm-up enqueue: lazy allocations happen here
             raise ModelError(f"{self.path.name}: TensorRT execute_async_v3 failed for profile {s.profile.index}")
         self.cuda.sync(self.stream)
-        s.graph = self.cuda.capture(self.stream, lambda: s.context.execute_async_v3(self.stream))
-        s.graph_shape = s.shape
+        s.graph = self.cuda.capture(self.stream, lambda: ctx.execute_async_v3(self.stream))
+        if s.graph is None:  # capture failed: this level enqueues plainly, the second context is not kept
+            s.graph_context = None
 
     def _free(self, s: _Slot) -> None:
         if s.graph is not None:
@@ -182,12 +235,17 @@ class TensorRTRunner(Runner):
 
     # ---- Runner ------------------------------------------------------------------------------
     def activate(self) -> None:
-        """Make the context current; on the outermost activation, make contexts and buffers."""
+        """Make the context current; on the outermost activation, make the stream, the memory block,
+        the contexts and the buffers."""
         self.cuda.activate()
         self._depth += 1
         if self._depth > 1:
             return
         try:
+            self.stream = self.cuda.stream()
+            e = self.engine
+            self.block_bytes = int(e.device_memory_size_v2 if self.memory.set_v2 else e.device_memory_size)
+            self.block = self.cuda.malloc(self.block_bytes)
             for p in self.manifest.profiles:  # one at a time: a failure frees the slots made so far
                 if p.scale is not None:
                     self.slots.append(self._slot(p))
@@ -203,14 +261,28 @@ class TensorRTRunner(Runner):
         self._depth -= 1
         try:
             if self._depth == 0:
-                self.cuda.sync(self.stream)
-                slots = [*self.slots, *([self.dynamic] if self.dynamic else [])]
-                self.slots, self.dynamic = [], None
-                for slot in slots:
-                    self._free(slot)
-                del slots, slot  # the execution contexts go while this thread's CUDA context is current
+                self._release()
         finally:
             self.cuda.deactivate()
+
+    def _release(self) -> None:
+        """Free every slot, the block and the stream, while this thread's CUDA context is current
+        (the execution contexts go with the slots, before the block they use)."""
+        if self.stream:
+            self.cuda.sync(self.stream)
+        while self.slots or self.dynamic is not None:
+            slot = self.slots.pop() if self.slots else self.dynamic
+            if slot is self.dynamic:
+                self.dynamic = None
+            assert slot is not None
+            self._free(slot)
+            del slot
+        if self.block:
+            self.cuda.free(self.block)
+            self.block = 0
+        if self.stream:
+            self.cuda.destroy_stream(self.stream)
+            self.stream = 0
 
     def describe(self) -> str:
         m = self.manifest
@@ -266,7 +338,7 @@ class TensorRTRunner(Runner):
             host_in = s.host_in[:n]
             np.copyto(host_in, x)
             self.cuda.h2d(s.dev_in, host_in, self.stream)
-            if s.graph is not None and s.graph_shape == x.shape:  # the graph replays the shape it captured
+            if s.graph is not None and x.shape == s.profile.opt:  # its own context, never reshaped
                 self.cuda.launch(s.graph, self.stream)
             else:
                 self._set_shape(s, x.shape)

@@ -36,6 +36,7 @@ from typing import Optional, Tuple, cast
 
 import numpy as np
 
+from overfeat_edge.pipeline.cascade import with_active_stages
 from overfeat_edge.pipeline.detector import Detector, Step
 from overfeat_edge.pipeline.draw import draw_detections
 from overfeat_edge.runtime.base import Runner
@@ -350,7 +351,8 @@ class StreamLoop:
         for k, runner in enumerate(self.runners):
             fn = self._guard(functools.partial(self._worker, runner))
             self._workers.append(threading.Thread(target=fn, name=f"overfeat-infer{k}", daemon=True))
-        self._workers.append(threading.Thread(target=self._guard(self._post), name="overfeat-post", daemon=True))
+        post = with_active_stages(self._post, self.detector.steps)  # the cascade's stage runners, held
+        self._workers.append(threading.Thread(target=self._guard(post), name="overfeat-post", daemon=True))
         for t in [*self._captures, *self._workers]:
             t.start()
 

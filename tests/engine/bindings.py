@@ -4,7 +4,8 @@ TensorRT itself cannot be installed here, but the ``tensorrt-*-bindings`` wheels
 real pybind11 library of each version (about 1 MB; pybind11 keeps every class, method, property and
 enum name as a NUL-terminated string), and the ``cuda-bindings`` wheels import without a GPU, so
 their functions' signatures can be read. ``python -m tests.engine.bindings`` downloads them (no
-dependencies) into ``.trt-bindings/`` and unpacks them; the tests skip, saying so, where absent.
+dependencies) into ``.trt-bindings/`` and unpacks them, and Polygraphy's wheels (``polygraphy_wheels.py``);
+the tests skip, saying so, where absent.
 """
 
 from __future__ import annotations
@@ -68,5 +69,9 @@ def fetch() -> int:
 
 
 if __name__ == "__main__":
+    from tests.engine import polygraphy_wheels
+
     n = fetch()
     print(f"bindings: {len(TENSORRT) + len(CUDA) - n} of {len(TENSORRT) + len(CUDA)} in {HOME}")
+    m = polygraphy_wheels.fetch()  # Polygraphy's source per pinned version, read by test_polygraphy_pin.py
+    print(f"polygraphy wheels: {len(polygraphy_wheels.VERSIONS) - m} of {len(polygraphy_wheels.VERSIONS)}")

@@ -55,6 +55,15 @@ def test_the_check_catches_the_progress_monitor_on_8_6() -> None:
     # the JetPack 5 defect: enabling IProgressMonitor on 8.6 must fail the check above
     assert "progress_monitor: IProgressMonitor" in missing_names("8.6.1", ["progress_monitor"])
     assert missing_names("11.4.0.106", ["calibrator"])  # and the calibrators on 11
+    # the shared activation block: the 8.x call is gone in 11.4, the 10.1+ ones are not in 8.6
+    gone = "context_without_memory: create_execution_context_without_device_memory"
+    assert gone in missing_names("11.4.0.106", ["context_without_memory"])
+    assert set(missing_names("8.6.1", ["context_user_managed", "device_memory_v2"])) == {
+        "context_user_managed: ExecutionContextAllocationStrategy",
+        "context_user_managed: USER_MANAGED",
+        "device_memory_v2: set_device_memory",
+        "device_memory_v2: device_memory_size_v2",
+    }
 
 
 def _stub_names() -> set[str]:

@@ -106,3 +106,32 @@ def test_device_calibration_data(tmp_path: Path) -> None:
     assert len(list(data.batches())) == len(batches)  # TensorRT may ask twice: the data can be replayed
     with pytest.raises(InputError, match=r"no such file|not found|no images|no readable"):
         device_calibration(spec=spec, images=str(tmp_path / "none"), count=3, scales=scales, profiles=profiles)
+
+
+def _standin_calibrator_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    class Base:  # TensorRT's IInt8EntropyCalibrator2 stand-in: only the base class the calibrator derives from
+        def __init__(self) -> None:
+            pass
+
+    monkeypatch.setattr("overfeat_edge.engine.trt.trt", types.SimpleNamespace(IInt8EntropyCalibrator2=Base))
+
+
+def test_the_calibrator_frees_what_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from overfeat_edge.engine.calibration import CalibrationData
+    from overfeat_edge.engine.trt import _Calibration, _calibrator
+
+    from .standin import StandInCuda
+
+    _standin_calibrator_base(monkeypatch)
+    data = CalibrationData(shape=(1, 3, 8, 8), batches=lambda: iter([np.ones((1, 3, 8, 8), np.float32)]))
+    cuda = StandInCuda(fail_malloc_after=0)  # the device buffer cannot be allocated
+    with pytest.raises(MemoryError):
+        _calibrator(data, cuda, _Calibration())
+    assert cuda.leaks() == {"device": 0, "pinned": 0, "streams": 0, "graphs": 0}  # the pinned buffer too
+    cuda = StandInCuda()
+    calibrator = _calibrator(data, cuda, _Calibration())
+    assert calibrator.get_batch(["input"]) == [calibrator.device] and len(cuda.streams) == 1
+    calibrator.free()
+    assert cuda.leaks() == {"device": 0, "pinned": 0, "streams": 0, "graphs": 0}  # its stream too

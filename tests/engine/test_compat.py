@@ -84,7 +84,13 @@ def test_cache_version_field(version: str, field: str) -> None:
 
 
 def test_features_follow_the_rules() -> None:
-    assert features(TrtVersion(8, 6, 1)) == ("runtime", "calibrator", "dla")
-    assert features(TrtVersion(10, 3, 0)) == ("runtime", "progress_monitor", "calibrator", "dla")
-    assert features(TrtVersion(10, 13, 0)) == ("runtime", "progress_monitor", "calibrator")
-    assert features(TrtVersion(11, 4, 0)) == ("runtime", "progress_monitor")
+    # activation memory: 8.x contexts without memory + device_memory; 10.0 USER_MANAGED + device_memory;
+    # 10.1+ USER_MANAGED + set_device_memory(ptr, device_memory_size_v2) (Polygraphy 0.53.6 branches at 10.1)
+    common = ("runtime", "inspector")
+    v8, v100 = ("context_without_memory", "device_memory_v1"), ("context_user_managed", "device_memory_v1")
+    v101 = ("context_user_managed", "device_memory_v2")
+    assert features(TrtVersion(8, 6, 1)) == (*common, *v8, "calibrator", "dla")
+    assert features(TrtVersion(10, 0, 1)) == (*common, *v100, "progress_monitor", "calibrator", "dla")
+    assert features(TrtVersion(10, 3, 0)) == (*common, *v101, "progress_monitor", "calibrator", "dla")
+    assert features(TrtVersion(10, 13, 0)) == (*common, *v101, "progress_monitor", "calibrator")
+    assert features(TrtVersion(11, 4, 0)) == (*common, *v101, "progress_monitor")

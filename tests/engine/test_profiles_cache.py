@@ -183,3 +183,15 @@ def test_batched_engine_serves_every_round_of_the_multi_camera_loop() -> None:
     for f in range(11):  # every frame gets its own rows back
         assert maps[f][0]["scores"].shape == (1, 384, 512) and np.all(maps[f][0]["scores"] == 2 * f)
         assert np.all(maps[f][1]["scores"] == -2 * f)
+
+
+def test_a_batch_over_the_profile_names_the_batch() -> None:
+    # --batch 4 and no dynamic profile: 384x512 has its profile (1..4 frames); 6 frames do not fit it
+    ps = plan_profiles(SPEC, (480, 640), ["384"], batch=parse_batch("4"))
+    with pytest.raises(
+        InputError, match=r"a batch of 6 at 384x512: the engine's profile for this size takes 1 to 4"
+    ) as e:
+        profile_for(ps, (6, 3, 384, 512))
+    assert "no profile for input" not in str(e.value) and "--batch 6" in str(e.value)
+    with pytest.raises(InputError, match="no profile for input 200x300"):  # a size without a profile still says so
+        profile_for(ps, (1, 3, 200, 300))
