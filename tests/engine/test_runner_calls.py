@@ -211,13 +211,13 @@ def test_a_cascade_stage_runner_lives_as_long_as_the_loops_worker(
 ) -> None:
     """A stage engine (R-Net-like: one dynamic-batch profile) refining every frame of a real loop over
     a real ONNX Runtime detector: its context and buffers are made once, not per frame and stage."""
-    from overfeat_edge.commands.demo import write_demo_video
     from overfeat_edge.pipeline.cascade import CropStage, StageSpec
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
     from overfeat_edge.runtime import load_runner
-    from overfeat_edge.stream.loop import StreamLoop
+    from overfeat_edge.stream.loop import Stream, StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink
     from overfeat_edge.stream.sources import Source, parse_source
+    from overfeat_edge.train.synth import write_demo_video
 
     crops = Profile(0, None, (1, 3, W, W), (64, 3, W, W), (256, 3, W, W))
     stage, engine, cuda = make_runner(monkeypatch, tmp_path, "10.3.0", [crops])
@@ -228,7 +228,7 @@ def test_a_cascade_stage_runner_lives_as_long_as_the_loops_worker(
     )
     clip = write_demo_video(tmp_path / "clip.mp4", frames=6, seed=3)
     with JsonlSink(tmp_path / "d.jsonl", detector.spec.class_names) as sink:
-        StreamLoop(Source(parse_source(str(clip))), detector, [sink]).run()
+        StreamLoop([Stream("clip", Source(parse_source(str(clip))), [sink])], detector).run()
     refined = [c for c in engine.log if c[0] == "execute"]
     assert len(refined) >= 6  # the stage ran on every frame (each had boxes to refine) ...
     assert [c[0] for c in engine.log].count("create_context") == 1  # ... on the one context made for the worker
