@@ -92,6 +92,9 @@ def run(
         Optional[Path], typer.Option("--sources", help="A file of sources, one per line: [NAME=]URI ('#' comments).")
     ] = None,
     track: Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")] = False,
+    track_per_class: Annotated[
+        bool, typer.Option("--track-per-class", help="--track: associate within each class (default: any class).")
+    ] = False,
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
     output: Annotated[Optional[Path], typer.Option(help="Annotated video (.mp4/.avi).")] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
@@ -176,6 +179,7 @@ def run(
             workers=workers,
             config=(scales, threshold, merge, min_score),
             track=track,
+            track_per_class=track_per_class,
             publish=(publish, publish_buffer),
             live_view=live_view,
         )
@@ -214,10 +218,6 @@ def run(
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
-    if track:
-        from overfeat_edge.pipeline.track import ByteTrack
-
-        det.steps.append(ByteTrack())
     runners = [det.runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
 
     def log(msg: str) -> None:
@@ -231,6 +231,10 @@ def run(
         )
 
     src = Source(spec, reconnects=reconnects, log=log)
+    if track:
+        from overfeat_edge.pipeline.track import ByteTrack
+
+        det.steps.append(ByteTrack(per_class=track_per_class, fps=src.fps))
     stats = Stats()
     sinks: list[Sink] = []
     loop: StreamLoop | None = None

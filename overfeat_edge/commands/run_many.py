@@ -75,6 +75,7 @@ def run_many(
     workers: Optional[int],
     config: tuple[Any, ...],
     track: bool,
+    track_per_class: bool,
     publish: tuple[Optional[str], int],
     live_view: bool,
 ) -> None:
@@ -148,7 +149,7 @@ def run_many(
             if track:
                 from overfeat_edge.pipeline.track import ByteTrack
 
-                s.steps.append(ByteTrack())
+                s.steps.append(ByteTrack(per_class=track_per_class, fps=s.source.fps))
         loop = MultiStreamLoop(streams, det, max_frames, overlay=det.describe_pyramid())
         console.print(
             f"{len(streams)} streams -> one batched {det.runner.describe()}; Ctrl-C stops cleanly", soft_wrap=True
