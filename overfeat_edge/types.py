@@ -98,8 +98,8 @@ class Detections:
             rec: dict[str, object] = {
                 "class_id": int(c),
                 "class": class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)),
-                "score": round(float(s), 5),
-                "box": [round(float(v), 2) for v in b],
+                "score": float(s),  # full precision: rounding moves COCO mAP (eval --detections)
+                "box": [float(v) for v in b],
             }
             if self.tracker_id is not None:
                 rec["tracker_id"] = int(self.tracker_id[i])
