@@ -97,6 +97,8 @@ def read_coco(path: str | Path) -> DetectionDataset:
         per_image: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in d["images"]}
         for a in d["annotations"]:
             index[a["category_id"]]  # every annotation's category exists, crowd or not
+            if len(a["bbox"]) != 4:
+                raise ValueError(f"bbox {a['bbox']!r}: expected [x, y, w, h]")
             if a.get("iscrowd", 0):
                 continue  # a crowd region: no training box; evaluation ignores matches to it (d keeps it)
             per_image[a["image_id"]].append((a["bbox"], index[a["category_id"]]))
