@@ -98,8 +98,8 @@ class Detections:
             rec: dict[str, object] = {
                 "class_id": int(c),
                 "class": class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)),
-                "score": float(s),  # full precision: rounding moves COCO mAP (eval --detections)
-                "box": [float(v) for v in b],
+                "score": round(float(s), 5),
+                "box": [float(v) for v in b],  # full precision: 2 decimals moved COCO mAP (eval --detections)
             }
             if self.tracker_id is not None:
                 rec["tracker_id"] = int(self.tracker_id[i])
