@@ -38,6 +38,9 @@ SourcesFileOpt = Annotated[
     Optional[Path], typer.Option("--sources", help="A file of sources, one per line: [NAME=]URI ('#' comments).")
 ]
 TrackOpt = Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")]
+TrackPerClassOpt = Annotated[
+    bool, typer.Option("--track-per-class", help="--track: associate within each class (default: any class).")
+]
 ModelOpt = Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")]
 OutputOpt = Annotated[
     Optional[List[str]],
@@ -86,6 +89,7 @@ def run(
     sources: SourcesOpt = None,
     sources_file: SourcesFileOpt = None,
     track: TrackOpt = False,
+    track_per_class: TrackPerClassOpt = False,
     model: ModelOpt = "overfeat-mini-shapes",
     output: OutputOpt = None,
     jsonl: JsonlOpt = None,
@@ -124,7 +128,7 @@ def run(
         outputs.append(planning.make_output("--publish", publish, "mqtt"))  # the broker says what is wrong with a URL
     options = planning.RunOptions(sources, sources_file, outputs, display, stats_json, max_frames, duration)
     options.width, options.height, options.fps, options.reconnects = width, height, fps, reconnects
-    options.publish_buffer, options.track = publish_buffer, track
+    options.publish_buffer, options.track, options.track_per_class = publish_buffer, track, track_per_class
     plan = planning.make_plan(options)  # every option and output checked before the model loads
     backend_options = {"cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
     det, runners = _load(plan, model, backend, threads, workers, backend_options, (scales, threshold, merge, min_score))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from rich.table import Table
@@ -15,6 +15,9 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.lazy import require
 
+if TYPE_CHECKING:
+    from overfeat_edge.train.datasets import DetectionDataset
+
 
 def warn_outside_boxes(count: int, data: Path) -> None:
     if count:
@@ -24,7 +27,9 @@ def warn_outside_boxes(count: int, data: Path) -> None:
 
 
 def train(
-    data: Annotated[Path, typer.Option(help="COCO (folder with annotations.json, or the JSON) or YOLO folder.")],
+    data: Annotated[
+        Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset (data.yaml's train:, else images/train).")
+    ],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its .state.pt makes the run resumable.")],
     model: Annotated[str, typer.Option(help="Registered network, e.g. overfeat-mini or overfeat-fast@0.25.")] = (
         "overfeat-mini"
@@ -84,7 +89,7 @@ def train(
         hard_fraction=hard_fraction,
         mine_images=mine_images,
     )
-    dataset = read_dataset(data)
+    dataset = read_dataset(data, "train")
     console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
     warn_outside_boxes(dataset.outside, data)
     trainer = Trainer(dataset, cfg, out)
@@ -120,8 +125,15 @@ def train(
 
 
 def evaluate(
-    data: Annotated[Path, typer.Option(help="COCO or YOLO dataset with labels.")],
-    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
+    data: Annotated[
+        Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset: data.yaml, a folder, or DIR/images/val.")
+    ],
+    model: Annotated[Optional[str], typer.Option(help="An exported .onnx, or a shipped model name.")] = None,
+    detections: Annotated[
+        Optional[Path],
+        typer.Option(help="Score precomputed detections instead (detect's detections.json, or COCO results JSON)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="YOLO data.yaml or images/<split> layouts: train, val or test.")] = "val",
     scales: Scales = None,
     threshold: Annotated[
         Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
@@ -138,41 +150,75 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
 ) -> None:
     """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table."""
-    from rich.progress import Progress
-
     from overfeat_edge.pipeline.detector import DetectorConfig
-    from overfeat_edge.train.ablation import ablation_rows, run_ablation
     from overfeat_edge.train.datasets import read_dataset
 
     require("pycocotools", "eval")  # before the detection pass, not after it
+    if (model is None) == (detections is None):
+        raise InputError("eval needs one of --model (run it) or --detections FILE (score precomputed detections)")
+    if detections is not None and ablation:
+        raise InputError("--ablation runs the model: use it with --model, not --detections")
     check_number("--limit", limit, 1, 1 << 30)
     DetectorConfig(threshold=threshold, merge=merge, min_score=min_score)  # the options' own checks
     if json_out is not None:
         check_output(json_out, "--json")
-    dataset = read_dataset(data)
+    dataset = read_dataset(data, split)
     warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)
+    if detections is not None:
+        table_rows = [_score_file(detections, dataset, n)]
+    else:
+        table_rows = _run_model(str(model), dataset, n, (scales, threshold, merge, min_score), threads, limit, ablation)
+    _show(table_rows, f"COCO evaluation on {data} ({n} images)")
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps({"data": str(data), "images": n, "rows": table_rows}, indent=1))
+        console.print(f"wrote {json_out}")
+
+
+def _run_model(
+    model: str,
+    dataset: DetectionDataset,
+    n: int,
+    config: tuple[Any, ...],
+    threads: Optional[int],
+    limit: Optional[int],
+    ablation: bool,
+) -> list[dict[str, Any]]:
+    from rich.progress import Progress
+
+    from overfeat_edge.train.ablation import ablation_rows, run_ablation
+
+    scales, threshold, merge, min_score = config
     rows = ablation_rows(model, scales, threshold, merge, one=not ablation, min_score=min_score)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("evaluating", total=n * len(rows))
-        table_rows = run_ablation(rows, dataset, model, threads, limit, lambda: progress.advance(task))
-    table = Table(title=f"COCO evaluation on {data} ({n} images)")
+        return run_ablation(rows, dataset, model, threads, limit, lambda: progress.advance(task))
+
+
+def _score_file(path: Path, dataset: DetectionDataset, n: int) -> dict[str, Any]:
+    from overfeat_edge.train.detections_file import read_detections
+    from overfeat_edge.train.evaluate import score
+
+    r = score(dataset, read_detections(path, dataset, n), n)
+    return {"stride": "-", "n_scales": "-", "merge": "-", "detections_file": str(path), **r.row()}
+
+
+def _show(table_rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
     for col in ("stride", "scales", "merge", "mAP@[.5:.95]", "mAP@.5", "ms/frame", "detections"):
         table.add_column(col, justify="left" if col in ("stride", "merge") else "right")
     for r in table_rows:
+        ms = r["ms_per_frame"]
         table.add_row(
             r["stride"],
             str(r["n_scales"]),
             r["merge"],
             f"{r['mAP']:.3f}",
             f"{r['mAP50']:.3f}",
-            f"{r['ms_per_frame']:.1f}",
+            "-" if ms is None else f"{ms:.1f}",
             str(r["detections"]),
         )
     console.print(table)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps({"data": str(data), "images": n, "rows": table_rows}, indent=1))
-        console.print(f"wrote {json_out}")
 
 
 def register(app: typer.Typer) -> None:

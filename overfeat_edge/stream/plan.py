@@ -187,6 +187,7 @@ class RunOptions:
     reconnects: int = 5
     publish_buffer: int = 10_000
     track: bool = False
+    track_per_class: bool = False  # --track-per-class: associate within each class
 
 
 @dataclass
@@ -324,7 +325,7 @@ def open_streams(plan: Plan, det: Detector, log: Callable[[str], None], opened: 
         if o.track:
             from overfeat_edge.pipeline.track import ByteTrack
 
-            s.steps.append(ByteTrack())
+            s.steps.append(ByteTrack(per_class=o.track_per_class, fps=s.source.fps))
 
 
 def _open(out: Output, uri: str, stream: str, fps: float, names: tuple[str, ...], buffer: int) -> Sink:

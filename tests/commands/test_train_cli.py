@@ -88,3 +88,18 @@ def test_export_named_model_with_weights(tmp_path: Path, capsys) -> None:
     assert onnx.is_file()
     assert main(["export", "--model", "overfeat-fast", "--weights", str(ckpt), "--out", str(onnx)]) == 2
     assert "does not match the checkpoint's overfeat-mini" in capsys.readouterr().err
+
+
+def test_train_takes_the_train_split_only(tmp_path: Path, capsys) -> None:
+    # images/train (2 images) and images/val (1): train must not see val (it once read all 3)
+    from tests.train.test_data import DATA_YAML, _yolo_split_dataset
+
+    root = tmp_path / "d"
+    _yolo_split_dataset(root)
+    (root / "classes.txt").write_text("square\ndisc\n")
+    for data in (root, root / "data.yaml"):  # images/<split> folders, then a data.yaml's train:
+        if data.name == "data.yaml":
+            data.write_text(DATA_YAML)
+        out = tmp_path / f"{data.name}.pt"
+        assert main(["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY]) == 0
+        assert "2 images, classes: square, disc" in capsys.readouterr().out

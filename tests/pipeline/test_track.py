@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from overfeat_edge.pipeline.track import ByteTrack, assign
+from overfeat_edge.pipeline.track import ByteTrack, assign, match_pairs
 from overfeat_edge.types import Detections
 
 
@@ -132,7 +132,7 @@ def object_ids(frames: list, pred: list[Detections], gid: int, ts: object) -> se
 
 
 def test_per_class_and_data_carried() -> None:
-    tracker = ByteTrack()
+    tracker = ByteTrack(per_class=True)
     box = np.array([[10, 10, 50, 50]], np.float32)
     first = tracker.update(Detections(box, [0.9], [0], data={"landmarks": np.zeros((1, 5, 2))}))
     again = tracker.update(Detections(box + 1, [0.9], [1], data={"landmarks": np.ones((1, 5, 2))}))
@@ -140,3 +140,84 @@ def test_per_class_and_data_carried() -> None:
     assert again.tracker_id.tolist() == [] or again.tracker_id.tolist() != [1]  # another class: not the same track
     back = tracker.update(Detections(box + 2, [0.9], [0], data={"landmarks": np.ones((1, 5, 2))}))
     assert back.tracker_id.tolist() == [1] and back.data["landmarks"].shape == (1, 5, 2)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_byte_matching_equals_lapjv_extension_solved_by_scipy(seed: int) -> None:
+    # ByteTrack's linear_assignment: lap.lapjv(cost, extend_cost=True, cost_limit=limit), i.e. the
+    # (n + m) square [[cost, limit/2], [limit/2, 0]]; here solved by scipy (another solver)
+    linear_sum_assignment = pytest.importorskip("scipy.optimize").linear_sum_assignment
+    rng = np.random.default_rng(seed)
+    n, m = rng.integers(1, 7, size=2)
+    cost, limit = rng.uniform(0, 1.2, size=(n, m)), 0.8
+    ext = np.full((n + m, n + m), limit / 2)
+    ext[n:, m:] = 0
+    ext[:n, :m] = cost
+    rows, cols = linear_sum_assignment(ext)
+    want = sorted((int(r), int(c)) for r, c in zip(rows, cols) if r < n and c < m)
+    assert sorted(match_pairs(cost, limit)) == want
+
+
+def _det(boxes: list[list[float]], scores: list[float] | None = None, **data: np.ndarray) -> Detections:
+    b = np.array(boxes, np.float32).reshape(-1, 4)
+    return Detections(b, scores if scores is not None else [0.9] * len(b), np.zeros(len(b)), data=data)
+
+
+def test_detection_own_box_and_data_out() -> None:
+    tracker = ByteTrack()
+    rng = np.random.default_rng(0)
+    for t in range(10):
+        boxes = [[10 + 5 * t, 10, 50 + 5 * t, 50], [200, 200 + 3 * t, 260, 260 + 3 * t]]
+        boxes = (np.array(boxes) + rng.normal(0, 2, (2, 4))).tolist()
+        lm = rng.uniform(0, 100, (2, 5, 2)).astype(np.float32)
+        order = [1, 0] if t % 2 else [0, 1]  # the input's order is kept
+        boxes = [boxes[i] for i in order]
+        out = tracker.update(_det(boxes, landmarks=lm))
+        assert out.tracker_id.tolist() == [i + 1 for i in order]
+        assert np.array_equal(out.xyxy, np.array(boxes, np.float32))  # not the Kalman box
+        assert np.array_equal(out.data["landmarks"], lm)
+
+
+def test_unconfirmed_track_needs_its_next_frame() -> None:
+    tracker = ByteTrack()
+    a = [10, 10, 50, 50]
+    assert tracker.update(_det([a])).tracker_id.tolist() == [1]  # the first frame: confirmed at once
+    b = [300, 300, 340, 340]
+    assert tracker.update(_det([a, b])).tracker_id.tolist() == [1]  # b: unconfirmed, not shown
+    assert tracker.update(_det([a])).tracker_id.tolist() == [1]  # b missed its second frame: dropped
+    assert tracker.update(_det([a, b])).tracker_id.tolist() == [1]
+    assert tracker.update(_det([a, b])).tracker_id.tolist() == [1, 2]  # confirmed: the next public id
+
+
+@pytest.mark.parametrize(("fps", "same"), [(30.0, True), (15.0, False)])
+def test_lost_buffer_in_frames_of_the_source(fps: float, same: bool) -> None:
+    # buffer 10 frames at 30 fps: 10 frames at 30 fps, 5 at 15 fps; the object is missed for 7
+    tracker = ByteTrack(buffer=10, fps=fps)
+    assert tracker.max_lost == (10 if fps == 30 else 5)
+    box = [100, 100, 150, 150]
+    for _ in range(5):
+        first = tracker.update(_det([box])).tracker_id.tolist()
+    for _ in range(7):
+        tracker.update(_det([]))
+    tracker.update(_det([box]))
+    again = tracker.update(_det([box])).tracker_id.tolist()
+    assert first == [1] and (again == [1]) == same
+
+
+def test_reset_starts_over() -> None:
+    tracker = ByteTrack()
+    for t in range(3):
+        tracker.update(_det([[10 + t, 10, 50 + t, 50], [100, 100, 140, 140]]))
+    tracker.reset()
+    assert tracker.tracks == {} and tracker.frame == 0
+    assert tracker.update(_det([[400, 400, 440, 440]])).tracker_id.tolist() == [1]
+
+
+def test_score_fusion_prefers_the_confident_box() -> None:
+    # a track at [0, 0, 100, 100]; two boxes compete: 15 px right (IoU 85/115, score 0.9: fused
+    # cost 1 - 0.739 * 0.9 = 0.335) and 10 px left (IoU 90/110, score 0.55: 1 - 0.818 * 0.55 =
+    # 0.550). By IoU alone the second would win (0.182 against 0.261).
+    tracker = ByteTrack()
+    tracker.update(_det([[0, 0, 100, 100]]))
+    out = tracker.update(_det([[-10, 0, 90, 100], [15, 0, 115, 100]], [0.55, 0.9]))
+    assert out.tracker_id.tolist() == [1] and out.xyxy.tolist() == [[15, 0, 115, 100]]

@@ -101,3 +101,91 @@ def test_cli_data_synth(tmp_path: Path) -> None:
     assert main(["data", "synth", "--out", str(tmp_path), "--images", "2", "--seed", "9"]) == 0
     assert len(read_coco(tmp_path)) == 2
     assert main(["data", "synth", "--out", str(tmp_path / "z"), "--images", "0"]) == 2
+
+
+# --- ultralytics layouts: data.yaml splits, images/<split>, DIR/images/val
+
+
+def _yolo_split_dataset(root: Path) -> dict[str, list[str]]:
+    """images/train (a, b), images/val (c), labels beside under labels/; returns the stems per split.
+    Image k is 100 x 200 (h x w) with one box of class k % 2 at cx 0.5, cy 0.25, w 0.1, h 0.2."""
+    splits = {"train": ["a", "b"], "val": ["c"]}
+    for split, stems in splits.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for k, stem in enumerate(stems):
+            cv2.imwrite(str(root / "images" / split / f"{stem}.png"), np.zeros((100, 200, 3), np.uint8))
+            (root / "labels" / split / f"{stem}.txt").write_text(f"{k % 2} 0.5 0.25 0.1 0.2\n")
+    return splits
+
+
+DATA_YAML = """# an ultralytics dataset
+path: .  # the root
+train: images/train
+val: images/val
+test:  # none
+names:
+  0: square
+  1: 'disc'
+download: |
+  from ultralytics.utils import download  # a script: its lines are no keys
+  names: [x, y]
+"""
+
+
+def test_data_yaml_splits_are_honoured(tmp_path: Path) -> None:
+    splits = _yolo_split_dataset(tmp_path)
+    (tmp_path / "data.yaml").write_text(DATA_YAML)
+    for where in (tmp_path, tmp_path / "data.yaml"):
+        for split, stems in splits.items():
+            ds = read_dataset(where, split)
+            assert ds.class_names == ["square", "disc"]
+            assert [s.path.stem for s in ds.samples] == stems
+    train = read_dataset(tmp_path, "train")
+    # box by hand: cx 100, cy 25, w 20, h 20 in a 200 x 100 image
+    assert train.samples[0].boxes.tolist() == [[90.0, 15.0, 110.0, 35.0]] and train.samples[0].boxes.dtype == np.float64
+    assert [s.labels.tolist() for s in train.samples] == [[0], [1]]
+    with pytest.raises(InputError, match=r"no 'test:' split \(it has: train, val\)"):
+        read_dataset(tmp_path, "test")
+
+
+def test_data_yaml_lists_and_image_lists(tmp_path: Path) -> None:
+    _yolo_split_dataset(tmp_path / "d")
+    (tmp_path / "d" / "more.txt").write_text("images/val/c.png\n")
+    (tmp_path / "data.yml").write_text("path: d\ntrain:\n  - images/train\n  - more.txt\nnames: [square, disc]\n")
+    ds = read_dataset(tmp_path / "data.yml", "train")
+    assert [s.path.stem for s in ds.samples] == ["a", "b", "c"] and ds.class_names == ["square", "disc"]
+
+
+def test_split_folders_without_yaml_and_an_images_folder(tmp_path: Path) -> None:
+    _yolo_split_dataset(tmp_path)
+    (tmp_path / "classes.txt").write_text("square\ndisc\n")
+    assert [s.path.stem for s in read_dataset(tmp_path, "train").samples] == ["a", "b"]  # not val's c
+    assert [s.path.stem for s in read_dataset(tmp_path, "val").samples] == ["c"]
+    val = read_dataset(tmp_path / "images" / "val")  # eval --data DIR/images/val
+    assert [s.path.stem for s in val.samples] == ["c"] and val.class_names == ["square", "disc"]
+    assert val.samples[0].boxes.tolist() == [[90.0, 15.0, 110.0, 35.0]]
+    with pytest.raises(InputError, match=r"no images/test \(it has: images/train, images/val\)"):
+        read_dataset(tmp_path, "test")
+
+
+def test_eval_split_option(tmp_path: Path) -> None:
+    pytest.importorskip("pycocotools", reason="eval needs pycocotools")
+    _yolo_split_dataset(tmp_path)
+    (tmp_path / "data.yaml").write_text(DATA_YAML)
+    # detect's format: the val image's box exactly, and a box on a train image (not in val)
+    dets = {
+        "images": [
+            {
+                "image": str(tmp_path / "images/val/c.png"),
+                "detections": [{"class_id": 0, "score": 0.9, "box": [90, 15, 110, 35]}],
+            }
+        ]
+    }
+    (tmp_path / "d.json").write_text(json.dumps(dets))
+    js = tmp_path / "e.json"
+    args = ["eval", "--data", str(tmp_path), "--detections", str(tmp_path / "d.json"), "--json", str(js)]
+    assert main([*args, "--split", "val"]) == 0
+    assert json.loads(js.read_text())["rows"][0]["mAP"] == 1.0
+    assert main([*args, "--split", "train"]) == 2  # c.png is no train image
+    assert main([*args, "--split", "nope"]) == 2
