@@ -93,7 +93,12 @@ def run(
     ] = None,
     track: Annotated[bool, typer.Option("--track", help="ByteTrack identities across frames (per stream).")] = False,
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")] = "overfeat-mini-shapes",
-    output: Annotated[Optional[Path], typer.Option(help="Annotated video (.mp4/.avi).")] = None,
+    output_uri: Annotated[
+        Optional[str],
+        typer.Option(
+            "--output", help="Annotated video (.mp4/.avi), or rtsp://@:8554/NAME, rtp://HOST:PORT, http://@:8080/."
+        ),
+    ] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
     save_frames: Annotated[Optional[Path], typer.Option(help="Folder for annotated JPEG frames.")] = None,
     display: Annotated[bool, typer.Option("--display/--no-display", help="Show a window (off without a screen).")] = (
@@ -154,6 +159,12 @@ def run(
     from overfeat_edge.stream.stats import Stats
 
     streams = stream_list(sources, sources_file)
+    from overfeat_edge.stream.endpoint import net_output
+
+    net = net_output(output_uri) if output_uri else None
+    net_uri, output = (output_uri, None) if net else (None, Path(output_uri) if output_uri else None)
+    if net and len(streams) > 1:
+        raise InputError(f"--output {net_uri}: one source for now (several: with the sink table of issue R3 1/6)")
     if len(streams) > 1:
         return run_many(
             streams,
@@ -202,6 +213,8 @@ def run(
     if save_frames is not None:
         check_output(save_frames, "--save-frames", folder=True)
     check_publish(publish, publish_buffer)
+    if net:
+        net.check_output(net_uri)
     spec = parse_source(source, width, height, fps)
     inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
     check_outputs({**outputs, "--save-frames": save_frames}, inputs)
@@ -223,7 +236,7 @@ def run(
     def log(msg: str) -> None:
         err_console.print(msg, style="yellow")
 
-    if not (output or jsonl or save_frames or stats_json or display or publish):
+    if not (output or net or jsonl or save_frames or stats_json or display or publish):
         err_console.print(
             "warning: no --output, --jsonl, --save-frames, --stats-json, --publish or --display: the detections "
             "are not kept",
@@ -237,6 +250,8 @@ def run(
     try:
         if output is not None:
             sinks.append(VideoSink(output, src.fps))
+        if net:
+            sinks.append(net.open_output(net_uri, stream=name, fps=src.fps, class_names=det.spec.class_names))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl, det.spec.class_names, {"source": source, "stream": name}))
         if save_frames is not None:
