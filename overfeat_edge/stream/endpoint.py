@@ -62,7 +62,7 @@ def parse(uri: str, schemes: tuple[str, ...], default_port: int, *, need_host: b
     example = f"{schemes[0]}://@:{default_port}/"
     if parts.scheme not in schemes or not parts.netloc:
         raise InputError(f"--output {uri}: expected {' or '.join(s + '://' for s in schemes)}HOST:PORT, e.g. {example}")
-    if parts.username is not None or parts.password is not None:
+    if parts.username or parts.password:  # "@:8554" parses as an empty user name: every interface
         raise InputError(f"--output {uri}: no credentials in the URL (it is printed and shows in ps); set {ENV_TOKEN}")
     try:
         port = parts.port

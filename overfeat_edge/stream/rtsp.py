@@ -111,7 +111,7 @@ class RtspServer:
         self.server.set_service(str(ep.port))
         token = endpoint.token()
         if token:
-            auth, role = self.Rtsp.RTSPAuth.new(), self.Rtsp.RTSPToken.new_empty()
+            auth, role = self.Rtsp.RTSPAuth.new(), self.Rtsp.RTSPToken()
             role.set_string("media.factory.role", "viewer")
             auth.add_basic(self.Rtsp.RTSPAuth.make_basic(endpoint.TOKEN_USER, token), role)
             self.server.set_auth(auth)
@@ -142,7 +142,7 @@ class RtspServer:
         factory.set_launch(f"( {launch} )")
         factory.set_shared(True)  # one pipeline, one encode, for every viewer
         if endpoint.token():
-            perms = self.Rtsp.RTSPPermissions.new()
+            perms = self.Rtsp.RTSPPermissions()
             for perm in ("media.factory.access", "media.factory.construct"):
                 perms.add_permission_for_role("viewer", perm, True)
             factory.set_permissions(perms)

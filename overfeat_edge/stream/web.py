@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import Any, Callable, Dict, Optional, Set
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.runtime.base import ASSETS
 from overfeat_edge.stream import endpoint
 from overfeat_edge.stream.endpoint import Endpoint, Viewer
 from overfeat_edge.stream.sinks import Sink, frame_record
@@ -243,7 +243,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def index(self, _rest: str, _query: dict[str, str]) -> None:
         names = json.dumps(sorted(self.server.feeds)).replace("<", "\\u003c")
-        page = resources.files("overfeat_edge").joinpath("assets/view.html").read_text(encoding="utf-8")
+        page = (ASSETS / "view.html").read_text(encoding="utf-8")
         self._send(200, page.replace("__STREAMS__", names).encode(), "text/html; charset=utf-8")
 
     def stats_json(self, _rest: str, _query: dict[str, str]) -> None:

@@ -35,7 +35,7 @@ def frame(index: int, size: tuple[int, int]) -> tuple[np.ndarray, Detections]:
 
     w, h = size
     img = np.full((h, w, 3), 60, np.uint8)
-    img[:, :, 0] = np.linspace(40, 200, w, dtype=np.uint8)[None, :]  # a gradient: JPEG/H.264 have detail to code
+    img[:, :, 2] = np.linspace(40, 200, w, dtype=np.uint8)[None, :]  # a red gradient, far from the box colour
     det = Detections(
         xyxy=np.array([box(index, size)], np.float32), score=np.array([0.9], np.float32), class_id=np.array([1])
     )
