@@ -109,6 +109,7 @@ class RtspServer:
         self.server = self.Rtsp.RTSPServer.new()
         self.server.set_address(ep.host or "0.0.0.0")
         self.server.set_service(str(ep.port))
+        self.server.connect("client-connected", self._on_client)
         token = endpoint.token()
         if token:
             auth, role = self.Rtsp.RTSPAuth.new(), self.Rtsp.RTSPToken()
@@ -120,6 +121,14 @@ class RtspServer:
             raise InputError(f"--output {ep.uri}: cannot listen on port {ep.port} (in use?)")
         self.thread = threading.Thread(target=self.loop.run, name=f"rtsp-{ep.port}", daemon=True)
         self.thread.start()
+
+    def _on_client(self, _server: Any, client: Any) -> None:
+        """A viewer that starts playing gets a keyframe now, not at the next one of the GOP."""
+        client.connect("play-request", lambda _c, _ctx: self.keyframes())
+
+    def keyframes(self) -> None:
+        for sink in list(self.streams.values()):
+            sink.keyframe()
 
     def call(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` in the GLib loop's thread and wait for it (the server's objects live there)."""
@@ -209,14 +218,27 @@ class RtspSink(Sink):
         self.url = ep.url(self.path)
         self.size: Optional[Tuple[int, int]] = None
         self.src: Optional[Any] = None
+        self.pay: Optional[Any] = None
         self.frames = self.pushed = 0
 
     def describe(self) -> str:
         return self.url
 
     def _on_media(self, media: Any) -> None:
-        self.src = media.get_element().get_by_name_recurse_up("src")
+        element = media.get_element()
+        self.src, self.pay = element.get_by_name_recurse_up("src"), element.get_by_name_recurse_up("pay0")
         media.connect("unprepared", lambda _m: setattr(self, "src", None))
+
+    def keyframe(self) -> None:
+        """Ask the encoder for a keyframe (an upstream force-key-unit event through the payloader)."""
+        pay = self.pay if self.src is not None else None
+        if pay is not None:
+            import gi
+
+            gi.require_version("GstVideo", "1.0")
+            from gi.repository import GstVideo
+
+            pay.send_event(GstVideo.video_event_new_upstream_force_key_unit(self.server.Gst.CLOCK_TIME_NONE, True, 0))
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         if self.size is None:
