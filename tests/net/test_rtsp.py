@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from overfeat_edge.stream import rtsp
 from overfeat_edge.stream.endpoint import ENV_TOKEN
 from tests.net.drive import box, edge_distance
 from tests.net.setup import VENV, has_gi
-from tests.net.test_web import ROOT, free_port
+from tests.net.test_web import ROOT, free_port, listening
 
 SIZE = (640, 480)
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")  # OpenCV's RTSP over TCP: no loss
@@ -159,9 +158,5 @@ def test_malformed_urls_are_one_line(uri: str, says: str) -> None:
 
 
 def test_rtsp_port_in_use_is_named() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(InputError, match=f"port {port} is in use"):
-            rtsp.check_output(f"rtsp://127.0.0.1:{port}/cam")
+    with listening() as port, pytest.raises(InputError, match=f"port {port} is in use"):
+        rtsp.check_output(f"rtsp://127.0.0.1:{port}/cam")

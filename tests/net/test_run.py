@@ -21,7 +21,7 @@ import pytest
 
 from tests.net.drive import edge_distance
 from tests.net.test_rtsp import GST_PYTHON, ffprobe, needs_ffprobe, needs_gst
-from tests.net.test_web import ROOT, free_port, read_parts
+from tests.net.test_web import ROOT, free_port, listening, read_parts
 
 FAST = ["--scales", "192", "--no-live"]  # one small pyramid level: a few seconds on two busy cores
 
@@ -130,6 +130,20 @@ def test_run_serves_rtsp(tmp_path: Path, video: Path) -> None:
     assert matches_a_record(img, jsonl(out)) < 60
 
 
+def refused(video: Path, output: str) -> str:
+    """``run VIDEO --output output``'s stderr, checked: exit 2, one line, no traceback, before the model loads."""
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "run", str(video), "--output", output],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "backend" not in r.stdout  # refused before the model loaded
+    return r.stderr
+
+
 @pytest.mark.parametrize(
     ("output", "says"),
     [
@@ -140,40 +154,15 @@ def test_run_serves_rtsp(tmp_path: Path, video: Path) -> None:
     ],
 )
 def test_bad_outputs_are_one_line_before_the_model(video: Path, output: str, says: str) -> None:
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "run", str(video), "--output", output],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300"},
-    )
-    assert r.returncode == 2 and says in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert "backend" not in r.stdout  # refused before the model loaded
+    assert says in refused(video, output)
 
 
 def test_a_port_in_use_stops_run_before_the_model(video: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        r = subprocess.run(
-            [sys.executable, str(ROOT / "cli.py"), "run", str(video), "--output", f"http://127.0.0.1:{port}/"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "COLUMNS": "300"},
-        )
-    assert r.returncode == 2 and f"port {port} is in use" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    with listening() as port:
+        assert f"port {port} is in use" in refused(video, f"http://127.0.0.1:{port}/")
 
 
 @pytest.mark.skipif(GST_PYTHON == sys.executable, reason="this interpreter has GStreamer: nothing missing to report")
 def test_missing_gstreamer_stops_run_in_one_line(video: Path) -> None:
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), "run", str(video), "--output", f"rtsp://127.0.0.1:{free_port()}/x"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "400"},
-    )
-    assert r.returncode == 2 and "apt install gir1.2-gst-rtsp-server-1.0" in r.stderr and "PyPI" in r.stderr
+    says = refused(video, f"rtsp://127.0.0.1:{free_port()}/x")
+    assert "apt install gir1.2-gst-rtsp-server-1.0" in says and "PyPI" in says

@@ -5,6 +5,7 @@ nothing, the token is required when set, and bad URLs are one line before any fr
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -33,6 +34,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def listening() -> Iterator[int]:
+    """A port another program listens on, on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -189,12 +199,8 @@ def test_malformed_urls_are_one_line(uri: str, says: str) -> None:
 
 
 def test_a_port_in_use_is_named() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        port = s.getsockname()[1]
-        with pytest.raises(InputError, match=f"port {port} is in use"):
-            web.check_output(f"http://127.0.0.1:{port}/")
+    with listening() as port, pytest.raises(InputError, match=f"port {port} is in use"):
+        web.check_output(f"http://127.0.0.1:{port}/")
 
 
 @pytest.mark.skipif(not hasattr(os, "setuid"), reason="POSIX users")
