@@ -142,6 +142,7 @@ NET_OUTPUTS = {
     "http": "overfeat_edge.stream.web",
     "rtsp": "overfeat_edge.stream.rtsp",
     "rtp": "overfeat_edge.stream.rtsp",
+    "webrtc": "overfeat_edge.stream.webrtc",
 }
 
 

@@ -18,7 +18,12 @@ import numpy as np
 
 from overfeat_edge.types import Detections
 
-MODULES = {"http": "overfeat_edge.stream.web", "rtsp": "overfeat_edge.stream.rtsp", "rtp": "overfeat_edge.stream.rtsp"}
+MODULES = {
+    "http": "overfeat_edge.stream.web",
+    "rtsp": "overfeat_edge.stream.rtsp",
+    "rtp": "overfeat_edge.stream.rtsp",
+    "webrtc": "overfeat_edge.stream.webrtc",
+}
 CLASSES = ("square", "disc")
 
 

@@ -48,7 +48,7 @@ def test_which_module_serves_an_output(value: str, module: object) -> None:
 
 @pytest.mark.parametrize(
     ("value", "says"),
-    [("webrtc://@:8554/cam", "unknown scheme 'webrtc'"), ("rtsp:/@:8554/cam", "two slashes"), ("RTP:x", "two slashes")],
+    [("srt://@:8554/cam", "unknown scheme 'srt'"), ("rtsp:/@:8554/cam", "two slashes"), ("RTP:x", "two slashes")],
 )
 def test_unknown_and_mistyped_schemes(value: str, says: str) -> None:
     with pytest.raises(InputError, match=says):
