@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -112,6 +114,55 @@ def test_rtsp_reads_back_as_h264_with_the_boxes(rtsp_url: str) -> None:
     finally:
         first.release()
         second.release()
+
+
+def stalled_rtsp_viewer(url: str) -> socket.socket:
+    """A viewer that DESCRIBEs, SETUPs (RTP interleaved in its TCP connection) and PLAYs, then never reads."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader = s.makefile("rb")
+
+    def request(cseq: int, *lines: str) -> tuple[str, str]:
+        s.sendall("\r\n".join([*lines, f"CSeq: {cseq}", "", ""]).encode())
+        head = b"".join(iter(lambda: reader.readline(), b"\r\n")).decode()
+        length = re.search(r"Content-Length: (\d+)", head)
+        return head, reader.read(int(length.group(1))).decode() if length else ""
+
+    _, sdp = request(1, f"DESCRIBE {url} RTSP/1.0", "Accept: application/sdp")
+    control = re.findall(r"a=control:(\S+)", sdp.split("m=video")[1])[0]
+    track = control if control.startswith("rtsp:") else f"{url}/{control}"
+    head, _ = request(2, f"SETUP {track} RTSP/1.0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1")
+    session = re.search(r"Session: ([^;\r\n]+)", head)
+    assert session is not None, head
+    head, _ = request(3, f"PLAY {url} RTSP/1.0", f"Session: {session.group(1)}")
+    assert head.startswith("RTSP/1.0 200"), head
+    return s
+
+
+def read_rate(cap: cv2.VideoCapture, seconds: float) -> float:
+    t0, n = time.monotonic(), 0
+    while time.monotonic() - t0 < seconds:
+        ok, _ = cap.read()
+        assert ok
+        n += 1
+    return n / (time.monotonic() - t0)
+
+
+@needs_gst
+def test_a_stalled_rtsp_viewer_holds_up_no_other(rtsp_url: str) -> None:
+    cap = capture(rtsp_url)
+    try:
+        settled(cap, 30)  # past what was buffered while opening
+        before = read_rate(cap, 3)
+        stalled = [stalled_rtsp_viewer(rtsp_url) for _ in range(2)]
+        during = read_rate(cap, 8)  # 8 s of 640x480 H.264: far more than the stalled sockets' buffers
+        shows_a_written_box(settled(cap, 1))
+        for s in stalled:
+            s.close()
+    finally:
+        cap.release()
+    assert during >= 0.7 * before, (during, before)  # the shared media goes on for the viewer that reads
 
 
 @needs_gst
