@@ -166,3 +166,24 @@ def test_a_port_in_use_stops_run_before_the_model(video: Path) -> None:
 def test_missing_gstreamer_stops_run_in_one_line(video: Path) -> None:
     says = refused(video, f"rtsp://127.0.0.1:{free_port()}/x")
     assert "apt install gir1.2-gst-rtsp-server-1.0" in says and "PyPI" in says
+
+
+@needs_gst
+def test_another_run_reads_the_rtsp_output(tmp_path: Path) -> None:
+    """``overfeat-edge run rtsp://...`` as a viewer: the stream served is a source like any camera's."""
+    from tests.net.test_rtsp import serve
+
+    url, out = f"rtsp://127.0.0.1:{free_port()}/cam", tmp_path / "seen.jsonl"
+    for _ in serve(url):
+        from tests.net.test_rtsp import capture
+
+        capture(url).release()  # the mount is there (it appears at the first frame)
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "run", url, "--max-frames", "5", "--jsonl", str(out), *FAST],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert r.returncode == 0, r.stderr
+    frames = [rec["frame"] for rec in jsonl(out)]  # a live source: stale frames dropped, the newest taken
+    assert len(frames) == 5 and frames == sorted(set(frames)) and jsonl(out)[0]["source"] == url
