@@ -96,7 +96,8 @@ def run(
     output_uri: Annotated[
         Optional[str],
         typer.Option(
-            "--output", help="Annotated video (.mp4/.avi), or rtsp://@:8554/NAME, rtp://HOST:PORT, http://@:8080/."
+            "--output",
+            help="Annotated video (.mp4/.avi), or rtsp://@:8554/NAME, rtp://HOST:PORT, http://@:8080/, webrtc://@:8554/NAME.",
         ),
     ] = None,
     jsonl: Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")] = None,
