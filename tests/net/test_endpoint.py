@@ -63,3 +63,25 @@ def test_a_viewer_mailbox_keeps_the_newest_and_counts_the_lost() -> None:
     box.put(9)
     box.close()
     assert box.get(5) is None  # closed: the viewer's loop ends at once
+
+
+def test_the_network_outputs_import_without_torch() -> None:
+    """The edge runtime's rule: torch and onnx blocked, every network output module imports."""
+    import subprocess
+    import sys
+
+    from tests.net.test_web import ROOT
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'onnx'):\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import overfeat_edge.stream.endpoint, overfeat_edge.stream.web, overfeat_edge.stream.rtsp\n"
+        "import overfeat_edge.stream.webrtc\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
