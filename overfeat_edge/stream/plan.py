@@ -40,6 +40,10 @@ OUTPUTS: dict[str, str] = {
     "display": "overfeat_edge.stream.sinks:display",
     "mqtt": "overfeat_edge.stream.publish",
     "mqtts": "overfeat_edge.stream.publish",
+    "http": "overfeat_edge.stream.web",
+    "rtsp": "overfeat_edge.stream.rtsp",
+    "rtp": "overfeat_edge.stream.rtsp",
+    "webrtc": "overfeat_edge.stream.webrtc",
 }
 """An output's scheme or suffix -> the module (and function prefix) that checks and opens it."""
 RECORD_OUTPUTS = frozenset({".jsonl", "mqtt", "mqtts"})  # one sink can take every stream's records
@@ -155,10 +159,15 @@ class Output:
 
 
 def output_key(uri: str) -> str:
-    """The table key of an output URI: its scheme, ``/`` for a folder, else its suffix."""
+    """The table key of an output URI: its scheme, ``/`` for a folder, else its suffix.
+
+    ``rtsp:/host`` (one slash, as a shell or a path join leaves it) is one line, not a file name."""
     scheme, sep, _ = uri.partition("://")
     if sep:
         return scheme.lower()
+    head, colon, _ = uri.partition(":")
+    if colon and head.lower() in OUTPUTS and not head.startswith((".", "/")):
+        raise InputError(f"{uri}: a URL needs '{head}://' (two slashes), e.g. {head}://@:8554/cam")
     return "/" if uri.endswith("/") else Path(uri).suffix.lower()
 
 
@@ -166,7 +175,8 @@ def make_output(option: str, uri: str, key: str | None = None) -> Output:
     key = key or output_key(uri)
     if key not in OUTPUTS:
         kinds = ", ".join(k if k.startswith(".") else f"{k}://" for k in OUTPUTS if k != "/")
-        raise InputError(f"{option} {uri}: not an output this build writes (give one of {kinds}, or a folder/)")
+        what = f"unknown scheme {key!r}" if "://" in uri else "not an output this build writes"
+        raise InputError(f"{option} {uri}: {what} (give one of {kinds}, or a folder/)")
     return Output(option, uri, key)
 
 

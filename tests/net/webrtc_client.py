@@ -1,0 +1,55 @@
+"""``python -m tests.net.webrtc_client http://HOST:PORT/NAME OUT.npy [--frames N]``: a receive-only aiortc
+peer, signalled as the page's script is (POST /NAME/offer), that saves the ``N``-th frame it decodes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import urllib.request
+
+import numpy as np
+
+
+async def receive(url: str, n: int) -> np.ndarray:
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    got: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+    reading: list[asyncio.Future[None]] = []
+
+    @pc.on("track")
+    def on_track(track: object) -> None:
+        async def read() -> None:
+            for _ in range(n):
+                frame = await track.recv()  # type: ignore[attr-defined]
+            got.set_result(frame.to_ndarray(format="bgr24"))
+
+        reading.append(asyncio.ensure_future(read()))
+
+    await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers every candidate first
+    body = json.dumps({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}).encode()
+    req = urllib.request.Request(url + "/offer", body, {"Content-Type": "application/json"})
+    answer = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=30).read()))
+    await pc.setRemoteDescription(RTCSessionDescription(**answer))
+    try:
+        return await asyncio.wait_for(got, 60)
+    finally:
+        await pc.close()
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("url")
+    p.add_argument("out")
+    p.add_argument("--frames", type=int, default=10)
+    a = p.parse_args()
+    np.save(a.out, asyncio.run(receive(a.url.rstrip("/"), a.frames)))
+    print("received", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
