@@ -66,6 +66,7 @@ def demo(
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.commands.run import CPU_BACKENDS, display_min_score, inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.pipeline.draw import pyramid_caption
     from overfeat_edge.pipeline.load import describe, load_detector
     from overfeat_edge.runtime import load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
@@ -94,7 +95,7 @@ def demo(
     console.print(f"generated {src} ({frames} frames, {what}); detecting with {n_workers} x {runner.describe()}")
     # the same threaded loop as `run` on a file: every frame, in order
     source = Source(parse_source(str(src)))
-    overlay = f"overfeat-edge {runner.name} CPU, {det.describe_pyramid()}"
+    overlay = f"{model} on {runner.name} (CPU), {pyramid_caption(det.scales)}"
     keep(f"{out / 'demo.mp4'} and {out / 'detections.jsonl'} closed and readable up to the last frame written")
     try:
         with VideoSink(out / "demo.mp4", source.fps) as video:

@@ -28,7 +28,7 @@ from typing import List, Tuple, cast
 import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector
-from overfeat_edge.pipeline.draw import draw_detections
+from overfeat_edge.pipeline.draw import banner_text, draw_detections
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
@@ -266,7 +266,7 @@ class StreamLoop(Stoppable):
                 continue  # a frame inferred after the last one asked for: drained, not written
             t0 = time.perf_counter()
             d = det.refine(item.frame.image, det.postprocess(item.levels, item.maps))
-            text = f"{self.overlay}  {self.stats.fps():.1f} FPS" if self.overlay else ""
+            text = banner_text(self.overlay, self.stats.fps()) if self.overlay else ""
             annotated = draw_detections(item.frame.image, d, names, text)
             t1 = time.perf_counter()
             for sink in self.sinks:

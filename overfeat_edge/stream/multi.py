@@ -24,7 +24,7 @@ from typing import Dict, List, Tuple, cast
 import numpy as np
 
 from overfeat_edge.pipeline.detector import Detector, Step
-from overfeat_edge.pipeline.draw import draw_detections
+from overfeat_edge.pipeline.draw import banner_text, draw_detections
 from overfeat_edge.stream.loop import Mailbox, Stoppable
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.sources import Frame, Source
@@ -219,7 +219,7 @@ class MultiStreamLoop(Stoppable):
             for step in s.steps:
                 d = step(frame.image, d)
             d.metadata.update(stream=s.name, frame=frame.index)
-            text = f"{s.name}  {self.overlay}  {s.stats.fps():.1f} FPS" if self.overlay else s.name
+            text = banner_text(f"{s.name}  {self.overlay}", s.stats.fps()) if self.overlay else s.name
             annotated = draw_detections(frame.image, d, det.spec.class_names, text)
             t1 = time.perf_counter()
             for sink in s.sinks:
