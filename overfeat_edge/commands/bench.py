@@ -107,19 +107,20 @@ def other_stages_cpu(
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: every core).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
     backends: Annotated[
-        bool, typer.Option("--backends", help="Compare every installed CPU backend and precision instead.")
+        bool, typer.Option("--backends", help="Compare every installed CPU backend and precision.")
     ] = False,
-    int8: Annotated[
-        Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (calibrate's model.cpu.qdq.onnx).")
-    ] = None,
+    int8: Annotated[Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (from calibrate).")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
 ) -> None:
-    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
+    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak.
+
+    Example: overfeat-edge bench --frames 30 --json bench.json
+    """
     import resource
 
     import cv2

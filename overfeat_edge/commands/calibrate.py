@@ -15,26 +15,24 @@ from overfeat_edge.errors import InputError
 
 def calibrate(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")],
-    images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video file.")],
+    images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video.")],
     method: Annotated[str, typer.Option(help="entropy, percentile, minmax, or all (compare them).")] = "all",
     count: Annotated[int, typer.Option(help="Calibration frames (spread over the set).")] = 32,
     exclude: Annotated[Optional[List[str]], typer.Option("--exclude", help="ONNX node names kept in float.")] = None,
-    eval_data: Annotated[
-        Optional[Path], typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
-    ] = None,
-    holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="A labelled held-out set: FP32 vs INT8 mAP.")] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder, glob, video).")] = None,
     scales: Scales = None,
     trt_version: Annotated[
         str,
-        typer.Option(
-            help="Version field of trt.cache's header (8601 = 8.6.1, 100300 = 10.3.0); 'build --calib' rewrites "
-            "it for the TensorRT that builds."
-        ),
+        typer.Option(help="trt.cache's TensorRT version (8601: 8.6.1); build rewrites it."),
     ] = "8601",
     out: Annotated[Path, typer.Option(help="Root of the outputs: OUT/<model>/<key>/.")] = Path("calib"),
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
-    """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8."""
+    """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8.
+
+    Example: overfeat-edge calibrate --model overfeat-mini-shapes --images runs/synth/images --holdout val/
+    """
     from rich.progress import Progress, TaskID
 
     from overfeat_edge.calibrate.quantize import (

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import check_number, check_output, command, console, keep
+from overfeat_edge.commands.common import HelpGroup, check_number, check_output, command, console, keep
 
-data_app = typer.Typer(help="Datasets: generate synthetic scenes.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: generate synthetic scenes.", no_args_is_help=True, cls=HelpGroup)
 
 
 def synth(
@@ -17,7 +17,10 @@ def synth(
     images: Annotated[int, typer.Option(help="Number of images.")] = 200,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same dataset.")] = 0,
 ) -> None:
-    """Write a COCO dataset of generated scenes (3 classes, sizes over 5x, clutter, overlap)."""
+    """Write a COCO dataset of generated scenes (3 classes, sizes over 5x, clutter, overlap).
+
+    Example: overfeat-edge data synth --out runs/synth --images 200
+    """
     from rich.progress import Progress
 
     from overfeat_edge.train import synth as gen

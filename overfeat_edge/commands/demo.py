@@ -50,7 +50,7 @@ def demo(
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads, all workers (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads in all (default: every core).")] = None,
     backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
@@ -59,10 +59,13 @@ def demo(
     threshold: Threshold = None,
     min_score: Annotated[
         Optional[float],
-        typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
+        typer.Option(help="Drop merged boxes scoring below this (default: the model's, greedy 1.5)."),
     ] = None,
 ) -> None:
-    """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
+    """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines.
+
+    Example: overfeat-edge demo --model mtcnn-face --out runs/demo
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.commands.run import CPU_BACKENDS, display_min_score, inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import DetectorConfig

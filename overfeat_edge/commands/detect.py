@@ -17,6 +17,8 @@ from overfeat_edge.commands.common import (
     OvDevice,
     OvPrecision,
     ScaleFactor,
+    Scales,
+    Threshold,
     check_output,
     check_outputs,
     command,
@@ -25,6 +27,7 @@ from overfeat_edge.commands.common import (
     expand_images,
     pyramid,
 )
+from overfeat_edge.commands.demo import DEMO_MODEL
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
 from overfeat_edge.pipeline.detector import DetectorConfig
@@ -50,37 +53,33 @@ def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
 
 def detect(
     images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
-    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
+    model: Annotated[str, typer.Option(help="A shipped model's name, an .onnx or an .engine.")] = DEMO_MODEL,
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
     backend: BackendOption = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="torch backend: a checkpoint.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch backend: cpu or cuda.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="torch: a checkpoint (.pt).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch: cpu or cuda.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
-    ] = None,
+    scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
-    threshold: Annotated[
-        Optional[float],
-        typer.Option(help="Per-window class probability to keep a box (default: the model's, else 0.5)."),
-    ] = None,
-    merge: Annotated[
-        Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's, else greedy).")
-    ] = None,
-    merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
+    threshold: Threshold = None,
+    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat's) or nms (default: the model's).")] = None,
+    merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs matching at most this.")] = 0.5,
     nms_iou: Annotated[Optional[float], typer.Option(help="nms: IoU above which a box is suppressed.")] = None,
-    top_k_classes: Annotated[
-        Optional[int], typer.Option(help="Keep only the k best classes per scale (paper).")
-    ] = None,
+    top_k_classes: Annotated[Optional[int], typer.Option(help="Keep the k best classes per scale (paper).")] = None,
     min_score: Annotated[
-        Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
+        Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: a sum).")
     ] = None,
-    save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
+    save_images: Annotated[
+        bool, typer.Option("--save-images/--no-save-images", help="An annotated copy of each image in OUT.")
+    ] = True,
 ) -> None:
-    """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
+    """Detect objects in images with the multi-scale pyramid, fine stride and box merging.
+
+    Example: overfeat-edge detect photos/ --out runs/detect
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
 

@@ -46,7 +46,10 @@ def _has_tensorrt() -> bool:
 def doctor(
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Build and compare a small engine.")] = True,
 ) -> None:
-    """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device."""
+    """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device.
+
+    Example: overfeat-edge doctor --no-compare
+    """
     import cv2
     import onnxruntime as ort
 

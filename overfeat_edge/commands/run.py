@@ -143,7 +143,10 @@ def run(
     ] = 10_000,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
 ) -> None:
-    """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
+    """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources.
+
+    Example: overfeat-edge run rtsp://cam.local/stream --output runs/cam.mp4 --jsonl runs/cam.jsonl
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector

@@ -24,28 +24,27 @@ def warn_outside_boxes(count: int, data: Path) -> None:
 
 
 def train(
-    data: Annotated[Path, typer.Option(help="COCO (folder with annotations.json, or the JSON) or YOLO folder.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its .state.pt makes the run resumable.")],
-    model: Annotated[str, typer.Option(help="Registered network, e.g. overfeat-mini or overfeat-fast@0.25.")] = (
-        "overfeat-mini"
-    ),
+    data: Annotated[Path, typer.Option(help="A COCO (folder or JSON) or YOLO dataset.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt), resumable.")],
+    model: Annotated[str, typer.Option(help="A registered network (overfeat-fast@0.25).")] = ("overfeat-mini"),
     epochs: Annotated[int, typer.Option(help="Epochs of --steps-per-epoch batches.")] = 16,
     steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 200,
     batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 4e-3,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 4e-3,
     box_weight: Annotated[float, typer.Option(help="Weight of the L2 box loss.")] = 5.0,
-    seed: Annotated[int, typer.Option(help="Seed: the same seed, data and threads give the same weights.")] = 0,
+    seed: Annotated[int, typer.Option(help="The same seed, data and threads: the same weights.")] = 0,
     scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Default pyramid stored in the model.")
+        Optional[List[str]], typer.Option("--scales", "-s", help="The pyramid stored in the model.")
     ] = None,
-    hard_fraction: Annotated[
-        float, typer.Option(help="Share of each batch drawn from mined hard negatives (0 = no mining).")
-    ] = 0.15,
-    mine_images: Annotated[int, typer.Option(help="Images searched for hard negatives after each epoch.")] = 64,
+    hard_fraction: Annotated[float, typer.Option(help="Share of a batch from mined hard negatives (0: none).")] = 0.15,
+    mine_images: Annotated[int, typer.Option(help="Images mined for hard negatives per epoch.")] = 64,
     threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")] = True,
 ) -> None:
-    """Train an OverFeat detector on windows (classes + background, L2 box regression)."""
+    """Train an OverFeat detector on windows (classes + background, L2 box regression).
+
+    Example: overfeat-edge train --data runs/synth --out runs/train/model.pt --epochs 4
+    """
     require("torch", "train")
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -129,11 +128,14 @@ def evaluate(
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
     ablation: Annotated[
-        bool, typer.Option("--ablation", help="Paper Table 2 style: stride x scales x merge (needs torch).")
+        bool, typer.Option("--ablation", help="Paper's Table 2: stride x scales x merge (torch).")
     ] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
 ) -> None:
-    """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table."""
+    """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table.
+
+    Example: overfeat-edge eval --data runs/synth --model overfeat-mini-shapes
+    """
     from rich.progress import Progress
 
     from overfeat_edge.pipeline.detector import DetectorConfig
