@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-_IRREGULAR = {"box": "boxes", "match": "matches", "process": "processes"}
+_IRREGULAR = {"box": "boxes", "class": "classes", "match": "matches", "process": "processes"}
 
 
 def plural(count: int, noun: str, many: Optional[str] = None) -> str:

@@ -10,7 +10,9 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console
+from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
+from overfeat_edge.words import plural
 
 
 def calibrate(
@@ -33,8 +35,6 @@ def calibrate(
 
     Example: overfeat-edge calibrate --model overfeat-mini-shapes --images runs/synth/images --holdout val/
     """
-    from rich.progress import Progress, TaskID
-
     from overfeat_edge.calibrate.quantize import (
         CPU_QDQ,
         METHODS,
@@ -76,7 +76,7 @@ def calibrate(
     pyramid = list(scales or spec.scales or [str(spec.arch.window)])
     calib = load_images(images, count)
     if calib.skipped:
-        err_console.print(f"skipped {calib.skipped} unreadable image(s) in {images}", style="yellow")
+        err_console.print(f"skipped {plural(calib.skipped, 'unreadable image')} in {images}", style="yellow")
     if len(calib.frames) < MIN_IMAGES:
         err_console.print(
             f"warning: {len(calib.frames)} calibration images; {MIN_IMAGES}+ give steadier ranges", style="yellow"
@@ -105,15 +105,9 @@ def calibrate(
             console.print(f"{m}: up to date ({dest})")
         else:
             total = len(pyramid) * len(calib.frames)
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(
-                    f"calibrating ({m}, {len(calib.frames)} images x {len(pyramid)} scales)", total=total
-                )
-
-                def tick(task: TaskID = task) -> None:
-                    progress.advance(task)
-
-                qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, tick)
+            what = f"calibrating ({m}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
+            with Steps(what, total) as steps:
+                qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, steps.advance)
             write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
             console.print(f"{m}: wrote {qdq} (TensorRT's), {dest / CPU_QDQ} (CPU runtimes') and {dest / 'trt.cache'}")
         int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs

@@ -23,6 +23,7 @@ from overfeat_edge.commands.common import (
 )
 from overfeat_edge.errors import InputError
 from overfeat_edge.types import Detections
+from overfeat_edge.words import plural
 
 DEMO_MODEL = "overfeat-mini-shapes"
 
@@ -112,7 +113,7 @@ def demo(
     net = s["stages"]["inference"]["p50_ms"]  # type: ignore[index]
     console.print(
         f"{stats.frames} frames: end to end {s['fps']} FPS (network median {net:.1f} ms/frame in each of "
-        f"{n_workers} worker(s)), "
+        f"{plural(n_workers, 'worker')}), "
         f"{stats.detections / stats.frames:.1f} detections/frame"
     )
     console.print(f"wrote {out / 'demo.mp4'} and {out / 'detections.jsonl'}")

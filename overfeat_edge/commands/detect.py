@@ -33,19 +33,22 @@ from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
 from overfeat_edge.pipeline.detector import DetectorConfig
 from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
+from overfeat_edge.words import plural
 
 
 def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
-    """Each input's annotated copy in ``out``: ``<stem>.jpg``, numbered (``<stem>-2.jpg``) where two
-    inputs share a stem or the name is an input itself, so no output replaces an input or another."""
+    """Each input's annotated copy in ``out``: ``<stem>.jpg`` (``.png`` for a PNG: lossless stays lossless),
+    numbered (``<stem>-2.jpg``) where two inputs share a stem or the name is an input itself, so no output
+    replaces an input or another."""
     inputs = {p.resolve() for p in paths}
     names: dict[Path, Path] = {}
     taken: set[Path] = set()
     for p in paths:
-        k, cand = 1, out / f"{p.stem}.jpg"
+        ext = ".png" if p.suffix.lower() == ".png" else ".jpg"
+        k, cand = 1, out / f"{p.stem}{ext}"
         while cand.resolve() in inputs or cand.resolve() in taken:
             k += 1
-            cand = out / f"{p.stem}-{k}.jpg"
+            cand = out / f"{p.stem}-{k}{ext}"
         names[p] = cand
         taken.add(cand.resolve())
     return names
@@ -132,11 +135,11 @@ def detect(
                 }
             )
             if save_images:
-                ok, buf = cv2.imencode(".jpg", draw_detections(frame, d, spec.class_names))
+                ok, buf = cv2.imencode(annotated[path].suffix, draw_detections(frame, d, spec.class_names))
                 if not ok:
                     raise InputError(f"cannot encode the annotated {path}")
                 atomic_write_bytes(annotated[path], buf.tobytes())
-            console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
+            console.print(f"{path}: {plural(len(d), 'detection')} in {ms:.1f} ms")
     payload = {
         "model": model,
         "backend": det.runner.describe(),
@@ -146,9 +149,10 @@ def detect(
         "images": results,
     }
     atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
-    console.print(f"wrote {out / 'detections.json'}" + (f" and {len(results)} annotated images" if save_images else ""))
+    drawn = f" and {plural(len(results), 'annotated image')}" if save_images else ""
+    console.print(f"wrote {out / 'detections.json'}{drawn}")
     if failed:
-        raise InputError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]})")
+        raise InputError(f"{len(failed)} of {plural(len(paths), 'image')} could not be read (first: {failed[0]})")
 
 
 def register(app: typer.Typer) -> None:

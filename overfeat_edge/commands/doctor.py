@@ -11,7 +11,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import command, console
-from overfeat_edge.errors import OverfeatEdgeError, ParityError
+from overfeat_edge.errors import OverfeatEdgeError, ParityError, install_hint
 
 
 def _version(module: str) -> str:
@@ -96,7 +96,7 @@ def doctor(
         console.print(
             "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "
             "with JetPack (sudo apt install nvidia-jetpack; use the system python3 or a venv with "
-            "--system-site-packages); on a desktop: pip install 'overfeat-edge[tensorrt]'."
+            f"--system-site-packages); on a desktop: {install_hint('tensorrt')}."
         )
         return
     if compare:

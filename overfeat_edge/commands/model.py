@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 
 from overfeat_edge.arch import ARCHS, get_arch
 from overfeat_edge.commands.common import check_number, check_output, command, console, keep
+from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 
@@ -112,14 +113,8 @@ def export(
     if not all(bool(v.isfinite().all()) for v in net.state_dict().values() if v.is_floating_point()):
         raise InputError("the network holds NaN or infinite weights; nothing was exported")
     keep(f"nothing was written to {out}")
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-    ) as p:
-        p.add_task(
-            f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters) and checking parity", total=None
-        )
+    what = f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters)"
+    with Steps(what + (" and checking parity" if check else ""), None):
         try:
             report = export_onnx(net, spec, out, check=check, half=half, fine_form=fine_form)
         except ValueError as exc:  # a network the batch form cannot run (a padded pool, extra heads)

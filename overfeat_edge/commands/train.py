@@ -11,15 +11,19 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console, keep
+from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.lazy import require
+from overfeat_edge.words import plural
 
 
 def warn_outside_boxes(count: int, data: Path) -> None:
     if count:
         err_console.print(
-            f"warning: {count} box(es) of {data} reach outside their image (kept as given)", style="yellow"
+            f"warning: {plural(count, 'box')} of {data} {'reaches' if count == 1 else 'reach'} outside their image "
+            "(kept as given)",
+            style="yellow",
         )
 
 
@@ -46,8 +50,6 @@ def train(
     Example: overfeat-edge train --data runs/synth --out runs/train/model.pt --epochs 4
     """
     require("torch", "train")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from overfeat_edge.train.datasets import read_dataset
     from overfeat_edge.train.trainer import TrainConfig, Trainer, state_path
 
@@ -93,29 +95,22 @@ def train(
         console.print(f"resumed from {state_path(out)} at epoch {trainer.epoch}/{epochs}")
     elif state_path(out).is_file():
         console.print(f"--no-resume: starting over (overwriting {out})")
-    columns = (
-        TextColumn("epoch {task.fields[epoch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.3f}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("train", total=epochs * steps_per_epoch, epoch=0, loss=0.0)
-        progress.update(task, completed=trainer.epoch * steps_per_epoch)
+    total, done = epochs * steps_per_epoch, trainer.epoch * steps_per_epoch
+    # in a log: a line each tenth of an epoch (about 4 minutes an epoch on 2 cores)
+    with Steps("train", total, fields="epoch {epoch}, loss {loss:.3f}", lines=epochs * 10, done=done) as steps:
 
         def on_step(e: int, _step: int, loss: float) -> None:
-            progress.update(task, advance=1, epoch=f"{e + 1}/{epochs}", loss=loss)
+            steps.advance(epoch=f"{e + 1}/{epochs}", loss=loss)
 
         def on_epoch(st: object) -> None:
             keep(f"{out} holds epoch {trainer.epoch} of {epochs}; train again with the same options to resume")
-            progress.console.print(
+            steps.print(
                 "epoch {epoch}: loss {loss:.4f} (cls {cls_loss:.4f}, box {box_loss:.4f}), "
                 "window accuracy {accuracy:.3f}, {windows_per_s:.0f} windows/s".format(**vars(st))
             )
 
         trainer.run(on_step, on_epoch)
-    console.print(f"wrote {out} ({trainer.spec.arch.name}, {trainer.epoch} epochs)")
+    console.print(f"wrote {out} ({trainer.spec.arch.name}, {plural(trainer.epoch, 'epoch')})")
 
 
 def evaluate(
@@ -136,8 +131,6 @@ def evaluate(
 
     Example: overfeat-edge eval --data runs/synth --model overfeat-mini-shapes
     """
-    from rich.progress import Progress
-
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.train.ablation import ablation_rows, run_ablation
     from overfeat_edge.train.datasets import read_dataset
@@ -151,9 +144,8 @@ def evaluate(
     warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)
     rows = ablation_rows(model, scales, threshold, merge, one=not ablation, min_score=min_score)
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("evaluating", total=n * len(rows))
-        table_rows = run_ablation(rows, dataset, model, threads, limit, lambda: progress.advance(task))
+    with Steps("evaluating", n * len(rows)) as steps:
+        table_rows = run_ablation(rows, dataset, model, threads, limit, steps.advance)
     table = Table(title=f"COCO evaluation on {data} ({n} images)")
     for col in ("stride", "scales", "merge", "mAP@[.5:.95]", "mAP@.5", "ms/frame", "detections"):
         table.add_column(col, justify="left" if col in ("stride", "merge") else "right")

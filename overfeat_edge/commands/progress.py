@@ -1,0 +1,81 @@
+"""Progress a person reads, on a terminal (rich's bar) or in a log (a line now and then)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from overfeat_edge.commands.common import console
+
+
+def _duration(seconds: float) -> str:
+    s = round(seconds)
+    return (
+        f"{s // 3600} h {s % 3600 // 60:02d} min"
+        if s >= 3600
+        else f"{s // 60} min {s % 60:02d} s"
+        if s >= 60
+        else f"{s} s"
+    )
+
+
+class Steps:
+    """Progress: rich's bar on a terminal; to a log or a pipe, where a bar shows nothing until it ends
+    (and then leaves a blank line), ``lines`` lines over the whole run, each with the count, ``fields``
+    (a format string over :meth:`advance`'s keywords) and the time left. ``total`` None: a spinner on a
+    terminal, the description once elsewhere."""
+
+    def __init__(
+        self, description: str, total: int | None, *, fields: str = "", lines: int = 10, done: int = 0
+    ) -> None:
+        self.description, self.total, self.fields, self.done = description, total, fields, done
+        self.every = max(1, -(-(total or 1) // max(1, lines)))  # at most ``lines`` lines
+        self._start, self._t0 = done, time.monotonic()
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Steps:
+        from rich import progress as rp
+
+        if not console.is_terminal:
+            if self.total is None:
+                console.print(f"{self.description} ...", soft_wrap=True)
+            return self
+        text = rp.TextColumn("{task.description}")
+        if self.total is None:
+            columns: tuple[Any, ...] = (rp.SpinnerColumn(), text, rp.TimeElapsedColumn())
+        else:
+            fields = rp.TextColumn("{task.fields[text]}")
+            columns = (text, rp.BarColumn(), rp.MofNCompleteColumn(), fields, rp.TimeRemainingColumn())
+        self._bar = rp.Progress(*columns, console=console, transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, text="")
+        return self
+
+    def line(self, **fields: Any) -> str:
+        """The line a log gets: ``train: 40/3200 (1%), epoch 1/16, loss 0.532, 2 min 05 s left``."""
+        assert self.total is not None
+        parts = [f"{self.description}: {self.done}/{self.total} ({self.done / max(self.total, 1):.0%})"]
+        if self.fields:
+            parts.append(self.fields.format(**fields))
+        went = self.done - self._start
+        if went and self.done < self.total:
+            left = (time.monotonic() - self._t0) / went * (self.total - self.done)
+            parts.append(f"{_duration(left)} left")
+        return ", ".join(parts)
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        before, self.done = self.done, self.done + n
+        if self._bar is not None:
+            text = self.fields.format(**fields) if self.fields and fields else ""
+            self._bar.update(self._task, advance=n, text=text)
+        elif self.total is not None and (self.done // self.every > before // self.every or self.done == self.total):
+            console.print(self.line(**fields), soft_wrap=True)
+
+    def print(self, message: str) -> None:
+        """A line above the bar (or in the log, in order)."""
+        console.print(message, soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
