@@ -35,6 +35,8 @@ from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
 from overfeat_edge.words import plural
 
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ckpt", ".engine", ".plan")
+
 
 def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
     """Each input's annotated copy in ``out``: ``<stem>.jpg`` (``.png`` for a PNG: lossless stays lossless),
@@ -86,6 +88,9 @@ def detect(
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
 
+    models = [i for i in images if Path(i).suffix.lower() in MODEL_SUFFIXES]
+    if models:  # `detect m.pt`: a model where images go
+        raise InputError(f"{models[0]} is a model, not an image: give it as --model {models[0]} and images after")
     paths = expand_images(images)
     check_output(out, "--out", folder=True)
     annotated = annotated_names(paths, out) if save_images else {}

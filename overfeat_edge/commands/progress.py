@@ -19,6 +19,14 @@ def _duration(seconds: float) -> str:
     )
 
 
+def time_left(elapsed_s: float, went: int, remaining: int) -> str:
+    """``2 min 05 s left`` at the pace so far (``went`` steps in ``elapsed_s``), or "" with no pace yet
+    or nothing left (e.g. `run` on a file: frames done since the start, frames still to read)."""
+    if went <= 0 or remaining <= 0:
+        return ""
+    return f"{_duration(elapsed_s / went * remaining)} left"
+
+
 class Steps:
     """Progress: rich's bar on a terminal; to a log or a pipe, where a bar shows nothing until it ends
     (and then leaves a blank line), ``lines`` lines over the whole run, each with the count, ``fields``
@@ -58,11 +66,8 @@ class Steps:
         parts = [f"{self.description}: {self.done}/{self.total} ({self.done / max(self.total, 1):.0%})"]
         if self.fields:
             parts.append(self.fields.format(**fields))
-        went = self.done - self._start
-        if went and self.done < self.total:
-            left = (time.monotonic() - self._t0) / went * (self.total - self.done)
-            parts.append(f"{_duration(left)} left")
-        return ", ".join(parts)
+        left = time_left(time.monotonic() - self._t0, self.done - self._start, self.total - self.done)
+        return ", ".join([*parts, left] if left else parts)
 
     def advance(self, n: int = 1, **fields: Any) -> None:
         before, self.done = self.done, self.done + n

@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 from overfeat_edge.commands.bench import TABLE_WIDTH, figures_table
+from overfeat_edge.commands.progress import time_left
 from overfeat_edge.errors import EXTRAS, MissingDependency
 from overfeat_edge.words import plural
 
@@ -56,6 +57,13 @@ def test_a_checkpoint_given_to_detect_says_what_to_do(tmp_path: Path):
     line = one_error_line(cli("detect", str(SAMPLE), "--model", str(ckpt), "--out", str(tmp_path / "o")))
     assert "--backend torch" in line and f"export --model {ckpt} --out {tmp_path / 'm.onnx'}" in line
     assert "unknown model" not in line
+
+
+def test_a_model_given_where_images_go_says_so(tmp_path: Path):
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"\0")
+    line = one_error_line(cli("detect", str(ckpt), "--out", str(tmp_path / "o")))
+    assert line == f"error: {ckpt} is a model, not an image: give it as --model {ckpt} and images after"
 
 
 @pytest.mark.parametrize("model", ["mtcnn-face", str(ROOT / "overfeat_edge/assets/mtcnn-face/model.onnx")])
@@ -155,3 +163,17 @@ def test_bench_table_fits_100_columns():
         and "15.6 frames/s" in text
         and "812 | 1.2, 3.4, 5.6, 7.8" in text
     )
+
+
+@pytest.mark.parametrize(
+    "elapsed, went, remaining, words",
+    [
+        (10.0, 5, 5, "10 s left"),
+        (30.0, 1, 4, "2 min 00 s left"),
+        (60.0, 10, 700, "1 h 10 min left"),
+        (5.0, 0, 9, ""),
+        (5.0, 3, 0, ""),
+    ],
+)
+def test_time_left(elapsed: float, went: int, remaining: int, words: str):
+    assert time_left(elapsed, went, remaining) == words
