@@ -18,6 +18,7 @@ from overfeat_edge.commands.common import (
     err_console,
     pyramid,
 )
+from overfeat_edge.words import plural
 
 
 def build(
@@ -77,7 +78,10 @@ def build(
     prepared = prepare(request)
     stages = prepare_stages(prepared)  # a cascade's crop classifiers (MTCNN's R-Net, O-Net): checked now too
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    what = f"building {precision} ({plural(len(prepared.profiles), 'profile')})"
+    if not console.is_terminal:  # a log: the step once (a bar there prints only a blank line at its end)
+        console.print(f"{what} ...")
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         tasks: dict[str, Any] = {}
 
         def report(phase: str, step: int, steps: int) -> None:  # TensorRT 10+'s progress monitor
@@ -85,7 +89,7 @@ def build(
                 tasks[phase] = progress.add_task(phase, total=max(steps, 1))
             progress.update(tasks[phase], completed=step, total=max(steps, 1))
 
-        progress.add_task(f"building {precision} ({len(prepared.profiles)} profiles)", total=None)
+        progress.add_task(what, total=None)
         built = build_cached(prepared, engines=engines, rebuild=rebuild, report=report)
         done = [built]
         for name, stage in stages:  # one dynamic-batch engine per stage, beside the detector's
