@@ -104,7 +104,7 @@ def calibrate(
         if done:
             console.print(f"{m}: up to date ({dest})")
         else:
-            total = len(pyramid) * len(calib.frames)
+            total = 2 * len(pyramid) * len(calib.frames)  # ranges twice: TensorRT's (symmetric), the CPU's
             what = f"calibrating ({m}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
             with Steps(what, total) as steps:
                 qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, steps.advance)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -31,7 +32,8 @@ class Steps:
     """Progress: rich's bar on a terminal; to a log or a pipe, where a bar shows nothing until it ends
     (and then leaves a blank line), ``lines`` lines over the whole run, each with the count, ``fields``
     (a format string over :meth:`advance`'s keywords) and the time left. ``total`` None: a spinner on a
-    terminal, the description once elsewhere."""
+    terminal, the description once elsewhere. Everything goes to the standard output of the moment the
+    steps start, so a library that hides its own prints meanwhile (``redirect_stdout``) hides none of ours."""
 
     def __init__(
         self, description: str, total: int | None, *, fields: str = "", lines: int = 10, done: int = 0
@@ -41,13 +43,17 @@ class Steps:
         self._start, self._t0 = done, time.monotonic()
         self._bar: Any = None
         self._task: Any = None
+        self._out = console
 
     def __enter__(self) -> Steps:
         from rich import progress as rp
+        from rich.console import Console
 
-        if not console.is_terminal:
+        # bound to today's stdout; a log's lines as wide as they are
+        self._out = Console(file=sys.stdout, markup=False, highlight=False, width=None if console.is_terminal else 250)
+        if not self._out.is_terminal:
             if self.total is None:
-                console.print(f"{self.description} ...", soft_wrap=True)
+                self.print(f"{self.description} ...")
             return self
         text = rp.TextColumn("{task.description}")
         if self.total is None:
@@ -55,7 +61,7 @@ class Steps:
         else:
             fields = rp.TextColumn("{task.fields[text]}")
             columns = (text, rp.BarColumn(), rp.MofNCompleteColumn(), fields, rp.TimeRemainingColumn())
-        self._bar = rp.Progress(*columns, console=console, transient=True)
+        self._bar = rp.Progress(*columns, console=self._out, transient=True)
         self._bar.start()
         self._task = self._bar.add_task(self.description, total=self.total, completed=self.done, text="")
         return self
@@ -75,11 +81,11 @@ class Steps:
             text = self.fields.format(**fields) if self.fields and fields else ""
             self._bar.update(self._task, advance=n, text=text)
         elif self.total is not None and (self.done // self.every > before // self.every or self.done == self.total):
-            console.print(self.line(**fields), soft_wrap=True)
+            self.print(self.line(**fields))
 
     def print(self, message: str) -> None:
         """A line above the bar (or in the log, in order)."""
-        console.print(message, soft_wrap=True)
+        self._out.print(message, soft_wrap=True)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
