@@ -21,6 +21,7 @@ from overfeat_edge.words import plural
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BANNER_SCALE = 0.45
 PAD = 2  # pixels between a label's text and its background's edge
+MAX_LABELS = 100  # the strongest labelled; past that many a frame is boxes (a crowd's labels hide it)
 
 
 def color(class_id: int) -> tuple[int, int, int]:
@@ -72,6 +73,12 @@ def _best(xs: np.ndarray, ys: np.ndarray, w: int, h: int, want: tuple[int, int],
     return cands[int(np.argmin(cost))]
 
 
+def _nearest(values: np.ndarray, to: int, k: int = 24) -> np.ndarray:
+    """The ``k`` distinct values nearest ``to``: a crowd's fallback search stays k x k corners."""
+    v = np.unique(values)
+    return v[np.argsort(np.abs(v - to), kind="stable")[:k]]
+
+
 def place_labels(
     boxes: np.ndarray, sizes: np.ndarray, frame_wh: tuple[int, int], top: int = 0, order: np.ndarray | None = None
 ) -> np.ndarray:
@@ -79,16 +86,17 @@ def place_labels(
     (a banner's height), none overlapping another; a row of -1 for a label that finds no room.
 
     ``boxes`` (N, 4) xyxy pixels, ``sizes`` (N, 2) each label's (width, height), ``order``: the
-    placing order (strongest first; default as given). Each label wants the spot just above its box's
-    top-left corner (inside the box where that is off the frame). Taken spots are avoided by sliding
-    the label up or down its column to the nearest free place, then, when the column is full, anywhere.
+    placing order (strongest first; default as given); past :data:`MAX_LABELS`, boxes go unlabelled.
+    Each label wants the spot just above its box's top-left corner (inside the box where that is off
+    the frame). Taken spots are avoided by sliding the label up or down its column to the nearest free
+    place, then, when the column is full, to the nearest of the 24 x 24 corners closest to its own.
     Candidate corners are the frame's edges and the edges of the labels already placed: the nearest
     free spot of a column always has its corner there.
     """
     fw, fh = frame_wh
     out = np.full((len(boxes), 4), -1, np.int64)
     placed = np.zeros((0, 4), np.int64)
-    for i in order if order is not None else range(len(boxes)):
+    for i in (order if order is not None else range(len(boxes)))[:MAX_LABELS]:
         w, h = int(sizes[i][0]), int(sizes[i][1])
         if w > fw or h > fh - top:
             continue  # a label larger than the frame: drawn nowhere rather than cut
@@ -96,9 +104,9 @@ def place_labels(
         want = (int(np.clip(round(boxes[i][0]), 0, x_hi)), int(np.clip(round(boxes[i][1]) - h, top, y_hi)))
         ys = np.clip(np.concatenate([[want[1], top, y_hi], placed[:, 3], placed[:, 1] - h]), top, y_hi)
         spot = _best(np.array([want[0]]), np.unique(ys), w, h, want, placed)
-        if len(spot) == 0:  # the column is full: any corner next to a placed label
+        if len(spot) == 0:  # the column is full: a corner next to a placed label, among the nearest
             xs = np.clip(np.concatenate([[want[0], 0, x_hi], placed[:, 2], placed[:, 0] - w]), 0, x_hi)
-            spot = _best(np.unique(xs), np.unique(ys), w, h, want, placed)
+            spot = _best(_nearest(xs, want[0]), _nearest(ys, want[1]), w, h, want, placed)
         if len(spot):
             out[i] = spot
             placed = np.concatenate([placed, spot[None]])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from overfeat_edge.pipeline.draw import (
+    MAX_LABELS,
     LabelAnnotator,
     banner_text,
     color,
@@ -91,6 +92,19 @@ def test_many_overlapping_boxes_never_share_a_label_pixel(seed: int):
     spots = place_labels(boxes, sizes, (320, 240), top=16, order=rng.permutation(n))
     assert_readable(spots, sizes, (320, 240), 16)
     assert (spots[:, 0] >= 0).sum() == n  # at most 25 labels of 70x16 in 320x224: room for every one
+
+
+def test_a_crowd_labels_its_strongest_hundred_only():
+    rng = np.random.default_rng(7)
+    n = 150
+    xy = rng.uniform(0, 1800, (n, 2))
+    boxes = np.concatenate([xy, xy + 30], axis=1).astype(np.float32)
+    sizes = np.full((n, 2), (40, 12))
+    order = rng.permutation(n)
+    spots = place_labels(boxes, sizes, (1920, 1080), order=order)
+    assert MAX_LABELS == 100
+    assert set(np.flatnonzero(spots[:, 0] >= 0)) == set(order[:100].tolist())  # room for all: the first 100
+    assert_readable(spots, sizes, (1920, 1080), 0)
 
 
 def _two_faces() -> Detections:
