@@ -23,10 +23,26 @@ class ParityError(OverfeatEdgeError):
     exit_code = 3
 
 
+# pyproject.toml's extras and the packages each installs (a test keeps the two the same)
+EXTRAS = {
+    "torch": ("torch", "onnx"),
+    "tensorrt": ("tensorrt", "pycuda", "polygraphy"),
+    "openvino": ("openvino",),
+    "mqtt": ("paho-mqtt",),
+    "eval": ("pycocotools",),
+}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra, as a wheel user or from a checkout: the packages by name (nothing called
+    overfeat-edge is on the package index to take ``overfeat-edge[extra]`` from)."""
+    return f"pip install {' '.join(EXTRAS[extra])}; from a checkout: pip install -e '.[{extra}]'"
+
+
 class MissingDependency(OverfeatEdgeError):
     """An optional package (torch, onnx, tensorrt...) is needed for this command but not installed."""
 
     def __init__(self, package: str, purpose: str, extra: str | None = None) -> None:
-        hint = f"pip install 'overfeat-edge[{extra}]'" if extra else f"pip install {package}"
+        hint = install_hint(extra) if extra in EXTRAS else f"pip install {package}"
         super().__init__(f"{purpose}: the '{package}' package is needed, and it is not installed ({hint})")
         self.package = package

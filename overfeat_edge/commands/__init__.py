@@ -11,19 +11,41 @@ import sys
 import threading
 
 import typer
+from typing_extensions import Annotated
 
+from overfeat_edge import __version__
 from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, doctor, model, train
 from overfeat_edge.commands import run as run_command
-from overfeat_edge.commands.common import err_console, forget, kept
+from overfeat_edge.commands.common import HelpGroup, console, err_console, forget, kept
 from overfeat_edge.errors import OverfeatEdgeError
 
 app = typer.Typer(
     name="overfeat-edge",
-    help="OverFeat detectors on the edge: export, build engines, calibrate, detect.",
+    help="OverFeat detectors on the edge: export, build engines, calibrate, detect.\n\n"
+    "Start with: overfeat-edge demo (a generated video through the whole pipeline on the CPU).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=HelpGroup,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"overfeat-edge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, metavar="", help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """OverFeat detectors on the edge: export, build engines, calibrate, detect."""
+
+
 demo.register(app)
 model.register(app)
 detect.register(app)

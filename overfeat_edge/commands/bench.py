@@ -16,24 +16,26 @@ from overfeat_edge.commands.common import Scales, check_number, check_output, co
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.runtime.auto import cpu
+from overfeat_edge.words import plural
 
 
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: every core).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
     backends: Annotated[
-        bool, typer.Option("--backends", help="Compare every installed CPU backend and precision instead.")
+        bool, typer.Option("--backends", help="Compare every installed CPU backend and precision.")
     ] = False,
-    int8: Annotated[
-        Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (calibrate's model.cpu.qdq.onnx).")
-    ] = None,
+    int8: Annotated[Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (from calibrate).")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
 ) -> None:
-    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
+    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak.
+
+    Example: overfeat-edge bench --frames 30 --json bench.json
+    """
     from overfeat_edge.measure import pipeline_figures
     from overfeat_edge.pipeline.detector import Detector, DetectorConfig
     from overfeat_edge.runtime import load_runner
@@ -63,39 +65,40 @@ def bench(
         "per_worker_threads": per_worker,
         **pipeline_figures(det, runner, pool, frames),
     }
-    console.print(_table(out))
+    console.print(figures_table(out, out["levels"], per_worker), width=min(console.width, TABLE_WIDTH))
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(out, indent=1))
 
 
-def _table(out: dict[str, Any]) -> Table:
-    threads, n_workers, per_worker = out["threads"], out["workers"], out["per_worker_threads"]
-    t = Table(title=f"overfeat-edge bench: {out['model']}, {out['frames']} frames 384x512, {out['levels']} scales")
+TABLE_WIDTH = 100  # bench's tables fit 100 columns, on a terminal or in a log
+
+
+def figures_table(out: dict[str, Any], n_levels: int, per_worker: int) -> Table:
+    """bench's figures (``out``, as its JSON holds them) as a table of short rows."""
+    threads, n_workers = out["threads"], out["workers"]
+    t = Table(
+        title=f"overfeat-edge bench: {out['model']}, {out['frames']} frames 384x512, {plural(n_levels, 'scale')}",
+        caption="efficiency over 100%: the loop's threads fill the network's idle time better than network only",
+    )
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row(f"network only: 1 session x {threads} threads", f"{out['model_fps_one_session']:.1f} frames/s")
+    t.add_row(f"network only: 1 session x {plural(threads, 'thread')}", f"{out['model_fps_one_session']:.1f} frames/s")
     if n_workers > 1 or per_worker != threads:  # else the same row again
         t.add_row(
-            f"network only: {n_workers} sessions x {per_worker} threads in parallel",
+            f"network only: {n_workers} sessions x {plural(per_worker, 'thread')}",
             f"{out['model_fps_workers']:.1f} frames/s",
         )
-    t.add_row(f"run end to end, {n_workers} workers (decode video .. MP4 + JSONL)", f"{out['run_fps']:.1f} frames/s")
-    t.add_row(
-        "pipeline efficiency (run / the faster network only; over 100% where the loop's threads overlap the "
-        "network's idle time better than the network-only measurement does)",
-        f"{out['pipeline_efficiency']:.0%}",
-    )
+    t.add_row(f"run end to end, {plural(n_workers, 'worker')} (video to MP4 + JSONL)", f"{out['run_fps']:.1f} frames/s")
+    t.add_row("pipeline efficiency (run / the faster network only)", f"{out['pipeline_efficiency']:.0%}")
     alone = out["other_stages_cpu_ms_per_frame"]
     t.add_row(
-        "CPU ms per frame alone: network (workers) | capture, preprocess, postprocess, sink",
+        "CPU ms/frame alone: network | capture, pre, post, sink",
         f"{out['network_cpu_ms_per_frame']:.0f} | " + ", ".join(f"{v:.1f}" for v in alone.values()),
     )
     t.add_row("ceiling: network CPU / all stages' CPU", f"{out['pipeline_ceiling']:.0%}")
     t.add_row("network GFLOP/frame; achieved GFLOP/s", f"{out['gflop_per_frame']:.2f}; {out['model_gflops_per_s']:.0f}")
-    t.add_row(
-        "float32 matmul peak (numpy BLAS)",
-        f"{out['matmul_peak_gflops_per_s']:.0f} GFLOP/s ({out['fraction_of_peak']:.0%} reached)",
-    )
+    peak, reached = out["matmul_peak_gflops_per_s"], out["fraction_of_peak"]
+    t.add_row("float32 matmul peak (numpy BLAS)", f"{peak:.0f} GFLOP/s ({reached:.0%} reached)")
     t.add_row("peak resident memory", f"{out['peak_rss_mib']:.0f} MiB")
     return t
 
@@ -114,13 +117,13 @@ def _side_by_side(
     data = read_dataset(eval_data) if eval_data is not None else None
     rows = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
     t = Table(title=f"overfeat-edge bench --backends: {model}, 384x512 frames, {frames} interleaved rounds")
-    for col in ("configuration", "ms/frame", "vs ORT FP32", "max abs diff from ORT FP32", "mAP@.5"):
+    for col in ("configuration", "ms/frame", "vs ORT FP32", "max diff vs FP32", "mAP@.5"):
         t.add_column(col, justify="left" if col == "configuration" else "right")
     base = rows[0].median_ms
     for r in rows:
         m = f"{r.map50:.3f}" if r.map50 is not None else "-"
         t.add_row(r.label, f"{r.median_ms:.1f}", f"{base / r.median_ms:.2f}x", f"{r.max_abs_diff:.2g}", m)
-    console.print(t)
+    console.print(t, width=min(console.width, TABLE_WIDTH))
     if json_out is not None:
         out = [
             {"configuration": r.label, "ms_per_frame": r.median_ms, "max_abs_diff": r.max_abs_diff, "map50": r.map50}

@@ -18,40 +18,36 @@ from overfeat_edge.commands.common import (
     err_console,
     pyramid,
 )
+from overfeat_edge.words import plural
 
 
 def build(
-    model: Annotated[str, typer.Option(help="An exported .onnx (a Q/DQ ONNX for INT8) or a shipped model name.")],
+    model: Annotated[str, typer.Option(help="A shipped model's name or an .onnx (Q/DQ for INT8).")],
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8.")] = "fp16",
-    frame_size: Annotated[str, typer.Option(help="Camera frame HEIGHTxWIDTH the per-scale profiles are made for.")] = (
-        "480x640"
-    ),
+    frame_size: Annotated[str, typer.Option(help="The camera's frames, HEIGHTxWIDTH.")] = ("480x640"),
     scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
-    dynamic: Annotated[
-        Optional[int], typer.Option(help="Also a dynamic profile up to this side, for other sizes.")
-    ] = None,
+    dynamic: Annotated[Optional[int], typer.Option(help="Also a dynamic profile up to this side.")] = None,
     calib_images: Annotated[
         Optional[str],
-        typer.Option(help="INT8 on TensorRT <= 10: calibrate on this device with these images (folder, glob, video)."),
+        typer.Option(help="INT8, TensorRT <= 10: calibrate here on these images."),
     ] = None,
     calib_count: Annotated[int, typer.Option(help="Images used by --calib-images.")] = 32,
-    calib: Annotated[
-        Optional[Path], typer.Option(help="INT8 on TensorRT <= 10: the trt.cache written by 'overfeat-edge calibrate'.")
-    ] = None,
+    calib: Annotated[Optional[Path], typer.Option(help="INT8, TensorRT <= 10: calibrate's trt.cache.")] = None,
     workspace: Annotated[int, typer.Option(help="Builder workspace limit in MiB.")] = 1024,
     dla: Annotated[Optional[int], typer.Option(help="Jetson DLA core (GPU fallback on).")] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Build even if an up-to-date engine exists.")] = False,
     engines: Annotated[Path, typer.Option(help="Engine cache root.")] = Path("engines"),
     batch: Annotated[
         str,
-        typer.Option(
-            help="Frames per inference, N or MIN,OPT,MAX: for run with several cameras (e.g. 1,4,8 for 4 to 8)."
-        ),
+        typer.Option(help="Frames per inference: N, or MIN,OPT,MAX for several cameras."),
     ] = "1",
 ) -> None:
-    """Build a TensorRT engine: one optimization profile per pyramid scale, cached per device."""
+    """Build a TensorRT engine: one optimization profile per pyramid scale, cached per device.
+
+    Example: overfeat-edge build --model mtcnn-face --precision fp16 --frame-size 720x1280
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -82,7 +78,10 @@ def build(
     prepared = prepare(request)
     stages = prepare_stages(prepared)  # a cascade's crop classifiers (MTCNN's R-Net, O-Net): checked now too
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    what = f"building {precision} ({plural(len(prepared.profiles), 'profile')})"
+    if not console.is_terminal:  # a log: the step once (a bar there prints only a blank line at its end)
+        console.print(f"{what} ...")
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         tasks: dict[str, Any] = {}
 
         def report(phase: str, step: int, steps: int) -> None:  # TensorRT 10+'s progress monitor
@@ -90,7 +89,7 @@ def build(
                 tasks[phase] = progress.add_task(phase, total=max(steps, 1))
             progress.update(tasks[phase], completed=step, total=max(steps, 1))
 
-        progress.add_task(f"building {precision} ({len(prepared.profiles)} profiles)", total=None)
+        progress.add_task(what, total=None)
         built = build_cached(prepared, engines=engines, rebuild=rebuild, report=report)
         done = [built]
         for name, stage in stages:  # one dynamic-batch engine per stage, beside the detector's

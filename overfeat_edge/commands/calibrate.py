@@ -10,33 +10,31 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console
+from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
+from overfeat_edge.words import plural
 
 
 def calibrate(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")],
-    images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video file.")],
+    images: Annotated[str, typer.Option(help="Calibration images: a folder, a glob or a video.")],
     method: Annotated[str, typer.Option(help="entropy, percentile, minmax, or all (compare them).")] = "all",
     count: Annotated[int, typer.Option(help="Calibration frames (spread over the set).")] = 32,
     exclude: Annotated[Optional[List[str]], typer.Option("--exclude", help="ONNX node names kept in float.")] = None,
-    eval_data: Annotated[
-        Optional[Path], typer.Option(help="Held-out labelled COCO/YOLO set: FP32 vs INT8 mAP in the report.")
-    ] = None,
-    holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder/glob/video).")] = None,
+    eval_data: Annotated[Optional[Path], typer.Option(help="A labelled held-out set: FP32 vs INT8 mAP.")] = None,
+    holdout: Annotated[Optional[str], typer.Option(help="Held-out unlabelled images (folder, glob, video).")] = None,
     scales: Scales = None,
     trt_version: Annotated[
         str,
-        typer.Option(
-            help="Version field of trt.cache's header (8601 = 8.6.1, 100300 = 10.3.0); 'build --calib' rewrites "
-            "it for the TensorRT that builds."
-        ),
+        typer.Option(help="trt.cache's TensorRT version (8601: 8.6.1); build rewrites it."),
     ] = "8601",
     out: Annotated[Path, typer.Option(help="Root of the outputs: OUT/<model>/<key>/.")] = Path("calib"),
     threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
 ) -> None:
-    """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8."""
-    from rich.progress import Progress, TaskID
+    """Calibrate INT8 with the runtime's own preprocessing at every scale; report FP32 vs INT8.
 
+    Example: overfeat-edge calibrate --model overfeat-mini-shapes --images runs/synth/images --holdout val/
+    """
     from overfeat_edge.calibrate.quantize import (
         CPU_QDQ,
         METHODS,
@@ -78,7 +76,7 @@ def calibrate(
     pyramid = list(scales or spec.scales or [str(spec.arch.window)])
     calib = load_images(images, count)
     if calib.skipped:
-        err_console.print(f"skipped {calib.skipped} unreadable image(s) in {images}", style="yellow")
+        err_console.print(f"skipped {plural(calib.skipped, 'unreadable image')} in {images}", style="yellow")
     if len(calib.frames) < MIN_IMAGES:
         err_console.print(
             f"warning: {len(calib.frames)} calibration images; {MIN_IMAGES}+ give steadier ranges", style="yellow"
@@ -106,16 +104,10 @@ def calibrate(
         if done:
             console.print(f"{m}: up to date ({dest})")
         else:
-            total = len(pyramid) * len(calib.frames)
-            with Progress(console=console, transient=True) as progress:
-                task = progress.add_task(
-                    f"calibrating ({m}, {len(calib.frames)} images x {len(pyramid)} scales)", total=total
-                )
-
-                def tick(task: TaskID = task) -> None:
-                    progress.advance(task)
-
-                qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, tick)
+            total = 2 * len(pyramid) * len(calib.frames)  # ranges twice: TensorRT's (symmetric), the CPU's
+            what = f"calibrating ({m}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
+            with Steps(what, total) as steps:
+                qdq, ranges = quantize(onnx, spec, calib.frames, pyramid, m, exclude or [], dest, steps.advance)
             write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
             console.print(f"{m}: wrote {qdq} (TensorRT's), {dest / CPU_QDQ} (CPU runtimes') and {dest / 'trt.cache'}")
         int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs

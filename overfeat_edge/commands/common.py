@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import glob
+import inspect
 import sys
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Union
 
 import typer
 from rich.console import Console
-from typing_extensions import Annotated, get_type_hints
+from typer.core import TyperCommand, TyperGroup
+from typer.models import OptionInfo, ParameterInfo
+from typing_extensions import Annotated, get_args, get_origin, get_type_hints
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
@@ -44,16 +48,16 @@ def expand_images(items: list[str]) -> list[Path]:
     return out
 
 
-Scales = Annotated[Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid (default: the model's).")]
-Threshold = Annotated[
-    Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+Scales = Annotated[
+    Optional[List[str]], typer.Option("--scales", "-s", help="Pyramid: sides (320), HxW or paper; repeatable.")
 ]
+Threshold = Annotated[Optional[float], typer.Option(help="Window probability to keep a box (default: the model's).")]
 MinSize = Annotated[
     Optional[int],
-    typer.Option("--min-size", help="MTCNN-style pyramid: the smallest object to find, in pixels (e.g. 20)."),
+    typer.Option("--min-size", help="Geometric pyramid: the smallest object, in pixels (20)."),
 ]
 ScaleFactor = Annotated[
-    Optional[float], typer.Option("--scale-factor", help="MTCNN-style pyramid: size ratio between levels (0.709).")
+    Optional[float], typer.Option("--scale-factor", help="Geometric pyramid: ratio between levels (0.709).")
 ]
 
 
@@ -87,19 +91,138 @@ def kept() -> str:
 def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -> None:
     """Register ``fn`` as a command with its annotations evaluated. Typer reads a command's
     ``Annotated[..., typer.Option(...)]`` as objects, and before Python 3.10 it does not evaluate the
-    strings that ``from __future__ import annotations`` leaves (JetPack 5 runs Python 3.8)."""
-    fn.__annotations__ = get_type_hints(fn, include_extras=True)
-    app.command(name)(fn)
+    strings that ``from __future__ import annotations`` leaves (JetPack 5 runs Python 3.8).
+    Every parameter gets a word for its value and a help panel (:func:`dress`)."""
+    hints = get_type_hints(fn, include_extras=True)
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    fn.__annotations__ = {k: dress(k, hint, defaults.get(k)) for k, hint in hints.items()}
+    app.command(name, cls=HelpCommand)(fn)
 
 
 BackendOption = Annotated[
     str,
-    typer.Option(
-        help="auto (the fastest CPU backend installed, measured once per model and machine), onnxruntime, "
-        "openvino, torch, or tensorrt (an .engine)."
-    ),
+    typer.Option(help="auto (the fastest installed here), onnxruntime, openvino, torch or tensorrt."),
 ]
-OvPrecision = Annotated[
-    Optional[str], typer.Option(help="openvino: f32, bf16 or f16 (default: the device's own, bf16 on AMX CPUs).")
-]
-OvDevice = Annotated[Optional[str], typer.Option(help="openvino: CPU (default), GPU (an Intel iGPU) or NPU.")]
+OvPrecision = Annotated[Optional[str], typer.Option(help="openvino: f32, bf16 or f16 (default: the device's own).")]
+OvDevice = Annotated[Optional[str], typer.Option(help="openvino: CPU (default), GPU or NPU.")]
+
+
+# ---- help: panels, words for values ------------------------------------------------------------
+INPUT_PANEL = "Input"
+MODEL_PANEL = "Model and backend"
+PYRAMID_PANEL = "Pyramid and merge"
+OUTPUT_PANEL = "Outputs"
+PERFORMANCE_PANEL = "Performance"
+TRAINING_PANEL = "Training"
+PANELS = (INPUT_PANEL, MODEL_PANEL, PYRAMID_PANEL, OUTPUT_PANEL, PERFORMANCE_PANEL, TRAINING_PANEL)
+
+# The panel of an option declared without ``rich_help_panel=``, by its parameter's name; an option of
+# a new name goes here (tests/commands/test_help.py finds any left in the catch-all "Options").
+_PANEL_OF = {
+    INPUT_PANEL: "images sources sources_file data eval_data holdout frames seed width height fps reconnects "
+    "calib_images calib_count count limit files format classes names",
+    MODEL_PANEL: "model backend weights device ov_precision ov_device precision cuda_graphs num_classes fine_stride "
+    "half fine_form trt_version method exclude frame_size dynamic batch dla workspace calib compare int8 backends "
+    "check ablation",
+    PYRAMID_PANEL: "scales min_size scale_factor threshold merge merge_threshold nms_iou top_k_classes min_score track",
+    OUTPUT_PANEL: "out output jsonl save_frames save_images display stats_json json_out publish publish_buffer "
+    "engines rebuild resume live_view max_frames duration",
+    PERFORMANCE_PANEL: "threads workers",
+    TRAINING_PANEL: "epochs steps_per_epoch batch_size lr box_weight hard_fraction mine_images",
+}
+PANEL_OF = {name: panel for panel, names in _PANEL_OF.items() for name in names.split()}
+
+# What a value is, in a word, where its type alone says too little (else TEXT, N, NUMBER, PATH)
+WORDS = {
+    "model": "MODEL",
+    "backend": "NAME",
+    "scales": "SCALE",
+    "merge": "greedy|nms",
+    "frame_size": "HxW",
+    "device": "DEVICE",
+    "ov_device": "DEVICE",
+    "ov_precision": "PRECISION",
+    "precision": "PRECISION",
+    "method": "METHOD",
+    "publish": "URL",
+    "format": "FORMAT",
+    "batch": "N|MIN,OPT,MAX",
+    "images": "IMAGES",
+    "sources": "SOURCE",
+    "files": "FILE",
+    "names": "NAME",
+    "exclude": "NODE",
+    "fine_form": "FORM",
+    "trt_version": "VERSION",
+}
+_TYPE_WORDS = {str: "TEXT", int: "N", float: "NUMBER", Path: "PATH"}
+
+
+def _value_type(hint: Any) -> Any:
+    """``Optional[List[int]]`` -> int: the type one value on the command line has."""
+    while get_origin(hint) in (Union, list, List):
+        hint = next(a for a in get_args(hint) if a is not type(None))
+    return hint
+
+
+def _default_words(info: OptionInfo, default: Any) -> str:
+    """A default in the help text itself (typer would give it a line of its own at 80 columns)."""
+    if default is None or default is inspect.Parameter.empty or default is ... or info.show_default is False:
+        return ""
+    if isinstance(default, bool):  # a --x/--no-x pair says which one is on; a lone flag is off
+        decls = (info.default, *(info.param_decls or ()))  # in Annotated[...], typer reads a first str as a name
+        names = [n for n in decls if isinstance(n, str) and "/" in n]
+        return f"default: {names[0].split('/')[0 if default else 1]}" if names else ""
+    return f"default: {default}"
+
+
+def dress(param: str, hint: Any, default: Any = None) -> Any:
+    """``hint`` (an ``Annotated[T, typer.Option(...)]``) with a copy of its option or argument given a word
+    for its value (``--threads N``, not ``<int>``; none for a flag), a help panel, and its default at
+    the end of its help text, unless the declaration gives them itself."""
+    args = get_args(hint)
+    found = [a for a in args[1:] if isinstance(a, ParameterInfo)]
+    if not found:
+        return hint
+    info = copy.copy(found[0])  # an alias (Scales, BackendOption...) is shared by several commands
+    kind = _value_type(args[0])
+    if info.metavar is None:
+        info.metavar = "" if kind is bool else WORDS.get(param) or _TYPE_WORDS.get(kind, "VALUE")
+    if isinstance(info, OptionInfo):
+        if info.rich_help_panel is None:
+            info.rich_help_panel = PANEL_OF.get(param)
+        words = _default_words(info, default)
+        if words and "default" not in (info.help or ""):
+            info.help = f"{info.help or ''} ({words})".strip()
+        info.show_default = False
+    return Annotated[args[0], info]
+
+
+class _PlainHelpOption:
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.metavar is None:
+            option.metavar = ""  # typer 0.29 shows a flag's type: "--help <bool>"
+        return option
+
+
+class HelpGroup(_PlainHelpOption, TyperGroup):
+    """The app and its sub-apps (``data``): ``--help`` without ``<bool>``."""
+
+
+class HelpCommand(_PlainHelpOption, TyperCommand):
+    """A command whose help shows words, not Python types: ``--help`` with no ``<bool>``, an argument
+    named by its metavar alone (typer 0.29 prints the type, ``<list[str]>``, beside it), and the panels
+    in the order of :data:`PANELS`."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if param.param_type_name == "argument" and param.metavar and hasattr(param, "display_type_rich"):
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        given = list(self.params)
+        order = {panel: k for k, panel in enumerate(PANELS)}  # panels in one order in every command
+        self.params.sort(key=lambda p: order.get(getattr(p, "rich_help_panel", None) or "", len(order)))
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.params[:] = given

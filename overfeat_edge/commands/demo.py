@@ -22,6 +22,7 @@ from overfeat_edge.commands.common import (
     pyramid,
 )
 from overfeat_edge.errors import InputError
+from overfeat_edge.words import plural
 
 DEMO_MODEL = "overfeat-mini-shapes"
 
@@ -31,7 +32,7 @@ def demo(
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads, all workers (default: all cores).")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads in all (default: every core).")] = None,
     backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
@@ -43,7 +44,10 @@ def demo(
         typer.Option(help="Drop merged boxes scoring below this (default: the model's, as detect and run)."),
     ] = None,
 ) -> None:
-    """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
+    """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines.
+
+    Example: overfeat-edge demo --model mtcnn-face --out runs/demo
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
@@ -70,18 +74,19 @@ def demo(
     src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
     what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"
     console.print(f"generated {src} ({frames} frames, {what}); detecting with {n_workers} x {runner.describe()}")
-    _detect_video(det, runners, src, out)
+    _detect_video(det, runners, src, out, model)
 
 
-def _detect_video(det: Any, runners: list[Any], src: Path, out: Path) -> None:
+def _detect_video(det: Any, runners: list[Any], src: Path, out: Path, model: str) -> None:
     """The same loop as `run` on a file (every frame, in order) -> demo.mp4 and detections.jsonl."""
+    from overfeat_edge.pipeline.draw import pyramid_caption
     from overfeat_edge.stream.loop import Stream, StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
 
     runner, n_workers = det.runner, len(runners)
     source = Source(parse_source(str(src)))
-    overlay = f"overfeat-edge {runner.name} CPU, {det.describe_pyramid()}"
+    overlay = f"{model} on {runner.name} (CPU), {pyramid_caption(det.scales)}"
     keep(f"{out / 'demo.mp4'} and {out / 'detections.jsonl'} closed and readable up to the last frame written")
     try:
         with VideoSink(out / "demo.mp4", source.fps) as video:
@@ -96,7 +101,7 @@ def _detect_video(det: Any, runners: list[Any], src: Path, out: Path) -> None:
     net = s["stages"]["inference"]["p50_ms"]  # type: ignore[index]
     console.print(
         f"{stats.frames} frames: end to end {s['fps']} FPS (network median {net:.1f} ms/frame in each of "
-        f"{n_workers} worker(s)), "
+        f"{plural(n_workers, 'worker')}), "
         f"{stats.detections / stats.frames:.1f} detections/frame"
     )
     console.print(f"wrote {out / 'demo.mp4'} and {out / 'detections.jsonl'}")

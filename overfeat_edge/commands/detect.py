@@ -17,6 +17,8 @@ from overfeat_edge.commands.common import (
     OvDevice,
     OvPrecision,
     ScaleFactor,
+    Scales,
+    Threshold,
     check_output,
     check_outputs,
     command,
@@ -25,6 +27,7 @@ from overfeat_edge.commands.common import (
     expand_images,
     pyramid,
 )
+from overfeat_edge.commands.demo import DEMO_MODEL
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text, read_image
 from overfeat_edge.pipeline.cascade import active_stages
@@ -32,19 +35,24 @@ from overfeat_edge.pipeline.detector import DetectorConfig
 from overfeat_edge.pipeline.load import describe, load_detector
 from overfeat_edge.pipeline.preprocess import to_bgr8
 from overfeat_edge.records import frame_record
+from overfeat_edge.words import plural
+
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ckpt", ".engine", ".plan")
 
 
 def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
-    """Each input's annotated copy in ``out``: ``<stem>.jpg``, numbered (``<stem>-2.jpg``) where two
-    inputs share a stem or the name is an input itself, so no output replaces an input or another."""
+    """Each input's annotated copy in ``out``: ``<stem>.jpg`` (``.png`` for a PNG: lossless stays lossless),
+    numbered (``<stem>-2.jpg``) where two inputs share a stem or the name is an input itself, so no output
+    replaces an input or another."""
     inputs = {p.resolve() for p in paths}
     names: dict[Path, Path] = {}
     taken: set[Path] = set()
     for p in paths:
-        k, cand = 1, out / f"{p.stem}.jpg"
+        ext = ".png" if p.suffix.lower() == ".png" else ".jpg"
+        k, cand = 1, out / f"{p.stem}{ext}"
         while cand.resolve() in inputs or cand.resolve() in taken:
             k += 1
-            cand = out / f"{p.stem}-{k}.jpg"
+            cand = out / f"{p.stem}-{k}{ext}"
         names[p] = cand
         taken.add(cand.resolve())
     return names
@@ -52,40 +60,39 @@ def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
 
 def detect(
     images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
-    model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
+    model: Annotated[str, typer.Option(help="A shipped model's name, an .onnx or an .engine.")] = DEMO_MODEL,
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
     backend: BackendOption = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="torch backend: a checkpoint.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch backend: cpu or cuda.")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="torch: a checkpoint (.pt).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="torch: cpu or cuda.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
-    ] = None,
+    scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
-    threshold: Annotated[
-        Optional[float],
-        typer.Option(help="Per-window class probability to keep a box (default: the model's, else 0.5)."),
-    ] = None,
-    merge: Annotated[
-        Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's, else greedy).")
-    ] = None,
-    merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs with match_score <= this.")] = 0.5,
+    threshold: Threshold = None,
+    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat's) or nms (default: the model's).")] = None,
+    merge_threshold: Annotated[float, typer.Option(help="greedy: merge pairs matching at most this.")] = 0.5,
     nms_iou: Annotated[Optional[float], typer.Option(help="nms: IoU above which a box is suppressed.")] = None,
-    top_k_classes: Annotated[
-        Optional[int], typer.Option(help="Keep only the k best classes per scale (paper).")
-    ] = None,
+    top_k_classes: Annotated[Optional[int], typer.Option(help="Keep the k best classes per scale (paper).")] = None,
     min_score: Annotated[
-        Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
+        Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: a sum).")
     ] = None,
-    save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
+    save_images: Annotated[
+        bool, typer.Option("--save-images/--no-save-images", help="An annotated copy of each image in OUT.")
+    ] = True,
 ) -> None:
-    """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
+    """Detect objects in images with the multi-scale pyramid, fine stride and box merging.
+
+    Example: overfeat-edge detect photos/ --out runs/detect
+    """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
 
+    models = [i for i in images if Path(i).suffix.lower() in MODEL_SUFFIXES]
+    if models:  # `detect m.pt`: a model where images go
+        raise InputError(f"{models[0]} is a model, not an image: give it as --model {models[0]} and images after")
     paths = expand_images(images)
     check_output(out, "--out", folder=True)
     annotated = annotated_names(paths, out) if save_images else {}
@@ -129,11 +136,11 @@ def detect(
             extra.update(height=int(frame.shape[0]), width=int(frame.shape[1]), time_ms=round(ms, 2))
             results.append(frame_record(i, float(i), d, spec.class_names, extra))
             if save_images:
-                ok, buf = cv2.imencode(".jpg", draw_detections(frame, d, spec.class_names))
+                ok, buf = cv2.imencode(annotated[path].suffix, draw_detections(frame, d, spec.class_names))
                 if not ok:
                     raise InputError(f"cannot encode the annotated {path}")
                 atomic_write_bytes(annotated[path], buf.tobytes())
-            console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
+            console.print(f"{path}: {plural(len(d), 'detection')} in {ms:.1f} ms")
     payload = {
         "model": model,
         "backend": det.runner.describe(),
@@ -143,9 +150,10 @@ def detect(
         "images": results,
     }
     atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
-    console.print(f"wrote {out / 'detections.json'}" + (f" and {len(results)} annotated images" if save_images else ""))
+    drawn = f" and {plural(len(results), 'annotated image')}" if save_images else ""
+    console.print(f"wrote {out / 'detections.json'}{drawn}")
     if failed:
-        raise InputError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]})")
+        raise InputError(f"{len(failed)} of {plural(len(paths), 'image')} could not be read (first: {failed[0]})")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,7 +11,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.common import command, console
-from overfeat_edge.errors import OverfeatEdgeError, ParityError
+from overfeat_edge.errors import OverfeatEdgeError, ParityError, install_hint
 
 
 def _version(module: str) -> str:
@@ -46,7 +46,10 @@ def _has_tensorrt() -> bool:
 def doctor(
     compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Build and compare a small engine.")] = True,
 ) -> None:
-    """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device."""
+    """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device.
+
+    Example: overfeat-edge doctor --no-compare
+    """
     import cv2
     import onnxruntime as ort
 
@@ -93,7 +96,7 @@ def doctor(
         console.print(
             "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "
             "with JetPack (sudo apt install nvidia-jetpack; use the system python3 or a venv with "
-            "--system-site-packages); on a desktop: pip install 'overfeat-edge[tensorrt]'."
+            f"--system-site-packages); on a desktop: {install_hint('tensorrt')}."
         )
         return
     if compare:

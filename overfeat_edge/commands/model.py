@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 
 from overfeat_edge.arch import ARCHS, get_arch
 from overfeat_edge.commands.common import check_number, check_output, command, console, keep
+from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 
@@ -20,7 +21,10 @@ def models(
         Optional[List[str]], typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")
     ] = None,
 ) -> None:
-    """List the registered networks with window, strides, parameters and GFLOPs per window."""
+    """List the registered networks with window, strides, parameters and GFLOPs per window.
+
+    Example: overfeat-edge models overfeat-fast@0.25
+    """
     from overfeat_edge.runtime.base import shipped_models
 
     table = Table(title="overfeat-edge models")
@@ -64,18 +68,16 @@ def export(
         Optional[bool], typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
     ] = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
-    half: Annotated[
-        bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs/outputs (TensorRT 11 FP16).")
-    ] = False,
+    half: Annotated[bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs and outputs.")] = False,
     fine_form: Annotated[
         str,
-        typer.Option(
-            help="Fine-stride graph: dilated (stride-1 pool, dilated head; faster on ONNX Runtime and OpenVINO, "
-            "BENCHMARKS.md) or batch (the offset maps in the batch, then depth-to-space). The same outputs."
-        ),
+        typer.Option(help="Fine stride as dilated (faster on CPUs) or batch; the same outputs."),
     ] = "dilated",
 ) -> None:
-    """Export a network to ONNX (dynamic batch/height/width; spec in the metadata)."""
+    """Export a network to ONNX (dynamic batch/height/width; spec in the metadata).
+
+    Example: overfeat-edge export --model runs/train/model.pt --out model.onnx
+    """
     require("torch", "export")
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model, load_checkpoint
@@ -111,14 +113,8 @@ def export(
     if not all(bool(v.isfinite().all()) for v in net.state_dict().values() if v.is_floating_point()):
         raise InputError("the network holds NaN or infinite weights; nothing was exported")
     keep(f"nothing was written to {out}")
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
-    ) as p:
-        p.add_task(
-            f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters) and checking parity", total=None
-        )
+    what = f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters)"
+    with Steps(what + (" and checking parity" if check else ""), None):
         try:
             report = export_onnx(net, spec, out, check=check, half=half, fine_form=fine_form)
         except ValueError as exc:  # a network the batch form cannot run (a padded pool, extra heads)
@@ -138,13 +134,9 @@ def export(
 def import_weights(
     files: Annotated[
         List[Path],
-        typer.Argument(
-            help="original: net_weight_0 (fast) or net_weight_1 (accurate); facenet-pytorch: pnet.pt rnet.pt onet.pt."
-        ),
+        typer.Argument(help="original: net_weight_0 or _1; facenet-pytorch: pnet.pt rnet.pt onet.pt."),
     ],
-    out: Annotated[
-        Path, typer.Option(help="original: the checkpoint to write (.pt); facenet-pytorch: a model folder.")
-    ],
+    out: Annotated[Path, typer.Option(help="original: a checkpoint (.pt); facenet-pytorch: a folder.")],
     format: Annotated[
         str, typer.Option("--format", help="original (OverFeat's release) or facenet-pytorch (MTCNN).")
     ] = ("original"),
@@ -153,7 +145,10 @@ def import_weights(
         Optional[Path], typer.Option(help="original: text file with 1000 class names, one a line.")
     ] = None,
 ) -> None:
-    """Load pretrained weights: OverFeat's release into a checkpoint, or MTCNN into a face cascade."""
+    """Load pretrained weights: OverFeat's release into a checkpoint, or MTCNN into a face cascade.
+
+    Example: overfeat-edge import-weights pnet.pt rnet.pt onet.pt --format facenet-pytorch --out mtcnn/
+    """
     require("torch", "import-weights")
     check_output(out, "--out", folder=format == "facenet-pytorch")
     if format == "facenet-pytorch":

@@ -118,7 +118,10 @@ def run(
     publish_buffer: PublishBufferOpt = 10_000,
     live_view: LiveViewOpt = True,
 ) -> None:
-    """Detect on live video: a capture thread per source, batched inference workers, outputs per stream."""
+    """Detect on live video: a capture thread per source, batched inference workers, outputs per stream.
+
+    Example: overfeat-edge run rtsp://cam.local/stream --output runs/cam.mp4 --jsonl runs/cam.jsonl
+    """
     scales = pyramid(scales, min_size, scale_factor)
     outputs = [planning.make_output("--output", uri) for uri in output or []]
     for option, value, key in (("--jsonl", jsonl, ".jsonl"), ("--save-frames", save_frames, "/")):

@@ -7,6 +7,7 @@ from typing import Any
 from overfeat_edge.pipeline.cascade import load_stages
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.runtime import load_runner, resolve_backend
+from overfeat_edge.words import plural
 
 
 def load_detector(
@@ -30,4 +31,6 @@ def describe(det: Detector, model: str) -> str:
     cascade = f" (then {', '.join(stages)})" if stages else ""
     knows = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
     chosen = f"; --backend auto: {det.runner.choice}" if det.runner.choice else ""
-    return f"model {model}: {det.spec.arch.name}{cascade}; knows {len(names)} class(es): {knows}{chosen}"
+    return (
+        f"model {model}: {det.spec.arch.name}{cascade}; knows {plural(len(names), 'class', 'classes')}: {knows}{chosen}"
+    )

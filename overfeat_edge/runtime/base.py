@@ -18,6 +18,9 @@ OUTPUT_NAMES = ("scores", "boxes")
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
 def shipped_models() -> dict[str, Path]:
     """Name -> directory of every model shipped inside the package."""
     if not ASSETS.is_dir():
@@ -35,6 +38,11 @@ def resolve_onnx(model: str) -> Path:
     shipped = shipped_models()
     if model in shipped:
         return shipped[model] / "model.onnx"
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+        raise InputError(
+            f"--model {model} is a PyTorch checkpoint: run it with --backend torch, or export it first "
+            f"(overfeat-edge export --model {model} --out {path.with_suffix('.onnx')})"
+        )
     names = ", ".join(shipped) or "none installed"
     raise InputError(f"--model must be an .onnx file or a shipped model ({names}), got {model!r}")
 

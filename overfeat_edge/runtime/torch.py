@@ -138,12 +138,22 @@ def load(
     threads: int | None = None,
 ) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
-    require("torch", "the torch backend")
-    from overfeat_edge.models import create_model, load_checkpoint
     from overfeat_edge.runtime.base import shipped_models
-    from overfeat_edge.spec import default_spec
 
     shipped = shipped_models()
+    if weights is None and (
+        Path(model).suffix.lower() in (".onnx", ".engine", ".plan")
+        or (model in shipped and not (shipped[model] / "model.pt").is_file())
+    ):
+        what = "ships as ONNX only" if model in shipped else "is not a checkpoint"
+        raise InputError(
+            f"--backend torch runs a checkpoint (.pt) or a registered network; {model} {what}: "
+            "use --backend auto or onnxruntime (or tensorrt for an .engine)"
+        )
+    require("torch", "the torch backend")
+    from overfeat_edge.models import create_model, load_checkpoint
+    from overfeat_edge.spec import default_spec
+
     ckpt = weights or (str(shipped[model] / "model.pt") if model in shipped else None)
     if ckpt is None and Path(model).suffix in (".pt", ".pth", ".ckpt"):
         ckpt = model

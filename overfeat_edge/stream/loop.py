@@ -38,7 +38,7 @@ import numpy as np
 
 from overfeat_edge.pipeline.cascade import with_active_stages
 from overfeat_edge.pipeline.detector import Detector, Step
-from overfeat_edge.pipeline.draw import draw_detections
+from overfeat_edge.pipeline.draw import LabelAnnotator, banner_text
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.batch import Maps, batched_forward
 from overfeat_edge.stream.sinks import Sink
@@ -127,6 +127,7 @@ class StreamLoop:
         self.streams, self.detector = streams, detector
         self.runners = runners or [detector.runner]
         self.max_frames, self.overlay = max_frames, overlay
+        self._annotator = LabelAnnotator(detector.spec.class_names)  # asked for only by frame sinks
         self.stats = Stats()  # every stream together (a live view's figures)
         self.batch_sizes: list[int] = []  # frames per round: what batching achieved
         self.stop_reason = ""
@@ -329,8 +330,9 @@ class StreamLoop:
         image = frame.image
         if any(k.needs_frame for k in s.sinks):  # a JSONL- or MQTT-only run draws nothing
             head = f"{s.name}  " if len(self.streams) > 1 else ""
-            text = f"{head}{self.overlay}  {s.stats.fps():.1f} FPS" if self.overlay else head.strip()
-            image = draw_detections(frame.image, d, det.spec.class_names, text)
+            image = self._annotator.annotate(
+                frame.image, d, text=banner_text(f"{head}{self.overlay}".strip(), s.stats.fps())
+            )
         t1 = time.perf_counter()
         for sink in s.sinks:
             sink.write(frame.index, frame.timestamp, image if sink.needs_frame else frame.image, d)

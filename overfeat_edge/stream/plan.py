@@ -345,9 +345,10 @@ def _open(out: Output, uri: str, stream: str, fps: float, names: tuple[str, ...]
 
 
 def make_loop(plan: Plan, det: Detector, runners: list[Runner], opened: Opened) -> StreamLoop:
-    loop = StreamLoop(
-        opened.streams, det, runners=runners, max_frames=plan.options.max_frames, overlay=det.describe_pyramid()
-    )
+    from overfeat_edge.pipeline.draw import pyramid_caption
+
+    overlay = pyramid_caption(det.scales)  # words, not the pyramid's spec string
+    loop = StreamLoop(opened.streams, det, runners=runners, max_frames=plan.options.max_frames, overlay=overlay)
     for k in opened.sinks:
         if hasattr(k, "on_quit"):  # a window's 'q' or Esc
             k.on_quit = lambda: loop.stop("window closed")

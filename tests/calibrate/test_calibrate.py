@@ -4,6 +4,7 @@ own preprocessing, and the command's caching and bad input."""
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -116,6 +117,10 @@ def test_command_writes_reuses_and_warns(seed_onnx: Path, folder: Path, tmp_path
     assert main(args) == 0
     io = capsys.readouterr()
     assert "warning: 4 calibration images" in io.err
+    # not a terminal (a log): 4 images x 2 scales, calibrated twice (TensorRT's ranges, the CPU's): a
+    # line each tenth, 2 steps here, to the end
+    steps = re.findall(r"^calibrating \(minmax, 4 images x 2 scales\): (\d+)/16 .*$", io.out, re.M)
+    assert steps == [str(k) for k in range(2, 17, 2)]
     out = next(p for p in (tmp_path / "calib" / "seed").iterdir() if p.is_dir())
     assert (out / "model.qdq.onnx").is_file() and (out / "trt.cache").read_text().startswith("TRT-8601-")
     report = (tmp_path / "calib" / "seed" / "report.md").read_text()

@@ -52,7 +52,7 @@ def test_detect_writes_images_and_json(tmp_path: Path, seed_onnx: Path, images: 
     assert (first["height"], first["width"]) == (48, 64)
     for d in first["detections"]:
         assert d["label"] in ("a", "b", "c") and len(d["box"]) == 4
-    img = cv2.imread(str(out / "img0.jpg"))
+    img = cv2.imread(str(out / "img0.png"))  # a PNG in, a PNG annotated copy out
     assert img is not None and img.shape == (48, 64, 3)
 
 

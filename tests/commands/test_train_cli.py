@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -30,7 +31,15 @@ def test_train_resumes_then_export_and_eval(synth_root: Path, tmp_path: Path, ca
     assert main(["train", "--data", str(synth_root), "--out", str(ckpt), "--epochs", "1", *TINY]) == 0
     capsys.readouterr()
     assert main(["train", "--data", str(synth_root), "--out", str(ckpt), "--epochs", "2", *TINY]) == 0
-    assert "resumed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resumed" in out
+    # not a terminal (a log): a line per step here (2 steps an epoch, a line each tenth of an epoch), from
+    # where the resumed run starts, with the time left until the last
+    steps = re.findall(r"^train: (\d)/4 \((\d+)%\), epoch (\d)/2, loss \d+\.\d{3}(, .+ left)?$", out, re.M)
+    assert [s[:3] for s in steps] == [("3", "75", "2"), ("4", "100", "2")]
+    assert steps[0][3] and not steps[1][3]
+    assert out.splitlines()[0].strip()  # no blank line before the first output
+    assert "(overfeat-mini, 2 epochs)" in out
     onnx = tmp_path / "m.onnx"
     assert main(["export", "--model", str(ckpt), "--out", str(onnx), "--no-check"]) == 0
     js = tmp_path / "eval.json"

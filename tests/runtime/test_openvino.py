@@ -12,7 +12,7 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.runtime import auto as auto_module
 from overfeat_edge.runtime import load_runner, resolve_backend
 
-pytest.importorskip("openvino", reason="the openvino backend needs openvino (pip install 'overfeat-edge[openvino]')")
+pytest.importorskip("openvino", reason="the openvino backend needs openvino (pip install openvino)")
 
 
 @pytest.fixture(scope="module")
