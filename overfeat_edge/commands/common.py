@@ -120,11 +120,12 @@ PANELS = (INPUT_PANEL, MODEL_PANEL, PYRAMID_PANEL, OUTPUT_PANEL, PERFORMANCE_PAN
 # a new name goes here (tests/commands/test_help.py finds any left in the catch-all "Options").
 _PANEL_OF = {
     INPUT_PANEL: "images sources sources_file data eval_data holdout frames seed width height fps reconnects "
-    "calib_images calib_count count limit files format classes names",
+    "calib_images calib_count count limit files format classes names detections split",
     MODEL_PANEL: "model backend weights device ov_precision ov_device precision cuda_graphs num_classes fine_stride "
     "half fine_form trt_version method exclude frame_size dynamic batch dla workspace calib compare int8 backends "
     "check ablation",
-    PYRAMID_PANEL: "scales min_size scale_factor threshold merge merge_threshold nms_iou top_k_classes min_score track",
+    PYRAMID_PANEL: "scales min_size scale_factor threshold merge merge_threshold nms_iou top_k_classes min_score "
+    "track track_per_class",
     OUTPUT_PANEL: "out output jsonl save_frames save_images display stats_json json_out publish publish_buffer "
     "engines rebuild resume live_view max_frames duration",
     PERFORMANCE_PANEL: "threads workers",

@@ -191,4 +191,6 @@ def test_another_run_reads_the_rtsp_output(tmp_path: Path) -> None:
         )
         assert r.returncode == 0, r.stderr
     frames = [rec["frame"] for rec in jsonl(out)]  # a live source: stale frames dropped, the newest taken
-    assert len(frames) == 5 and frames == sorted(set(frames)) and jsonl(out)[0]["source"] == url
+    assert (
+        len(frames) == 5 and frames == sorted(set(frames)) and jsonl(out)[0]["stream"] == "cam0"
+    )  # a URL source is named by its position

@@ -97,7 +97,7 @@ def test_mjpeg_stats_and_events_carry_what_was_written(url: str) -> None:
                 records.append(json.loads(line[6:]))
         events.close()
         assert [r["frame"] for r in records] == list(range(60))  # a viewer that keeps up gets every record
-        assert records[7]["stream"] == "cam" and records[7]["detections"][0]["class"] == "disc"
+        assert records[7]["stream"] == "cam" and records[7]["detections"][0]["label"] == "disc"
         assert records[7]["detections"][0]["box"] == [float(v) for v in box(7, size)]
         stats = json.loads(urllib.request.urlopen(url + "stats.json", timeout=5).read())["streams"]["cam"]
         assert stats["frames"] == 60 and stats["detections"] == 60 and stats["last_frame"] == 59
