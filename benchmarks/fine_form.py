@@ -55,16 +55,16 @@ def exported(net_name: str, work: Path) -> dict[str, Path]:
 def timed(paths: dict[str, Path], backend: str, frames: list[np.ndarray], threads: int, rounds: int) -> list[str]:
     runners = {f: load_runner(backend, str(p), threads=threads) for f, p in paths.items()}
     inputs = [Detector(runners["dilated"]).preprocess(fr)[1] for fr in frames]
-    ref = runners["dilated"].run_many(inputs[0])
+    ref = runners["dilated"].run_levels(inputs[0])
     diff = 0.0
     for r in runners.values():  # warm-up (OpenVINO compiles per shape here), and the agreement
-        got = r.run_many(inputs[0])
+        got = r.run_levels(inputs[0])
         diff = max(diff, *(float(np.abs(a[k] - b[k]).max()) for a, b in zip(got, ref) for k in a))
     ms: dict[str, list[float]] = {f: [] for f in runners}
     for k in range(rounds):
         for f, r in runners.items():
             t0 = time.perf_counter()
-            r.run_many(inputs[k % len(inputs)])
+            r.run_levels(inputs[k % len(inputs)])
             ms[f].append((time.perf_counter() - t0) * 1000)
     med = {f: float(np.median(v)) for f, v in ms.items()}
     faster = min(med, key=lambda f: med[f])

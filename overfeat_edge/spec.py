@@ -55,6 +55,10 @@ class ModelSpec:
         if any(s <= 0 for s in self.std):
             raise ModelError(f"std must be positive, got {self.std}")
 
+    def pyramid(self, scales: list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """The pyramid to run: ``scales`` given, else the model's own, else one level of the window."""
+        return list(scales or self.scales or [str(self.arch.window)])
+
     @property
     def out_stride(self) -> int:
         return self.arch.out_stride(self.fine_stride)

@@ -7,13 +7,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
@@ -42,11 +43,11 @@ def network_seconds(runners: list[Any], inputs: list[list[np.ndarray]]) -> float
     import threading
 
     for r in runners:
-        r.infer_many(inputs[0])  # warm-up
+        r.run_levels(inputs[0])  # warm-up
 
     def work(k: int) -> None:
         for xs in inputs[k :: len(runners)]:
-            runners[k].infer_many(xs)
+            runners[k].run_levels(xs)
 
     pool = [threading.Thread(target=work, args=(k,)) for k in range(len(runners))]
     t0 = time.perf_counter()
@@ -104,10 +105,10 @@ def other_stages_cpu(
     return {k: v / len(imgs) for k, v in cpu.items()}
 
 
+@backend_options(cpu_only=True, help={"threads": "onnxruntime threads in all (default: all cores)."})
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: all cores).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
@@ -118,6 +119,7 @@ def bench(
         Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (calibrate's model.cpu.qdq.onnx).")
     ] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak."""
     import resource
@@ -132,6 +134,8 @@ def bench(
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
 
+    options = dict(options or {})
+    threads = options.pop("threads")
     check_number("--frames", frames, 2, 100000)
     check_number("--threads", threads, 1, 256)
     if json_out is not None:
@@ -142,10 +146,10 @@ def bench(
         _side_by_side(model, frames, threads, int8, eval_data, json_out)
         return
     n_workers = inference_workers(workers, "onnxruntime", live=False)
-    runner = load_runner("onnxruntime", model, threads=threads)
+    runner = load_runner("onnxruntime", model, threads=threads, **options)
     det = Detector(runner, DetectorConfig(scales=scales or []))
     per_worker = worker_threads(threads, n_workers)
-    pool = [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers)]
+    pool = [load_runner("onnxruntime", model, threads=per_worker, **options) for _ in range(n_workers)]
     out: dict[str, Any] = {
         "model": model,
         "backend": runner.describe(),
@@ -233,18 +237,39 @@ def _side_by_side(
     rng = np.random.default_rng(5)
     images = [scene(rng)[0] for _ in range(min(frames, 8))]
     data = read_dataset(eval_data) if eval_data is not None else None
-    rows = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
+    rows, skipped = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
     t = Table(title=f"overfeat-edge bench --backends: {model}, 384x512 frames, {frames} interleaved rounds")
-    for col in ("configuration", "ms/frame", "vs ORT FP32", "max abs diff from ORT FP32", "mAP@.5"):
+    for col in ("configuration", "ms/frame", "vs ORT FP32", "max abs diff", "boxes matched", "worst shift", "mAP@.5"):
         t.add_column(col, justify="left" if col == "configuration" else "right")
     base = rows[0].median_ms
     for r in rows:
         m = f"{r.map50:.3f}" if r.map50 is not None else "-"
-        t.add_row(r.label, f"{r.median_ms:.1f}", f"{base / r.median_ms:.2f}x", f"{r.max_abs_diff:.2g}", m)
+        d = r.detections
+        t.add_row(
+            r.label,
+            f"{r.median_ms:.1f}",
+            f"{base / r.median_ms:.2f}x",
+            f"{r.max_abs_diff:.2g}",
+            f"{d.matched}/{d.want} ({d.got} found)",
+            f"{d.worst_shift:.2f} px",
+            m,
+        )
     console.print(t)
+    for why in skipped:
+        console.print(f"not run: {why}", soft_wrap=True)
+    console.print("choose one with --precision (the default, fp32, gives ONNX Runtime FP32's detections)")
     if json_out is not None:
         out = [
-            {"configuration": r.label, "ms_per_frame": r.median_ms, "max_abs_diff": r.max_abs_diff, "map50": r.map50}
+            {
+                "configuration": r.label,
+                "ms_per_frame": r.median_ms,
+                "max_abs_diff": r.max_abs_diff,
+                "detections_matched": r.detections.matched,
+                "detections_reference": r.detections.want,
+                "detections_found": r.detections.got,
+                "worst_box_shift_px": r.detections.worst_shift,
+                "map50": r.map50,
+            }
             for r in rows
         ]
         atomic_write_text(json_out, json.dumps({"cpu": cpu(), "rows": out}, indent=1))

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
@@ -45,12 +46,14 @@ def write_demo_video(path: Path, frames: int, seed: int, fps: float = 30.0, phot
     return path
 
 
+@backend_options(
+    cpu_only=True, help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."}
+)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for input.mp4, demo.mp4 and detections.jsonl.")] = Path("runs/demo"),
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads, all workers (default: all cores).")] = None,
     backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
@@ -61,13 +64,14 @@ def demo(
         Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's; greedy models 1.5)."),
     ] = None,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines."""
     scales = pyramid(scales, min_size, scale_factor)
-    from overfeat_edge.commands.run import CPU_BACKENDS, display_min_score, inference_workers, worker_threads
+    from overfeat_edge.commands.run import display_min_score, inference_workers, worker_threads
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import load_runner, resolve_backend
+    from overfeat_edge.runtime import descriptors, is_cpu, load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
@@ -76,18 +80,20 @@ def demo(
     check_number("--frames", frames, 1, 100000)
     check_number("--seed", seed, 0, 2**32 - 1)
     check_output(out, "--out", folder=True)
-    backend, why = resolve_backend(backend, model, threads)
-    if backend not in CPU_BACKENDS:
-        raise InputError(f"demo runs on a CPU backend ({', '.join(CPU_BACKENDS)}), not {backend}")
+    options = dict(options or {})
+    backend, why = resolve_backend(backend, model, options.get("threads"), options["precision"])
+    if not is_cpu(backend):
+        cpus = ", ".join(d.name for d in descriptors() if d.cpu)
+        raise InputError(f"demo runs on a CPU backend ({cpus}), not {backend}")
     n_workers = inference_workers(workers, backend, live=False)
-    per_worker = worker_threads(threads, n_workers)
+    options["threads"] = worker_threads(options.get("threads"), n_workers)
     config = DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score)
-    det = load_detector(model, backend=backend, config=config, threads=per_worker)
+    det = load_detector(model, backend=backend, config=config, **options)
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
     display_min_score(det, min_score)
     runner = det.runner
-    runners = [runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
+    runners = [runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
     sample = resolve_onnx(model).parent / "sample.jpg"
     src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
     what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
-    OvDevice,
-    OvPrecision,
     ScaleFactor,
     check_output,
     check_outputs,
@@ -48,16 +47,12 @@ def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
     return names
 
 
+@backend_options()
 def detect(
     images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
     model: Annotated[str, typer.Option(help="An exported .onnx, or a shipped model name.")],
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
     backend: BackendOption = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="torch backend: a checkpoint.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch backend: cpu or cuda.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
-    ov_precision: OvPrecision = None,
-    ov_device: OvDevice = None,
     scales: Annotated[
         Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
     ] = None,
@@ -79,6 +74,7 @@ def detect(
         Optional[float], typer.Option(help="Drop merged boxes scoring below this (greedy: summed).")
     ] = None,
     save_images: Annotated[bool, typer.Option("--save-images/--no-save-images")] = True,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
     scales = pyramid(scales, min_size, scale_factor)
@@ -97,16 +93,7 @@ def detect(
         top_k_classes=top_k_classes,
         min_score=min_score,
     )
-    det = load_detector(
-        model,
-        backend=backend,
-        config=config,
-        weights=str(weights) if weights else None,
-        device=device,
-        threads=threads,
-        ov_precision=ov_precision,
-        ov_device=ov_device,
-    )
+    det = load_detector(model, backend=backend, config=config, **(options or {}))
     console.print(describe(det, model), soft_wrap=True)
     spec = det.spec
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +128,7 @@ def detect(
     payload = {
         "model": model,
         "backend": det.runner.describe(),
+        "precision": det.runner.precision,
         "scales": [str(s) for s in det.scales],
         "fine_stride": spec.fine_stride,
         "merge": det.config.merge,

@@ -8,16 +8,15 @@ import signal
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
-    OvDevice,
-    OvPrecision,
     ScaleFactor,
     Scales,
     Threshold,
@@ -60,17 +59,18 @@ def display_min_score(det: Detector, min_score: float | None) -> None:
         det.config = replace(det.config, min_score=GREEDY_DISPLAY_MIN_SCORE)
 
 
-CPU_BACKENDS = ("onnxruntime", "openvino")  # several inference workers share the cores
-
-
 def inference_workers(workers: int | None, backend: str, live: bool) -> int:
     """How many inference workers: ``workers`` checked, or the default for the backend and source."""
+    from overfeat_edge.runtime import descriptor, descriptors
+
+    d = descriptor(backend)
     if workers is None:
-        return 2 if backend in CPU_BACKENDS and not live and (os.cpu_count() or 1) >= 2 else 1
+        return 2 if d.cpu and not live and (os.cpu_count() or 1) >= 2 else 1
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    if workers > 1 and backend not in CPU_BACKENDS:
-        raise InputError(f"--workers {workers} needs a CPU backend (onnxruntime, openvino); a GPU backend runs one")
+    if d.max_workers is not None and workers > d.max_workers:
+        cpus = ", ".join(c.name for c in descriptors() if c.cpu)
+        raise InputError(f"--workers {workers} needs a CPU backend ({cpus}); {backend} runs {d.max_workers}")
     return workers
 
 
@@ -81,6 +81,7 @@ def worker_threads(threads: int | None, n_workers: int) -> int:
     return max(1, (threads or os.cpu_count() or 1) // n_workers)
 
 
+@backend_options(help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."})
 def run(
     sources: Annotated[
         Optional[List[str]],
@@ -109,12 +110,6 @@ def run(
     fps: Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")] = None,
     reconnects: Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")] = 5,
     backend: BackendOption = "auto",
-    ov_precision: OvPrecision = None,
-    ov_device: OvDevice = None,
-    cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
-    threads: Annotated[
-        Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
-    ] = None,
     workers: Annotated[
         Optional[int],
         typer.Option(
@@ -142,12 +137,13 @@ def run(
         int, typer.Option(help="--publish: messages kept while the broker is away (then new ones are dropped).")
     ] = 10_000,
     live_view: Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")] = True,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Detect on live video: threaded capture/inference/output, latest-frame policy for live sources."""
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import load_runner, resolve_backend
+    from overfeat_edge.runtime import is_cpu, load_runner, resolve_backend
     from overfeat_edge.stream.loop import StreamLoop
     from overfeat_edge.stream.sinks import DisplaySink, ImageFolderSink, JsonlSink, Sink, VideoSink, display_problem
     from overfeat_edge.stream.sources import Source, parse_source
@@ -167,12 +163,7 @@ def run(
             size=(width, height, fps),
             reconnects=reconnects,
             backend=backend,
-            options={
-                "threads": threads,
-                "cuda_graphs": cuda_graphs,
-                "ov_precision": ov_precision,
-                "ov_device": ov_device,
-            },
+            options=dict(options or {}),
             workers=workers,
             config=(scales, threshold, merge, min_score),
             track=track,
@@ -205,10 +196,11 @@ def run(
     spec = parse_source(source, width, height, fps)
     inputs = [*spec.paths, *([Path(str(spec.target))] if spec.kind == "file" else [])]
     check_outputs({**outputs, "--save-frames": save_frames}, inputs)
-    backend, why = resolve_backend(backend, model, threads)
+    options = dict(options or {})
+    threads = options.get("threads")
+    backend, why = resolve_backend(backend, model, threads, options["precision"])
     n_workers = inference_workers(workers, backend, spec.live)
-    per_worker = worker_threads(threads, n_workers) if backend in CPU_BACKENDS else threads
-    options = {"threads": per_worker, "cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
+    options["threads"] = worker_threads(threads, n_workers) if is_cpu(backend) else threads
     config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
     det = load_detector(model, backend=backend, config=config, **options)
     det.runner.choice = why

@@ -10,7 +10,7 @@ device's context current in this thread and, on the outermost activation, create
 optimization profile a context, selects the profile (before setting shapes), sets the input shape,
 reads the output shapes back and allocates pinned host and device buffers; :meth:`deactivate`
 frees them. Activate once per worker, not per frame (nested activations are free).
-``infer_many`` enqueues every level's copies and ``execute_async_v3`` on one stream and
+``run_levels`` enqueues every level's copies and ``execute_async_v3`` on one stream and
 synchronizes once; with ``cuda_graphs`` (cuda-python) each context's enqueue is captured as a
 CUDA graph after a warm-up enqueue, falling back to plain enqueue where capture fails.
 
@@ -22,6 +22,7 @@ the next one), so the static profiles stay the fast path: one synchronization pe
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,33 @@ from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, Runner
 from overfeat_edge.runtime.cuda import CudaApi, load_cuda
+from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 from overfeat_edge.spec import ModelSpec
 
 if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at run time
     import tensorrt as trt
+
+
+def stage_engine(model: str, stage: str) -> str:
+    """A cascade stage's engine: ``build`` puts it beside the detector's (``<stem>.<stage>.engine``)."""
+    path = Path(model)
+    return str(path.with_name(f"{path.stem}.{stage}.engine"))
+
+
+DESCRIPTOR = BackendDescriptor(
+    name="tensorrt",
+    summary="TensorRT on an NVIDIA GPU or Jetson (an .engine from 'overfeat-edge build')",
+    options=(
+        BackendOption("cuda_graphs", bool, "a CUDA graph per scale.", stages=False),
+        BackendOption("cuda", str, "the CUDA binding (cuda-python or pycuda).", metavar="API"),
+        BackendOption("dla_core", int, "the DLA core the engine was built for (Jetson).", metavar="N"),
+    ),
+    max_workers=1,
+    spec_source="engine",
+    precisions=("fp32", "fp16", "int8"),
+    available=lambda: None if importlib.util.find_spec("tensorrt") else "TensorRT (JetPack, or pip install tensorrt)",
+    stage_model=stage_engine,
+)
 
 
 @dataclass
@@ -88,6 +112,7 @@ class TensorRTRunner(Runner):
         if "spec" not in manifest.extra:
             raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
         self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
+        self.precision = manifest.precision
         self.outputs = self.spec.arch.output_names  # scores, boxes, then any extra head (landmarks)
         self.max_batch = max(p.max[0] for p in manifest.profiles)
         self.manifest = manifest
@@ -227,16 +252,10 @@ class TensorRTRunner(Runner):
             self.dynamic = slot
         return self.dynamic
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.infer_many([batch])[0]
-
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self._enqueue([batch])[0]
 
-    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(out["scores"], out["boxes"]) for out in self._enqueue(batches)]
-
-    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return self._enqueue(batches)
 
     def _enqueue(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -279,7 +298,17 @@ class TensorRTRunner(Runner):
         return [d for d in done if isinstance(d, dict)]
 
 
-def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None) -> Runner:
+def load(
+    model: str,
+    *,
+    cuda_graphs: bool = False,
+    cuda: str | None = None,
+    dla_core: int | None = None,
+    precision: str = "fp32",
+) -> Runner:
+    """An engine runs at the precision it was built with: ``precision`` must be that or the default
+    ``fp32`` (build an ``fp16``/``int8`` engine with ``build --precision``)."""
+    DESCRIPTOR.check_precision(precision)
     path = Path(model)
     if path.suffix != ".engine":
         raise InputError(
@@ -287,5 +316,10 @@ def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_
             "'overfeat-edge build --model MODEL' (it prints the engine's path)"
         )
     if manifest_path(path).is_file():  # a foreign or tampered manifest is refused before TensorRT loads
-        Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
+        built = Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
+        if precision not in ("fp32", built.precision):
+            raise InputError(
+                f"{path.name} is a {built.precision} engine; for --precision {precision} build one with "
+                f"'overfeat-edge build --precision {precision}'"
+            )
     return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda, dla_core=dla_core)

@@ -5,7 +5,7 @@ latest-frame mailbox for a live source or a small queue for a file) and its own 
 tracker) and statistics. One inference thread works in rounds: it takes the frame each stream has
 ready (waiting a few milliseconds at most: a stream that stalls, fails or reconnects is simply not
 in the round), preprocesses them, stacks the inputs of every pyramid level that have one shape
-into one batch, runs every batch of the round in one ``run_many`` (chunked to the runner's
+into one batch, runs every batch of the round in one ``run_levels`` (chunked to the runner's
 ``max_batch``), and hands each stream its maps. A post thread decodes, merges, refines and tracks
 per stream and writes its sinks, so a slow sink does not hold inference.
 
@@ -282,7 +282,7 @@ def batched_forward(runner: object, inputs: list[list[np.ndarray]]) -> list[list
             part = frames[i : i + step]
             batches.append(np.concatenate([inputs[f][k] for f in part]))
             owners.append((k, part))
-    outs = runner.run_many(batches)  # type: ignore[attr-defined]
+    outs = runner.run_levels(batches)  # type: ignore[attr-defined]
     maps: list[list[dict[str, np.ndarray]]] = [[{} for _ in levels] for levels in inputs]
     for (k, part), out in zip(owners, outs):
         for j, f in enumerate(part):

@@ -169,7 +169,7 @@ def test_batched_engine_serves_every_round_of_the_multi_camera_loop() -> None:
         def __init__(self) -> None:
             self.shapes: list[tuple[int, ...]] = []
 
-        def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+        def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
             self.shapes += [b.shape for b in batches]
             return [{"scores": b[:, :1] * 2} for b in batches]
 

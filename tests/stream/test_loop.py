@@ -71,13 +71,13 @@ class Jittery(Runner):
         self.rng = random.Random(seed)
         self.calls = 0
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.inner.infer(batch)
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self.inner.run(batch)
 
-    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         self.calls += 1
         time.sleep(self.rng.uniform(0, 0.06))
-        return self.inner.infer_many(batches)
+        return self.inner.run_levels(batches)
 
 
 @pytest.mark.parametrize("workers", [1, 3])

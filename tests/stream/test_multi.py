@@ -127,11 +127,11 @@ class OneSizeRunner:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         for b in batches:
             if b.shape[3] == self.bad_width:
                 raise InputError(f"no profile for input {b.shape[2]}x{b.shape[3]}")
-        return self.runner.run_many(batches)  # type: ignore[attr-defined]
+        return self.runner.run_levels(batches)  # type: ignore[attr-defined]
 
 
 def test_a_stream_the_runner_refuses_ends_alone(detector: Detector, tmp_path: Path) -> None:
