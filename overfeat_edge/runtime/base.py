@@ -68,7 +68,7 @@ VARIANTS = {
     "fp16": (("{stem}.fp16.onnx",), "overfeat-edge export --half (or import-weights, which writes both)"),
     "int8": (
         ("{stem}.cpu.qdq.onnx", "{stem}.qdq.onnx"),
-        "overfeat-edge calibrate, then put its model.cpu.qdq.onnx beside the model as {stem}.cpu.qdq.onnx",
+        "overfeat-edge calibrate (or give calibrate's model.cpu.qdq.onnx as the model)",
     ),
 }
 

@@ -117,6 +117,10 @@ class OpenVinoRunner(Runner):
         ov = require("openvino", "the openvino backend")
         version = ov.__version__.split("-")[0]
         hint = self.config["INFERENCE_PRECISION_HINT"]
+        if self._compiled:  # what the device really computes in (bf16 asked on a CPU without it: f32)
+            compiled = next(iter(self._compiled.values())).get_compiled_model()
+            got = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            hint = hint if got == hint else f"{hint} asked, {got} run"
         return f"openvino {version} {self.precision} {self.device} ({hint}, {self.shapes}, {self.path.name})"
 
 

@@ -21,6 +21,7 @@ from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 from overfeat_edge.spec import ModelSpec
 from overfeat_edge.types import ScaleLevel
 
+STRIDES = ("fine", "coarse")
 DESCRIPTOR = BackendDescriptor(
     name="torch",
     summary="PyTorch (a checkpoint .pt, a shipped model, or a registry name with random weights)",
@@ -29,6 +30,9 @@ DESCRIPTOR = BackendDescriptor(
         BackendOption("device", str, "cpu or cuda.", metavar="DEVICE"),
         BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
         BackendOption("channels_last", bool, "channels-last memory (faster FP16 on CUDA)."),
+        BackendOption(
+            "stride", str, "fine or coarse (default: the checkpoint's; fine for a registry name).", choices=STRIDES
+        ),
     ),
     max_workers=1,
     spec_source="checkpoint",
@@ -162,13 +166,16 @@ def load(
     *,
     weights: str | None = None,
     device: str | None = None,
-    fine_stride: bool | None = None,
+    stride: str | None = None,
     channels_last: bool = False,
     threads: int | None = None,
     precision: str = "fp32",
 ) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
     require("torch", "the torch backend")
+    if stride is not None and stride not in STRIDES:
+        raise InputError(f"--stride must be one of {', '.join(STRIDES)}, got {stride!r}")
+    fine_stride = None if stride is None else stride == "fine"
     from overfeat_edge.models import create_model, load_checkpoint
     from overfeat_edge.runtime.base import shipped_models
     from overfeat_edge.spec import default_spec
