@@ -8,21 +8,15 @@ from types import TracebackType
 
 import numpy as np
 
-from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge import registry
+from overfeat_edge.errors import InputError
 from overfeat_edge.spec import ModelSpec
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("scores", "boxes")
 
-# shipped models live here: overfeat_edge/assets/<name>/model.onnx (+ checkpoint, model card)
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def shipped_models() -> dict[str, Path]:
-    """Name -> directory of every model shipped inside the package."""
-    if not ASSETS.is_dir():
-        return {}
-    return {p.name: p for p in sorted(ASSETS.iterdir()) if (p / "model.onnx").is_file()}
+ASSETS = registry.ASSETS
+shipped_models = registry.shipped_models
 
 
 def resolve_onnx(model: str) -> Path:
@@ -39,18 +33,7 @@ def resolve_onnx(model: str) -> Path:
     raise InputError(f"--model must be an .onnx file or a shipped model ({names}), got {model!r}")
 
 
-def read_spec(onnx: Path) -> ModelSpec:
-    """The model spec in an ONNX file's metadata, read without loading the graph in any runtime."""
-    from overfeat_edge.onnxmeta import read_metadata
-    from overfeat_edge.spec import METADATA_KEY
-
-    meta = read_metadata(onnx)
-    if METADATA_KEY not in meta:
-        raise ModelError(
-            f"{onnx}: this ONNX has no overfeat-edge spec in its metadata; "
-            "export it with 'overfeat-edge export' (or use --backend torch with a checkpoint)"
-        )
-    return ModelSpec.from_json(meta[METADATA_KEY], str(onnx))
+read_spec = registry.spec_from_onnx  # the spec in an ONNX's metadata, read without any runtime
 
 
 def file_precision(onnx: Path) -> str:

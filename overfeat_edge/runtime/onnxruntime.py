@@ -16,9 +16,8 @@ import numpy as np
 
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pycompat import zip_strict
-from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx
+from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx, read_spec
 from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
-from overfeat_edge.spec import METADATA_KEY, ModelSpec
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -95,16 +94,6 @@ def open_session(
         raise ModelError(f"{path}: ONNX Runtime cannot load it ({first[:200]})") from None
 
 
-def read_spec(session: ort.InferenceSession, source: str) -> ModelSpec:
-    meta = session.get_modelmeta().custom_metadata_map
-    if METADATA_KEY not in meta:
-        raise ModelError(
-            f"{source}: this ONNX has no overfeat-edge spec in its metadata; "
-            "export it with 'overfeat-edge export' (or use --backend torch with a checkpoint)"
-        )
-    return ModelSpec.from_json(meta[METADATA_KEY], source)
-
-
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
 
@@ -118,8 +107,8 @@ class OnnxRuntimeRunner(Runner):
     ) -> None:
         self.path = path
         check_threads(threads)  # a bad option, not a bad model
+        self.spec = read_spec(path)  # before the session: a file with no spec is refused at no cost
         self.session = open_session(path, threads, optimization, providers)
-        self.spec = read_spec(self.session, str(path))
         self.precision = precision
         names = [o.name for o in self.session.get_outputs()]
         inputs = [i.name for i in self.session.get_inputs()]
