@@ -107,8 +107,8 @@ class OnnxRuntimeRunner(Runner):
     ) -> None:
         self.path = path
         check_threads(threads)  # a bad option, not a bad model
-        self.spec = read_spec(path)  # before the session: a file with no spec is refused at no cost
-        self.session = open_session(path, threads, optimization, providers)
+        self.session = open_session(path, threads, optimization, providers)  # a corrupt file: "cannot load"
+        self.spec = read_spec(path)  # from the metadata, as every backend reads it
         self.precision = precision
         names = [o.name for o in self.session.get_outputs()]
         inputs = [i.name for i in self.session.get_inputs()]
