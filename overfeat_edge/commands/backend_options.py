@@ -28,9 +28,9 @@ PRECISION_HELP = (
 
 
 def backend_help() -> str:
-    """``--backend``'s help: auto, then every backend in the table with its one-line summary."""
-    names = "; ".join(f"{d.name} ({d.summary})" for d in descriptors())
-    return f"{AUTO} (the fastest CPU backend installed at --precision, measured once per model and machine); {names}."
+    """``--backend``'s help: auto, then every backend in the table."""
+    names = ", ".join(d.name for d in descriptors())
+    return f"{AUTO} (the fastest CPU backend installed at --precision, measured once per model and machine), {names}."
 
 
 def merged_options(keep: Callable[[BackendDescriptor], bool]) -> List[Tuple[BackendOption, List[str]]]:
