@@ -19,7 +19,12 @@ def load_detector(
     name, why = resolve_backend(backend, model, options.get("threads"), options.get("precision") or "fp32")
     runner = load_runner(name, model, **options)
     runner.choice = why
-    stage_options = {**descriptor(name).stage_options(options), "precision": runner.precision}  # the detector's
+    d = descriptor(name)
+    stage_options = d.stage_options(options)
+    if d.stage_model is None:  # the stages' ONNX files beside the detector's, at the detector's precision
+        stage_options["precision"] = runner.precision
+    else:  # found by the backend (TensorRT: each stage's engine, run at the precision it was built with)
+        stage_options.pop("precision", None)
     stages = load_stages(runner, name, **stage_options)
     return Detector(runner, config, steps=stages)
 

@@ -17,7 +17,9 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 @dataclass(frozen=True)
 class BackendOption:
-    """One keyword of the backend's ``load``; on the command line ``--name-with-dashes``."""
+    """One keyword of the backend's ``load``; on the command line ``--name-with-dashes``. ``help`` is
+    one sentence without the backend's name: the CLI prefixes the backends that take the option.
+    An option left at None (False for a bool flag) is not given to ``load``."""
 
     name: str
     type: type  # int, float, str or bool

@@ -121,3 +121,10 @@ def test_detection_agreement_hand_worked() -> None:
     assert (a.matched, a.got, a.want, a.worst_shift) == (2, 4, 3, 2.0) and not a.same
     a.add(want, want)
     assert (a.matched, a.got, a.want, a.worst_shift) == (5, 7, 6, 2.0)
+
+
+def test_a_cascades_stages_run_at_the_detectors_precision() -> None:
+    det = load_detector("mtcnn-face", backend="onnxruntime", precision="fp16", threads=1)
+    assert det.runner.path.name == "model.fp16.onnx"  # type: ignore[attr-defined]
+    stages = [s.runner.path.name for s in det.steps if hasattr(s, "runner")]  # type: ignore[attr-defined]
+    assert stages == ["rnet.fp16.onnx", "onet.fp16.onnx"]
