@@ -110,3 +110,14 @@ def test_auto_forced_and_only_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> No
         "onnxruntime",
         "onnxruntime (the only CPU backend installed)",
     )
+
+
+def test_auto_chooses_among_the_backends_that_run_the_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OVERFEAT_EDGE_AUTO", raising=False)
+    assert resolve_backend("auto", "overfeat-mini-shapes", 2, "bf16") == (
+        "openvino",
+        "openvino (the only CPU backend installed for bf16)",  # ONNX Runtime has no bf16
+    )
+    monkeypatch.setenv("OVERFEAT_EDGE_AUTO", "onnxruntime")
+    with pytest.raises(InputError, match=r"OVERFEAT_EDGE_AUTO must be one of openvino \(at --precision bf16\)"):
+        resolve_backend("auto", "overfeat-mini-shapes", 2, "bf16")
