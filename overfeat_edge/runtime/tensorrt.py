@@ -42,9 +42,10 @@ if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at 
 
 
 def stage_engine(model: str, stage: str) -> str:
-    """A cascade stage's engine: ``build`` puts it beside the detector's (``<stem>.<stage>.engine``)."""
-    path = Path(model)
-    return str(path.with_name(f"{path.stem}.{stage}.engine"))
+    """A cascade stage's engine, where ``build`` puts it: beside the detector's (``<stem>.<stage>.engine``)."""
+    from overfeat_edge.engine.builder import stage_engine_path
+
+    return str(stage_engine_path(Path(model), stage))
 
 
 DESCRIPTOR = BackendDescriptor(

@@ -179,3 +179,11 @@ def test_every_backends_options_are_on_the_commands_and_foreign_ones_refused(
     assert "--ov-device does not apply to --backend onnxruntime" in capsys.readouterr().err
     assert main([*args, "--precision", "bf16"]) != 0
     assert "--backend onnxruntime runs --precision fp32 or fp16 or int8, not bf16" in capsys.readouterr().err
+
+
+def test_tensorrt_finds_a_stages_engine_where_build_writes_it(tmp_path: Path) -> None:
+    find = runtime.descriptor("tensorrt").stage_model
+    assert find is not None and runtime.descriptor("onnxruntime").stage_model is None  # ONNX: the stage's file
+    assert find(str(tmp_path / "fp16-480x640-1a2b3c4d.engine"), "rnet") == str(
+        tmp_path / "fp16-480x640-1a2b3c4d.rnet.engine"
+    )
