@@ -320,7 +320,7 @@ def load(
         built = Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
         if precision not in ("fp32", built.precision):
             raise InputError(
-                f"{path.name} is a {built.precision} engine; for --precision {precision} build one with "
+                f"{path.name} is an {built.precision} engine; for --precision {precision} build one with "
                 f"'overfeat-edge build --precision {precision}'"
             )
     return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda, dla_core=dla_core)

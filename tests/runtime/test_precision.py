@@ -128,3 +128,19 @@ def test_a_cascades_stages_run_at_the_detectors_precision() -> None:
     assert det.runner.path.name == "model.fp16.onnx"  # type: ignore[attr-defined]
     stages = [s.runner.path.name for s in det.steps if hasattr(s, "runner")]  # type: ignore[attr-defined]
     assert stages == ["rnet.fp16.onnx", "onet.fp16.onnx"]
+
+
+def test_an_engine_runs_at_its_own_precision_or_is_refused_before_tensorrt_loads(tmp_path: Path) -> None:
+    """The refusal reads the engine's manifest only: no TensorRT here (a real manifest, written by the cache)."""
+    from overfeat_edge.arch import get_arch
+    from overfeat_edge.engine.cache import DeviceInfo, Manifest, engine_path, write_engine
+    from overfeat_edge.engine.profiles import plan_profiles, profiles_key
+    from overfeat_edge.spec import default_spec
+
+    spec, device = default_spec(get_arch("overfeat-mini"), ["a", "b", "c"]), DeviceInfo("Orin", "8.7", "10.3.0")
+    ps = plan_profiles(spec, (480, 640), ["384"])
+    m = Manifest("m", "a" * 64, "fp16", device, ps, (480, 640), ["FP16"], extra={"spec": spec.to_json()})
+    path = engine_path(tmp_path, "m", device, "fp16", profiles_key((480, 640), ps))
+    write_engine(path, b"\x01engine-bytes", m)
+    with pytest.raises(InputError, match=r"is an fp16 engine; for --precision int8 build one with 'overfeat-edge"):
+        load_runner("tensorrt", str(path), precision="int8")
