@@ -75,7 +75,7 @@ def main() -> None:
 
         held = args.eval_data or (Path(tmp) / "held")
         data = read_dataset(held) if held.exists() else None
-        rows = side_by_side(MODEL, frames, int8=int8, threads=args.threads, rounds=args.rounds, data=data)
+        rows, skipped = side_by_side(MODEL, frames, int8=int8, threads=args.threads, rounds=args.rounds, data=data)
     base = rows[0].median_ms
     lines = [
         *header(
@@ -88,12 +88,16 @@ def main() -> None:
         "(`model.cpu.qdq.onnx`: U8S8, convolutions only, minmax on 32 images); mAP@.5 on 60 generated held-out "
         "images (seed 3).",
         "",
-        "| configuration | ms/frame | vs ORT FP32 | max abs diff from ORT FP32 | mAP@.5 |",
-        "|---|---|---|---|---|",
+        "| configuration | ms/frame | vs ORT FP32 | max abs diff from ORT FP32 | detections vs ORT FP32 | mAP@.5 |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = f"{r.map50:.3f}" if r.map50 is not None else "-"
-        lines.append(f"| {r.label} | {r.median_ms:.1f} | {base / r.median_ms:.2f}x | {r.max_abs_diff:.2g} | {m} |")
+        agree = r.detections.describe()
+        lines.append(
+            f"| {r.label} | {r.median_ms:.1f} | {base / r.median_ms:.2f}x | {r.max_abs_diff:.2g} | {agree} | {m} |"
+        )
+    lines += [f"- not run: {why}" for why in skipped]
     if importlib.util.find_spec("openvino") is not None:
         shapes = reshape_vs_dynamic(frames, args.threads, args.rounds)
         from overfeat_edge.runtime.auto import choose

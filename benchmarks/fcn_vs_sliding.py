@@ -73,11 +73,11 @@ def main() -> None:
 
                 def dense(runner=runner, xs=xs) -> None:  # type: ignore[no-untyped-def]
                     for x in xs:
-                        runner.infer(x)
+                        runner.run(x)
 
                 def naive(runner=runner, batch=batch) -> None:  # type: ignore[no-untyped-def]
                     for i in range(0, len(batch), 256):
-                        runner.infer(batch[i : i + 256])
+                        runner.run(batch[i : i + 256])
 
                 dense()
                 t_dense, t_naive = timed(dense), timed(naive)

@@ -55,6 +55,10 @@ class ModelSpec:
         if any(s <= 0 for s in self.std):
             raise ModelError(f"std must be positive, got {self.std}")
 
+    def pyramid(self, scales: list[str] | tuple[str, ...] | None = None) -> list[str]:
+        """The pyramid to run: ``scales`` given, else the model's own, else one level of the window."""
+        return list(scales or self.scales or [str(self.arch.window)])
+
     @property
     def out_stride(self) -> int:
         return self.arch.out_stride(self.fine_stride)
@@ -109,14 +113,17 @@ class ModelSpec:
             raise ModelError(f"{source}: {exc}") from None
 
 
+# a network's usual pyramid, by its base name; others: the window, 1.4x and 2x (:func:`default_scales`)
+PYRAMIDS: dict[str, tuple[str, ...]] = {"overfeat-accurate": PAPER_SCALES, "overfeat-mini": MINI_SCALES}
+
+
+def default_scales(arch: Arch) -> tuple[str, ...]:
+    """The architecture's usual pyramid (:data:`PYRAMIDS`, else three sizes from its window)."""
+    w = arch.window
+    return PYRAMIDS.get(arch.base or arch.name, (str(w), str(round(w * 1.4)), str(round(w * 2))))
+
+
 def default_spec(arch: Arch, class_names: list[str] | None = None, fine_stride: bool = True) -> ModelSpec:
     """A spec with generic class names and the architecture's usual pyramid."""
     names = tuple(class_names) if class_names else tuple(f"class_{i}" for i in range(arch.num_classes))
-    if (arch.base or arch.name) == "overfeat-accurate":
-        scales: tuple[str, ...] = PAPER_SCALES
-    elif (arch.base or arch.name) == "overfeat-mini":
-        scales = MINI_SCALES
-    else:
-        w = arch.window
-        scales = (str(w), str(round(w * 1.4)), str(round(w * 2)))
-    return ModelSpec(arch=arch, class_names=names, fine_stride=fine_stride, scales=scales)
+    return ModelSpec(arch=arch, class_names=names, fine_stride=fine_stride, scales=default_scales(arch))

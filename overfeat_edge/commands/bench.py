@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
@@ -19,10 +20,10 @@ from overfeat_edge.runtime.auto import cpu
 from overfeat_edge.words import plural
 
 
+@backend_options(cpu_only=True, help={"threads": "onnxruntime threads in all (default: all cores)."})
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads in all (default: every core).")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures as JSON.")] = None,
@@ -31,6 +32,7 @@ def bench(
     ] = False,
     int8: Annotated[Optional[Path], typer.Option(help="--backends: an INT8 Q/DQ ONNX (from calibrate).")] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak.
 
@@ -41,6 +43,8 @@ def bench(
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.stream.plan import inference_workers, worker_threads
 
+    options = dict(options or {})
+    threads = options.pop("threads")
     check_number("--frames", frames, 2, 100000)
     check_number("--threads", threads, 1, 256)
     if json_out is not None:
@@ -51,10 +55,10 @@ def bench(
         _side_by_side(model, frames, threads, int8, eval_data, json_out)
         return
     n_workers = inference_workers(workers, "onnxruntime", live=False)
-    runner = load_runner("onnxruntime", model, threads=threads)
+    runner = load_runner("onnxruntime", model, threads=threads, **options)
     det = Detector(runner, DetectorConfig(scales=scales or []))
     per_worker = worker_threads(threads, n_workers)
-    pool = [load_runner("onnxruntime", model, threads=per_worker) for _ in range(n_workers)]
+    pool = [load_runner("onnxruntime", model, threads=per_worker, **options) for _ in range(n_workers)]
     out: dict[str, Any] = {
         "model": model,
         "backend": runner.describe(),
@@ -115,18 +119,39 @@ def _side_by_side(
     rng = np.random.default_rng(5)
     images = [scene(rng)[0] for _ in range(min(frames, 8))]
     data = read_dataset(eval_data) if eval_data is not None else None
-    rows = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
+    rows, skipped = side_by_side(model, images, int8=int8, threads=threads, rounds=frames, data=data)
     t = Table(title=f"overfeat-edge bench --backends: {model}, 384x512 frames, {frames} interleaved rounds")
-    for col in ("configuration", "ms/frame", "vs ORT FP32", "max diff vs FP32", "mAP@.5"):
+    for col in ("configuration", "ms/frame", "vs ORT FP32", "max abs diff", "boxes matched", "worst shift", "mAP@.5"):
         t.add_column(col, justify="left" if col == "configuration" else "right")
     base = rows[0].median_ms
     for r in rows:
         m = f"{r.map50:.3f}" if r.map50 is not None else "-"
-        t.add_row(r.label, f"{r.median_ms:.1f}", f"{base / r.median_ms:.2f}x", f"{r.max_abs_diff:.2g}", m)
+        d = r.detections
+        t.add_row(
+            r.label,
+            f"{r.median_ms:.1f}",
+            f"{base / r.median_ms:.2f}x",
+            f"{r.max_abs_diff:.2g}",
+            f"{d.matched}/{d.want} ({d.got} found)",
+            f"{d.worst_shift:.2f} px",
+            m,
+        )
     console.print(t, width=min(console.width, TABLE_WIDTH))
+    for why in skipped:
+        console.print(f"not run: {why}", soft_wrap=True)
+    console.print("choose one with --precision (the default, fp32, gives ONNX Runtime FP32's detections)")
     if json_out is not None:
         out = [
-            {"configuration": r.label, "ms_per_frame": r.median_ms, "max_abs_diff": r.max_abs_diff, "map50": r.map50}
+            {
+                "configuration": r.label,
+                "ms_per_frame": r.median_ms,
+                "max_abs_diff": r.max_abs_diff,
+                "detections_matched": r.detections.matched,
+                "detections_reference": r.detections.want,
+                "detections_found": r.detections.got,
+                "worst_box_shift_px": r.detections.worst_shift,
+                "map50": r.map50,
+            }
             for r in rows
         ]
         atomic_write_text(json_out, json.dumps({"cpu": cpu(), "rows": out}, indent=1))

@@ -73,7 +73,7 @@ def calibrate(
     exclude = resolve_exclusions(onnx, exclude or [])
     fp32 = load_runner("onnxruntime", str(onnx), threads=threads)
     spec = fp32.spec
-    pyramid = list(scales or spec.scales or [str(spec.arch.window)])
+    pyramid = spec.pyramid(scales)
     calib = load_images(images, count)
     if calib.skipped:
         err_console.print(f"skipped {plural(calib.skipped, 'unreadable image')} in {images}", style="yellow")

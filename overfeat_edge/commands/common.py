@@ -99,12 +99,13 @@ def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -
     app.command(name, cls=HelpCommand)(fn)
 
 
-BackendOption = Annotated[
-    str,
-    typer.Option(help="auto (the fastest installed here), onnxruntime, openvino, torch or tensorrt."),
-]
-OvPrecision = Annotated[Optional[str], typer.Option(help="openvino: f32, bf16 or f16 (default: the device's own).")]
-OvDevice = Annotated[Optional[str], typer.Option(help="openvino: CPU (default), GPU or NPU.")]
+def _backend_option() -> Any:
+    from overfeat_edge.commands.backend_options import PANEL, backend_help
+
+    return Annotated[str, typer.Option(help=backend_help(), rich_help_panel=PANEL)]
+
+
+BackendOption = _backend_option()  # --backend; the backends' own options: commands/backend_options.py
 
 
 # ---- help: panels, words for values ------------------------------------------------------------

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
@@ -27,12 +28,14 @@ from overfeat_edge.words import plural
 DEMO_MODEL = "overfeat-mini-shapes"
 
 
+@backend_options(
+    cpu_only=True, help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."}
+)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for input.mp4, demo.mp4 and detections.jsonl.")] = Path("runs/demo"),
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
     frames: Annotated[int, typer.Option(help="Length of the generated video in frames (30 fps).")] = 150,
     seed: Annotated[int, typer.Option(help="Seed of the generated video.")] = 7,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads in all (default: every core).")] = None,
     backend: BackendOption = "auto",
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
@@ -43,6 +46,7 @@ def demo(
         Optional[float],
         typer.Option(help="Drop merged boxes scoring below this (default: the model's, as detect and run)."),
     ] = None,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines.
 
@@ -51,25 +55,27 @@ def demo(
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import load_runner, resolve_backend
+    from overfeat_edge.runtime import descriptors, is_cpu, load_runner, resolve_backend
     from overfeat_edge.runtime.base import resolve_onnx
-    from overfeat_edge.stream.plan import CPU_BACKENDS, inference_workers, worker_threads
+    from overfeat_edge.stream.plan import inference_workers, worker_threads
     from overfeat_edge.train.synth import write_demo_video
 
     check_number("--frames", frames, 1, 100000)
     check_number("--seed", seed, 0, 2**32 - 1)
     check_output(out, "--out", folder=True)
-    backend, why = resolve_backend(backend, model, threads)
-    if backend not in CPU_BACKENDS:
-        raise InputError(f"demo runs on a CPU backend ({', '.join(CPU_BACKENDS)}), not {backend}")
+    options = dict(options or {})
+    backend, why = resolve_backend(backend, model, options.get("threads"), options["precision"])
+    if not is_cpu(backend):
+        cpus = ", ".join(d.name for d in descriptors() if d.cpu)
+        raise InputError(f"demo runs on a CPU backend ({cpus}), not {backend}")
     n_workers = inference_workers(workers, backend, live=False)
-    per_worker = worker_threads(threads, n_workers)
+    options["threads"] = worker_threads(options.get("threads"), n_workers)
     config = DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score)
-    det = load_detector(model, backend=backend, config=config, threads=per_worker)
+    det = load_detector(model, backend=backend, config=config, **options)
     det.runner.choice = why
     console.print(describe(det, model), soft_wrap=True)
     runner = det.runner
-    runners = [runner] + [load_runner(backend, model, threads=per_worker) for _ in range(n_workers - 1)]
+    runners = [runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
     sample = resolve_onnx(model).parent / "sample.jpg"
     src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
     what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"

@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import cv2
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
-    OvDevice,
-    OvPrecision,
     ScaleFactor,
     Scales,
     Threshold,
@@ -58,16 +57,12 @@ def annotated_names(paths: list[Path], out: Path) -> dict[Path, Path]:
     return names
 
 
+@backend_options()
 def detect(
     images: Annotated[List[str], typer.Argument(help="Image files, folders or globs.")],
     model: Annotated[str, typer.Option(help="A shipped model's name, an .onnx or an .engine.")] = DEMO_MODEL,
     out: Annotated[Path, typer.Option(help="Folder for annotated images and detections.json.")] = Path("runs/detect"),
     backend: BackendOption = "auto",
-    weights: Annotated[Optional[Path], typer.Option(help="torch: a checkpoint (.pt).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="torch: cpu or cuda.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
-    ov_precision: OvPrecision = None,
-    ov_device: OvDevice = None,
     scales: Scales = None,
     min_size: MinSize = None,
     scale_factor: ScaleFactor = None,
@@ -82,6 +77,7 @@ def detect(
     save_images: Annotated[
         bool, typer.Option("--save-images/--no-save-images", help="An annotated copy of each image in OUT.")
     ] = True,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Detect objects in images with the multi-scale pyramid, fine stride and box merging.
 
@@ -106,16 +102,7 @@ def detect(
         top_k_classes=top_k_classes,
         min_score=min_score,
     )
-    det = load_detector(
-        model,
-        backend=backend,
-        config=config,
-        weights=str(weights) if weights else None,
-        device=device,
-        threads=threads,
-        ov_precision=ov_precision,
-        ov_device=ov_device,
-    )
+    det = load_detector(model, backend=backend, config=config, **(options or {}))
     console.print(describe(det, model), soft_wrap=True)
     spec = det.spec
     out.mkdir(parents=True, exist_ok=True)
@@ -144,6 +131,7 @@ def detect(
     payload = {
         "model": model,
         "backend": det.runner.describe(),
+        "precision": det.runner.precision,
         "scales": [str(s) for s in det.scales],
         "fine_stride": spec.fine_stride,
         "merge": det.config.merge,

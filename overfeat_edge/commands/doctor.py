@@ -43,8 +43,32 @@ def _has_tensorrt() -> bool:
         return False
 
 
+def cpu_precisions(model: str = "overfeat-mini-shapes") -> None:
+    """Every installed CPU backend at every precision it runs on two generated frames, against ONNX
+    Runtime FP32: how much faster, and how close its detections are (a few rounds: a guide only)."""
+    import numpy as np
+
+    from overfeat_edge.runtime.sidebyside import side_by_side
+    from overfeat_edge.train.synth import scene
+
+    rng = np.random.default_rng(5)
+    rows, skipped = side_by_side(model, [scene(rng)[0] for _ in range(2)], rounds=4)
+    console.print(f"CPU precisions on {model} (--precision; fp32, the default, is ONNX Runtime FP32's detections):")
+    base = rows[0].median_ms
+    for r in rows[1:]:
+        console.print(f"  {r.label}: {base / r.median_ms:.2f}x onnxruntime fp32 here; {r.detections.describe()}")
+    for why in skipped:
+        console.print(f"  not run: {why}", soft_wrap=True)
+
+
 def doctor(
-    compare: Annotated[bool, typer.Option("--compare/--no-compare", help="Build and compare a small engine.")] = True,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare/--no-compare",
+            help="Measure the CPU backends' precisions against ONNX Runtime FP32; build and compare a small engine.",
+        ),
+    ] = True,
 ) -> None:
     """Report GPU, CUDA, TensorRT, ONNX Runtime and OpenCV; where TensorRT exists, prove it on this device.
 
@@ -92,6 +116,8 @@ def doctor(
     for k, v in rows:
         table.add_row(k, v)
     console.print(table)
+    if compare:
+        cpu_precisions()
     if not has_trt:
         console.print(
             "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "

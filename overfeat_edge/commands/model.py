@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from overfeat_edge.arch import ARCHS, get_arch
+from overfeat_edge.arch import get_arch
 from overfeat_edge.commands.common import check_number, check_output, command, console, keep
 from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
@@ -21,21 +21,22 @@ def models(
         Optional[List[str]], typer.Argument(help="Names to show, e.g. overfeat-fast@0.25 (default: all).")
     ] = None,
 ) -> None:
-    """List the registered networks with window, strides, parameters and GFLOPs per window.
+    """List the registered networks and shipped models: kind, window, strides, parameters, GFLOPs per window.
 
     Example: overfeat-edge models overfeat-fast@0.25
     """
-    from overfeat_edge.runtime.base import shipped_models
+    from overfeat_edge.registry import entries, entry, shipped_models
 
     table = Table(title="overfeat-edge models")
     for col in ("name", "kind", "window", "stride", "fine", "out stride", "params M", "GFLOP/win"):
         table.add_column(col, justify="left" if col in ("name", "kind") else "right", no_wrap=True)
-    for name in names or list(ARCHS):
-        a = get_arch(name)
+    found = [entry(n) for n in names] if names else entries()
+    for e in found:
+        a = e.arch
         fine = not a.neck  # a net with a neck runs at its own stride
         table.add_row(
-            a.name,
-            a.kind,
+            e.name if e.folder is None else f"{e.name} ({a.name})",
+            e.kind,
             str(a.window),
             str(a.stride),
             f"x{a.fine_factor}" if fine else "-",
@@ -44,19 +45,17 @@ def models(
             f"{a.gflops_per_window():.4f}",
         )
     console.print(table)
-    for name, folder in shipped_models().items():
-        console.print(f"shipped, usable as --model {name}: {_describe_shipped(folder)}")
-
-
-def _describe_shipped(folder: Path) -> str:
-    """What a shipped model is: its network, classes and, for a cascade, its stages (from its spec)."""
-    from overfeat_edge.pipeline.cascade import cascade_stages
-    from overfeat_edge.runtime import load_runner
-
-    spec = load_runner("onnxruntime", str(folder / "model.onnx"), threads=1).spec
-    stages = cascade_stages(spec.extra, str(folder))
-    chain = f"cascade {' -> '.join([spec.arch.name, *(s.name for s in stages)])}" if stages else spec.arch.name
-    return f"{chain}; classes: {', '.join(spec.class_names)}"
+    for e in found:
+        if e.folder is not None and e.spec is not None:
+            chain = f"cascade {' -> '.join([e.arch.name, *e.stages])}" if e.stages else e.arch.name
+            pyramid = ", ".join(e.scales)
+            console.print(
+                f"shipped, usable as --model {e.name}: {chain}; classes: {', '.join(e.spec.class_names)}; "
+                f"pyramid {pyramid}",
+                soft_wrap=True,
+            )
+    if not names and not shipped_models():
+        console.print("no shipped models in this install")
 
 
 def export(

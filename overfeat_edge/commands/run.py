@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 from typing_extensions import Annotated
 
+from overfeat_edge.commands.backend_options import backend_options
 from overfeat_edge.commands.common import (
     BackendOption,
     MinSize,
-    OvDevice,
-    OvPrecision,
     ScaleFactor,
     Scales,
     Threshold,
@@ -59,8 +58,6 @@ WidthOpt = Annotated[Optional[int], typer.Option(help="Camera: requested width."
 HeightOpt = Annotated[Optional[int], typer.Option(help="Camera: requested height.")]
 FpsOpt = Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")]
 ReconnectsOpt = Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")]
-CudaGraphsOpt = Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU backend threads, all workers (default: all cores).")]
 WorkersOpt = Annotated[
     Optional[int],
     typer.Option(
@@ -85,6 +82,7 @@ PublishBufferOpt = Annotated[
 LiveViewOpt = Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")]
 
 
+@backend_options(help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."})
 def run(
     sources: SourcesOpt = None,
     sources_file: SourcesFileOpt = None,
@@ -103,10 +101,6 @@ def run(
     fps: FpsOpt = None,
     reconnects: ReconnectsOpt = 5,
     backend: BackendOption = "auto",
-    ov_precision: OvPrecision = None,
-    ov_device: OvDevice = None,
-    cuda_graphs: CudaGraphsOpt = False,
-    threads: ThreadsOpt = None,
     workers: WorkersOpt = None,
     scales: Scales = None,
     min_size: MinSize = None,
@@ -117,6 +111,7 @@ def run(
     publish: PublishOpt = None,
     publish_buffer: PublishBufferOpt = 10_000,
     live_view: LiveViewOpt = True,
+    options: Optional[Dict[str, Any]] = None,
 ) -> None:
     """Detect on live video: a capture thread per source, batched inference workers, outputs per stream.
 
@@ -129,12 +124,11 @@ def run(
             outputs.append(planning.make_output(option, str(value), key))
     if publish is not None:
         outputs.append(planning.make_output("--publish", publish, "mqtt"))  # the broker says what is wrong with a URL
-    options = planning.RunOptions(sources, sources_file, outputs, display, stats_json, max_frames, duration)
-    options.width, options.height, options.fps, options.reconnects = width, height, fps, reconnects
-    options.publish_buffer, options.track, options.track_per_class = publish_buffer, track, track_per_class
-    plan = planning.make_plan(options)  # every option and output checked before the model loads
-    backend_options = {"cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
-    det, runners = _load(plan, model, backend, threads, workers, backend_options, (scales, threshold, merge, min_score))
+    given = planning.RunOptions(sources, sources_file, outputs, display, stats_json, max_frames, duration)
+    given.width, given.height, given.fps, given.reconnects = width, height, fps, reconnects
+    given.publish_buffer, given.track, given.track_per_class = publish_buffer, track, track_per_class
+    plan = planning.make_plan(given)  # every option and output checked before the model loads
+    det, runners = _load(plan, model, backend, workers, dict(options or {}), (scales, threshold, merge, min_score))
     for note in plan.notes:
         err_console.print(note, style="yellow", soft_wrap=True)
     opened = planning.Opened()
@@ -153,7 +147,6 @@ def _load(
     plan: planning.Plan,
     model: str,
     backend: str,
-    threads: Optional[int],
     workers: Optional[int],
     options: dict[str, Any],
     config: tuple[Any, ...],
@@ -161,12 +154,12 @@ def _load(
     """The detector and one runner per inference worker."""
     from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import load_runner, resolve_backend
+    from overfeat_edge.runtime import is_cpu, load_runner, resolve_backend
 
-    backend, why = resolve_backend(backend, model, threads)
+    threads = options.get("threads")
+    backend, why = resolve_backend(backend, model, threads, options["precision"])
     n = planning.inference_workers(workers, backend, plan.live)
-    per_worker = planning.worker_threads(threads, n) if backend in planning.CPU_BACKENDS else threads
-    options = {**options, "threads": per_worker}
+    options["threads"] = planning.worker_threads(threads, n) if is_cpu(backend) else threads
     scales, threshold, merge, min_score = config
     cfg = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
     det = load_detector(model, backend=backend, config=cfg, **options)

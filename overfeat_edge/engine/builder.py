@@ -155,7 +155,7 @@ def prepare(req: BuildRequest) -> Prepared:
         if req.calib is not None:
             source, calib_sha = "cache", check_cache_file(req.calib)
         elif req.calib_images is not None:
-            scales = list(req.scales) if req.scales else list(spec.scales) or [str(spec.arch.window)]
+            scales = spec.pyramid(req.scales)
             calibration = device_calibration(
                 spec=spec, images=req.calib_images, count=req.calib_count, scales=scales, profiles=profiles
             )

@@ -71,7 +71,7 @@ def plan_profiles(
     """One static profile per scale for ``frame_hw`` frames (batch min/opt/max), then the dynamic one."""
     if not 1 <= batch[0] <= batch[1] <= batch[2]:
         raise InputError(f"batch range must be 1 <= min <= opt <= max, got {batch}")
-    items = scales or list(spec.scales) or [str(spec.arch.window)]
+    items = spec.pyramid(scales)
     levels = plan_levels(spec.arch, spec.fine_stride, frame_hw, parse_scales(items))
     names = [str(s) for s in expand_scales(parse_scales(items), frame_hw, spec.arch.window)]
     profiles: list[Profile] = []

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from overfeat_edge.errors import ModelError
-from overfeat_edge.pipeline.detector import Step
+from overfeat_edge.pipeline.detector import Step, require_outputs
 from overfeat_edge.pipeline.merge import nms
 from overfeat_edge.pipeline.preprocess import adaptive_crops, integral, normalize_batch, resize, resize_method
 from overfeat_edge.runtime.base import Runner
@@ -160,7 +160,9 @@ class CropStage:
         if len(ok) == 0:
             return det[np.zeros(0, np.int64)]
         step = self.runner.max_batch or len(batch)  # an engine's profile caps the batch: run in chunks
-        parts = [self.runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
+        parts = [
+            require_outputs(self.runner.run(batch[i : i + step]), self.spec.name) for i in range(0, len(batch), step)
+        ]
         out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         n = len(ok)
         score = out["scores"].reshape(n, -1)[:, 1].astype(np.float32)
@@ -221,8 +223,9 @@ def with_active_stages(work: Callable[[], None], steps: Sequence[Step]) -> Calla
 
 def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:
     """The crop stages the detector's spec names, each loaded in ``backend`` from its file beside
-    the detector's model file (``rnet.onnx`` beside ``model.onnx``; for TensorRT, the stage's
-    engine that ``build`` put beside the detector's: ``fp16-480x640-1a2b3c4d.rnet.engine``)."""
+    the detector's model file (``rnet.onnx`` beside ``model.onnx``), or where the backend's
+    descriptor says (``stage_model``; TensorRT: the stage's engine that ``build`` put beside the
+    detector's, ``fp16-480x640-1a2b3c4d.rnet.engine``)."""
     stages = cascade_stages(detector.spec.extra, detector.describe())
     regression = detector.spec.extra.get("cascade", {}).get("regression")
     out: list[Step] = []
@@ -230,16 +233,16 @@ def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:
         out.append(DetectorRegression(str(regression["output"]), bool(regression.get("plus_one", False))))
     if not stages:
         return out
-    from overfeat_edge.runtime import load_runner
+    from overfeat_edge.runtime import descriptor, load_runner
 
     folder = getattr(detector, "path", None)
     if folder is None:
         raise ModelError(
             f"{detector.describe()}: a cascade's stages are found beside the model file; this backend has none"
         )
+    find = descriptor(backend).stage_model  # e.g. TensorRT: the stage's engine beside the detector's
     for st in stages:
-        model = Path(folder)  # TensorRT: the stage's engine beside the detector's (see engine.builder)
-        path = model.with_name(f"{model.stem}.{st.name}.engine") if backend == "tensorrt" else model.parent / st.file
+        path = Path(find(str(folder), st.name)) if find is not None else Path(folder).parent / st.file
         if not path.is_file():
             raise ModelError(f"the cascade's {st.name} stage is missing: {path}")
         runner = load_runner(backend, str(path), **options)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict
 
 import numpy as np
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pipeline.decode import classify, decode_level
 from overfeat_edge.pipeline.merge import MERGERS, nms
 from overfeat_edge.pipeline.preprocess import level_inputs, to_bgr8
@@ -37,6 +37,17 @@ FALLBACK: dict[str, Any] = {
 
 Step = Callable[[np.ndarray, Detections], Detections]  # (BGR frame, detections) -> detections
 Maps = Dict[str, np.ndarray]  # one level's outputs by name, batch index dropped
+DETECTOR_OUTPUTS = ("scores", "boxes")  # what a detector (and a crop stage) needs of its network
+
+
+def require_outputs(outputs: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """``outputs`` (a runner's, by name) unchanged if it has ``scores`` and ``boxes``; else one ModelError."""
+    missing = [n for n in DETECTOR_OUTPUTS if n not in outputs]
+    if missing:
+        raise ModelError(
+            f"{source}: a detector needs outputs {', '.join(DETECTOR_OUTPUTS)}; the network has {', '.join(outputs)}"
+        )
+    return outputs
 
 
 @dataclass
@@ -91,8 +102,7 @@ class Detector:
         self.spec = runner.spec
         self.config = (config or DetectorConfig()).resolved(self.spec.extra.get("detector", {}))
         self.steps = list(steps or [])
-        items = self.config.scales or list(self.spec.scales) or [str(self.spec.arch.window)]
-        self.scales: list[Scale] = parse_scales(items)
+        self.scales: list[Scale] = parse_scales(self.spec.pyramid(self.config.scales))
         self._plans: dict[tuple[int, int], list[ScaleLevel]] = {}
 
     def describe_pyramid(self) -> str:
@@ -117,8 +127,8 @@ class Detector:
         extra head, e.g. (K, H, W)), by ``runner`` or the detector's own; batch index 0."""
         runner = runner or self.runner
         with runner:  # a GPU backend makes its context current in this thread
-            outs = runner.run_many(inputs)
-        return [{name: v[0] for name, v in out.items()} for out in outs]
+            outs = runner.run_levels(inputs)
+        return [{name: v[0] for name, v in require_outputs(out, runner.describe()).items()} for out in outs]
 
     def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[Maps]]:
         """Raw maps of every level (see :meth:`forward`)."""

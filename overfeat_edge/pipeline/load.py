@@ -6,7 +6,7 @@ from typing import Any
 
 from overfeat_edge.pipeline.cascade import load_stages
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
-from overfeat_edge.runtime import load_runner, resolve_backend
+from overfeat_edge.runtime import descriptor, load_runner, resolve_backend
 from overfeat_edge.words import plural
 
 
@@ -14,23 +14,30 @@ def load_detector(
     model: str, *, backend: str = "auto", config: DetectorConfig | None = None, **options: Any
 ) -> Detector:
     """``model`` (a shipped name, an ONNX file, an engine, or for torch a checkpoint) on ``backend``
-    (``auto``: the fastest installed CPU backend) with the runner ``options`` that backend takes
-    (``threads``, ``cuda_graphs``, ``ov_precision``...; others are refused), plus the crop stages
-    its spec names. ``detector.runner.choice`` says how ``auto`` chose."""
-    name, why = resolve_backend(backend, model, options.get("threads"))
+    (``auto``: the fastest installed CPU backend at ``precision``) with the runner ``options`` that
+    backend's descriptor declares (``threads``, ``cuda_graphs``, ``ov_device``, ``precision``...; others
+    are refused), plus the crop stages its spec names. ``detector.runner.choice`` says how ``auto`` chose."""
+    name, why = resolve_backend(backend, model, options.get("threads"), options.get("precision") or "fp32")
     runner = load_runner(name, model, **options)
     runner.choice = why
-    stage_options = {k: v for k, v in options.items() if k in ("threads", "cuda", "ov_device", "ov_precision")}
-    return Detector(runner, config, steps=load_stages(runner, name, **stage_options))
+    d = descriptor(name)
+    stage_options = d.stage_options(options)
+    if d.stage_model is None:  # the stages' ONNX files beside the detector's, at the detector's precision
+        stage_options["precision"] = runner.precision
+    else:  # found by the backend (TensorRT: each stage's engine, run at the precision it was built with)
+        stage_options.pop("precision", None)
+    stages = load_stages(runner, name, **stage_options)
+    return Detector(runner, config, steps=stages)
 
 
 def describe(det: Detector, model: str) -> str:
-    """One line: what the model is and knows, and what runs it."""
+    """One line: what the model is and knows, and what runs it at which precision."""
     names = det.spec.class_names
     stages = [s.spec.name for s in det.steps if hasattr(s, "spec")]
     cascade = f" (then {', '.join(stages)})" if stages else ""
     knows = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
-    chosen = f"; --backend auto: {det.runner.choice}" if det.runner.choice else ""
+    chosen = f" (--backend auto: {det.runner.choice})" if det.runner.choice else ""
+    runs = f"on {det.runner.name} {det.runner.precision}{chosen}"
     return (
-        f"model {model}: {det.spec.arch.name}{cascade}; knows {plural(len(names), 'class', 'classes')}: {knows}{chosen}"
+        f"model {model}: {det.spec.arch.name}{cascade}; knows {plural(len(names), 'class', 'classes')}: {knows}; {runs}"
     )

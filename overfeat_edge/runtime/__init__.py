@@ -1,54 +1,107 @@
-"""[no torch] Backends as runners, one file each, found by name (``runtime/<name>.py``).
+"""[no torch] Backends as runners, one file each, listed in one table (:data:`BACKENDS`).
 
-Each backend module defines ``load(model: str, *, <its options>) -> Runner``: the keyword
-parameters are the options it takes. An option given a value that a backend does not take is an
-error (one line), not silently dropped; options left at None or False are not given.
-``auto`` picks the fastest CPU backend installed for the model on this machine (:mod:`.auto`).
+Each backend module defines ``DESCRIPTOR`` (:class:`~overfeat_edge.runtime.descriptor.BackendDescriptor`:
+its options with help, CPU or not, its worker limit, its precisions, where its spec and a cascade's
+stage models come from) and ``load(model: str, *, <its options>, precision="fp32") -> Runner``.
+Everything else (the CLI's backend options, ``--backend auto``, the stream loop's workers, a
+cascade's stages) reads the descriptors: a new backend is its file and one line here.
+An option given a value that a backend does not take is an error (one line), not silently dropped;
+options left at None or False are not given.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-from typing import Any
+from types import ModuleType
+from typing import Any, Dict
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.runtime.base import Runner
+from overfeat_edge.runtime.descriptor import PRECISIONS, BackendDescriptor
 
-BACKENDS = ("onnxruntime", "openvino", "torch", "tensorrt", "auto")
+# name -> the module that defines its DESCRIPTOR and load()
+BACKENDS: Dict[str, str] = {
+    "onnxruntime": "overfeat_edge.runtime.onnxruntime",
+    "openvino": "overfeat_edge.runtime.openvino",
+    "torch": "overfeat_edge.runtime.torch",
+    "tensorrt": "overfeat_edge.runtime.tensorrt",
+}
+AUTO = "auto"  # the fastest installed CPU backend at the requested precision (:mod:`.auto`)
+
+
+def backend_names() -> tuple[str, ...]:
+    """What ``--backend`` takes: every backend in the table, then ``auto``."""
+    return (*BACKENDS, AUTO)
+
+
+def backend_module(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise InputError(f"unknown backend {name!r}; expected one of {', '.join(backend_names())}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def descriptor(name: str) -> BackendDescriptor:
+    """The named backend's descriptor (importing its module needs none of its runtime)."""
+    found = getattr(backend_module(name), "DESCRIPTOR", None)
+    if not isinstance(found, BackendDescriptor) or found.name != name:
+        raise TypeError(f"{BACKENDS[name]} must define DESCRIPTOR = BackendDescriptor(name={name!r}, ...)")
+    return found
+
+
+def descriptors() -> list[BackendDescriptor]:
+    return [descriptor(name) for name in BACKENDS]
 
 
 def backend_options(backend: str) -> tuple[str, ...]:
-    """The options ``backend``'s ``load`` declares."""
-    module = importlib.import_module(f"overfeat_edge.runtime.{backend}")
-    params = inspect.signature(module.load).parameters.values()
-    return tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    """The options ``backend``'s ``load`` takes (its descriptor's, and ``precision``)."""
+    return (*descriptor(backend).option_names(), "precision")
 
 
-def resolve_backend(backend: str, model: str, threads: int | None = None) -> tuple[str, str]:
+def resolve_backend(backend: str, model: str, threads: int | None = None, precision: str = "fp32") -> tuple[str, str]:
     """(the backend to use, how auto chose it or ""): ``auto`` measured or cached, others as named."""
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
-    if backend != "auto":
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend != AUTO:
+        descriptor(backend)  # an unknown name: one line
         return backend, ""
     from overfeat_edge.runtime.auto import choose
 
-    return choose(model, threads=threads)
+    return choose(model, threads=threads, precision=precision)
 
 
-def load_runner(backend: str, model: str, **options: Any) -> Runner:
-    """Load ``model`` (an ONNX path, a shipped model name, or for torch a registry name or checkpoint)."""
-    backend, why = resolve_backend(backend, model, options.get("threads"))
+def check_options(backend: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options given (not None, not False), each one ``backend`` takes; else one InputError line."""
     given = {k: v for k, v in options.items() if v is not None and v is not False}
     takes = backend_options(backend)
     foreign = [k for k in given if k not in takes]
     if foreign:
         names = ", ".join("--" + k.replace("_", "-") for k in foreign)
-        raise InputError(f"{names} does not apply to --backend {backend} (it takes: {', '.join(takes) or 'none'})")
-    module = importlib.import_module(f"overfeat_edge.runtime.{backend}")
-    runner: Runner = module.load(model, **given)
+        raise InputError(f"{names} does not apply to --backend {backend} (it takes: {', '.join(takes)})")
+    return given
+
+
+def load_runner(backend: str, model: str, **options: Any) -> Runner:
+    """Load ``model`` (an ONNX path, a shipped model name, or for torch a registry name or checkpoint)."""
+    backend, why = resolve_backend(backend, model, options.get("threads"), options.get("precision") or "fp32")
+    given = check_options(backend, options)
+    runner: Runner = backend_module(backend).load(model, **given)
     runner.choice = why  # how --backend auto chose it ("" when a backend was named)
     return runner
 
 
-__all__ = ["BACKENDS", "Runner", "load_runner", "resolve_backend"]
+def is_cpu(backend: str) -> bool:
+    """Whether ``backend`` computes on the CPU cores the stream loop's other threads share."""
+    return descriptor(backend).cpu
+
+
+__all__ = [
+    "AUTO",
+    "BACKENDS",
+    "Runner",
+    "backend_names",
+    "descriptor",
+    "descriptors",
+    "is_cpu",
+    "load_runner",
+    "resolve_backend",
+]

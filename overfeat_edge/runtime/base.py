@@ -8,24 +8,17 @@ from types import TracebackType
 
 import numpy as np
 
-from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge import registry
+from overfeat_edge.errors import InputError
 from overfeat_edge.spec import ModelSpec
 
 INPUT_NAME = "input"
 OUTPUT_NAMES = ("scores", "boxes")
 
-# shipped models live here: overfeat_edge/assets/<name>/model.onnx (+ checkpoint, model card)
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
+ASSETS = registry.ASSETS
+shipped_models = registry.shipped_models
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
-
-
-def shipped_models() -> dict[str, Path]:
-    """Name -> directory of every model shipped inside the package."""
-    if not ASSETS.is_dir():
-        return {}
-    return {p.name: p for p in sorted(ASSETS.iterdir()) if (p / "model.onnx").is_file()}
 
 
 def resolve_onnx(model: str) -> Path:
@@ -47,28 +40,65 @@ def resolve_onnx(model: str) -> Path:
     raise InputError(f"--model must be an .onnx file or a shipped model ({names}), got {model!r}")
 
 
-def read_spec(onnx: Path) -> ModelSpec:
-    """The model spec in an ONNX file's metadata, read without loading the graph in any runtime."""
-    from overfeat_edge.onnxmeta import read_metadata
-    from overfeat_edge.spec import METADATA_KEY
+read_spec = registry.spec_from_onnx  # the spec in an ONNX's metadata, read without any runtime
 
-    meta = read_metadata(onnx)
-    if METADATA_KEY not in meta:
-        raise ModelError(
-            f"{onnx}: this ONNX has no overfeat-edge spec in its metadata; "
-            "export it with 'overfeat-edge export' (or use --backend torch with a checkpoint)"
-        )
-    return ModelSpec.from_json(meta[METADATA_KEY], str(onnx))
+
+def file_precision(onnx: Path) -> str:
+    """What an ONNX file computes in: ``int8`` (Q/DQ nodes, from ``calibrate``), ``fp16``
+    (``<stem>.fp16.onnx``, from ``export --half``) or ``fp32`` (the export as it is)."""
+    from overfeat_edge.engine.builder import has_qdq
+
+    if has_qdq(onnx):
+        return "int8"
+    return "fp16" if onnx.name.lower().endswith(".fp16.onnx") else "fp32"
+
+
+# the file beside an FP32 export that holds it at a lower precision, and the command that writes it
+VARIANTS = {
+    "fp16": (("{stem}.fp16.onnx",), "overfeat-edge export --half (or import-weights, which writes both)"),
+    "int8": (
+        ("{stem}.cpu.qdq.onnx", "{stem}.qdq.onnx"),
+        "overfeat-edge calibrate (or give calibrate's model.cpu.qdq.onnx as the model)",
+    ),
+}
+
+
+def precision_onnx(model: str, precision: str) -> tuple[Path, str]:
+    """(the ONNX to load, its precision) for ``model`` at ``precision``.
+
+    A file made at a lower precision (an FP16 or Q/DQ ONNX) runs at that precision: ``precision``
+    must then be its own or the default ``fp32``. An FP32 export at ``fp16``/``int8`` gives the
+    variant beside it (:data:`VARIANTS`); at ``fp32``/``bf16``, the export itself (``bf16`` is a
+    compute precision the backend applies, not a file).
+    """
+    onnx = resolve_onnx(model)
+    own = file_precision(onnx)
+    if own != "fp32":
+        if precision not in ("fp32", own):
+            raise InputError(f"{onnx} is an {own} ONNX; it cannot run at --precision {precision}")
+        return onnx, own
+    if precision not in VARIANTS:
+        return onnx, precision
+    names, how = VARIANTS[precision]
+    stem = onnx.name[: -len(".onnx")]
+    for name in names:
+        path = onnx.with_name(name.format(stem=stem))
+        if path.is_file():
+            return path, precision
+    want = onnx.with_name(names[0].format(stem=stem))
+    raise InputError(f"--precision {precision} needs {want}; make it with {how.format(stem=stem)}")
 
 
 class Runner(ABC):
-    """One loaded network. ``infer`` takes a normalized (N, 3, H, W) float32 batch and returns
-    ``(scores, boxes)``: (N, C', Ho, Wo) probabilities and (N, 4 * classes, Ho, Wo) box edges.
-    Use as a context manager, or call :meth:`activate` / :meth:`deactivate`.
+    """One loaded network. :meth:`run` takes a normalized (N, 3, H, W) float32 batch and returns every
+    output by name: ``scores`` (N, C', Ho, Wo) probabilities, ``boxes`` (N, 4 * classes, Ho, Wo) box
+    edges, and any extra head (``landmarks``). Use as a context manager, or call :meth:`activate` /
+    :meth:`deactivate`.
     """
 
     name: str = "runner"
     spec: ModelSpec
+    precision: str = "fp32"  # what it computes in (one of descriptor.PRECISIONS)
     max_batch: int | None = None  # the most inputs one call takes (an engine's profile), None: any
     choice: str = ""  # how --backend auto chose this runner (empty when the backend was named)
 
@@ -79,25 +109,13 @@ class Runner(ABC):
         """Release what :meth:`activate` acquired."""
 
     @abstractmethod
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output by name (``scores``, ``boxes`` and any extra head, e.g. ``landmarks``)."""
-        scores, boxes = self.infer(batch)
-        return {"scores": scores, "boxes": boxes}
 
     def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """:meth:`run` over every batch (a pyramid's levels, a round's batches); a GPU backend
-        overrides it to enqueue them all and synchronize once."""
-        return [self.run(b) for b in batches]
-
-    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every pyramid level of one frame; a GPU backend enqueues them all and synchronizes once."""
-        return [self.infer(x) for x in batches]
-
-    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """:meth:`infer_many` with every output by name (a backend with extra outputs overrides it)."""
-        return [{"scores": s, "boxes": b} for s, b in self.infer_many(batches)]
+        """:meth:`run` on every batch (a frame's pyramid levels); a GPU backend enqueues them all and
+        synchronizes once."""
+        return [self.run(x) for x in batches]
 
     def describe(self) -> str:
         return self.name

@@ -17,13 +17,21 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 @dataclass(frozen=True)
 class BackendOption:
-    """One keyword of the backend's ``load``; on the command line ``--name-with-dashes``."""
+    """One keyword of the backend's ``load``; on the command line ``--name-with-dashes``. ``help`` is
+    one sentence without the backend's name: the CLI prefixes the backends that take the option.
+    An option left at None (False for a bool flag) is not given to ``load``."""
 
     name: str
     type: type  # int, float, str or bool
     help: str
     metavar: Optional[str] = None
     choices: Optional[Tuple[str, ...]] = None
+    stages: bool = True  # also given to a cascade's crop stages (False: the detector's alone, e.g. --weights)
+
+    @property
+    def flag(self) -> str:
+        """The option on the command line: ``--ov-device`` for ``ov_device``."""
+        return "--" + self.name.replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,9 @@ class BackendDescriptor:
     ``"server"`` (from a server's model config).
     ``precisions``: the values of ``--precision`` it honours (a subset of :data:`PRECISIONS`).
     ``available``: None where it can be used here, else one line saying what to install.
-    ``stage_model``: ``(model, stage_file_or_name) -> model to load`` for a cascade's crop stage
+    ``stage_model``: ``(model, stage_name) -> model to load`` for a cascade's crop stage
     (None: the stage's ONNX file beside the detector's, loaded by this same backend).
+    ``spec_source`` may also be ``"checkpoint"`` (torch) or ``"engine"`` (an engine's manifest).
     """
 
     name: str
@@ -50,9 +59,24 @@ class BackendDescriptor:
     precisions: Tuple[str, ...] = ("fp32",)
     available: Callable[[], Optional[str]] = field(default=lambda: None)
     stage_model: Optional[Callable[[str, str], str]] = None
+    package: Optional[str] = None  # the distribution whose version keys auto's cache (None: ``name``)
+
+    def check_precision(self, precision: str) -> None:
+        """Raise one :class:`InputError` line for a precision this backend does not run."""
+        from overfeat_edge.errors import InputError
+
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision not in self.precisions:
+            raise InputError(f"--backend {self.name} runs --precision {' or '.join(self.precisions)}, not {precision}")
 
     def option_names(self) -> Tuple[str, ...]:
         return tuple(o.name for o in self.options)
+
+    def stage_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Of the detector's ``options``, those its cascade's crop stages take too (and ``precision``)."""
+        takes = {o.name for o in self.options if o.stages} | {"precision"}
+        return {k: v for k, v in options.items() if k in takes}
 
     def option(self, name: str) -> Any:
         for o in self.options:

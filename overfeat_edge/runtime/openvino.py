@@ -8,13 +8,16 @@ per input shape (a pyramid has a handful; each is compiled on first use and kept
 compiles the dynamic model once. ``benchmarks/backends.py`` measured both on the shipped model and
 ``reshape`` is the default (BENCHMARKS.md "backends").
 
-Options (OpenVINO's properties): ``precision`` (``INFERENCE_PRECISION_HINT``: f32, bf16, f16; default:
-the device's own choice, bf16 on AMX CPUs), ``threads`` (``INFERENCE_NUM_THREADS``), ``hint``
-(``PERFORMANCE_HINT``: latency or throughput) and ``device`` (CPU, GPU for an Intel iGPU, NPU).
+``--precision`` sets ``INFERENCE_PRECISION_HINT`` always: ``fp32`` is ``f32`` (left unset, OpenVINO
+computes in bf16 on CPUs with avx512_bf16 or AMX, and the boxes move by pixels), ``bf16`` and
+``fp16`` are ``bf16``/``f16``, and ``int8`` runs the Q/DQ ONNX beside the model (``calibrate``), its
+float parts in ``f32``. Other options (OpenVINO's properties): ``threads`` (``INFERENCE_NUM_THREADS``),
+``hint`` (``PERFORMANCE_HINT``: latency or throughput) and ``device`` (CPU, GPU for an Intel iGPU, NPU).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,32 @@ import numpy as np
 
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.lazy import require
-from overfeat_edge.runtime.base import INPUT_NAME, OUTPUT_NAMES, Runner, read_spec, resolve_onnx
+from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx, read_spec
+from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 
-PRECISIONS = ("f32", "bf16", "f16")
 HINTS = ("latency", "throughput")
 SHAPES = ("reshape", "dynamic")
+HINT_OF = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # --precision -> INFERENCE_PRECISION_HINT
+
+DESCRIPTOR = BackendDescriptor(
+    name="openvino",
+    summary="OpenVINO on Intel CPUs, iGPUs and NPUs (the same ONNX files)",
+    options=(
+        BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
+        BackendOption("ov_device", str, "CPU (default), GPU (an Intel iGPU) or NPU.", metavar="DEVICE"),
+        BackendOption("ov_hint", str, "performance hint (default: latency).", metavar="HINT", choices=HINTS),
+        BackendOption(
+            "ov_shapes",
+            str,
+            "openvino: one model per input shape, or one dynamic model.",
+            metavar="MODE",
+            choices=SHAPES,
+        ),
+    ),
+    cpu=True,
+    precisions=("fp32", "bf16", "fp16", "int8"),
+    available=lambda: None if importlib.util.find_spec("openvino") else "pip install openvino",
+)
 
 
 class OpenVinoRunner(Runner):
@@ -37,13 +61,12 @@ class OpenVinoRunner(Runner):
         path: Path,
         *,
         device: str = "CPU",
-        precision: str | None = None,
+        precision: str = "fp32",
         threads: int | None = None,
         hint: str = "latency",
         shapes: str = "reshape",
     ) -> None:
-        if precision is not None and precision not in PRECISIONS:
-            raise InputError(f"--ov-precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        DESCRIPTOR.check_precision(precision)
         if hint not in HINTS:
             raise InputError(f"--ov-hint must be one of {', '.join(HINTS)}, got {hint!r}")
         if shapes not in SHAPES:
@@ -58,9 +81,7 @@ class OpenVinoRunner(Runner):
             raise InputError(
                 f"OpenVINO device {device!r} is not here (available: {', '.join(self.core.available_devices)})"
             )
-        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper()}
-        if precision is not None:
-            self.config["INFERENCE_PRECISION_HINT"] = precision
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": HINT_OF[precision]}
         if threads is not None and device.startswith("CPU"):
             self.config["INFERENCE_NUM_THREADS"] = threads
         try:
@@ -68,8 +89,9 @@ class OpenVinoRunner(Runner):
         except RuntimeError as exc:
             raise ModelError(f"{path}: OpenVINO cannot read it ({str(exc).strip().splitlines()[0][:200]})") from None
         names = [o.get_any_name() for o in self.model.outputs]
-        if [i.get_any_name() for i in self.model.inputs] != [INPUT_NAME] or names[:2] != list(OUTPUT_NAMES):
-            raise ModelError(f"{path}: expected input {INPUT_NAME!r} and outputs {OUTPUT_NAMES}, got {names}")
+        inputs = [i.get_any_name() for i in self.model.inputs]
+        if inputs != [INPUT_NAME]:
+            raise ModelError(f"{path}: expected one input {INPUT_NAME!r}, got {inputs}")
         self.output_names = names
         self._compiled: dict[tuple[int, ...] | None, Any] = {}  # input shape (reshape) or None (dynamic) -> request
         self.precision = precision
@@ -91,21 +113,15 @@ class OpenVinoRunner(Runner):
         request.infer({INPUT_NAME: x})
         return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.run(batch)
-        return out["scores"], out["boxes"]
-
-    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        return [self.run(x) for x in batches]
-
     def describe(self) -> str:
         ov = require("openvino", "the openvino backend")
-        chosen = self.precision
-        if chosen is None and self._compiled:
-            compiled = next(iter(self._compiled.values())).get_compiled_model()
-            chosen = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
         version = ov.__version__.split("-")[0]
-        return f"openvino {version} {self.device} ({chosen or 'the device default precision'}, {self.shapes})"
+        hint = self.config["INFERENCE_PRECISION_HINT"]
+        if self._compiled:  # what the device really computes in (bf16 asked on a CPU without it: f32)
+            compiled = next(iter(self._compiled.values())).get_compiled_model()
+            got = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            hint = hint if got == hint else f"{hint} asked, {got} run"
+        return f"openvino {version} {self.precision} {self.device} ({hint}, {self.shapes}, {self.path.name})"
 
 
 def load(
@@ -113,15 +129,17 @@ def load(
     *,
     threads: int | None = None,
     ov_device: str | None = None,
-    ov_precision: str | None = None,
-    ov_hint: str = "latency",
-    ov_shapes: str = "reshape",
+    ov_hint: str | None = None,
+    ov_shapes: str | None = None,
+    precision: str = "fp32",
 ) -> OpenVinoRunner:
+    DESCRIPTOR.check_precision(precision)
+    path, precision = precision_onnx(model, precision)
     return OpenVinoRunner(
-        resolve_onnx(model),
+        path,
         device=ov_device or "CPU",
-        precision=ov_precision,
+        precision=precision,
         threads=threads,
-        hint=ov_hint,
-        shapes=ov_shapes,
+        hint=ov_hint or "latency",
+        shapes=ov_shapes or "reshape",
     )

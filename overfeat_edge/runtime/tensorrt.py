@@ -17,7 +17,7 @@ Memory: every context is created without memory of its own (8.x ``..._without_de
 / ``_v2``): the contexts run in series on one stream, so one block serves them all, where
 ``create_execution_context()`` would reserve one per context (``kSTATIC``).
 
-The list form enqueues every level's copies and ``execute_async_v3`` on one stream and synchronizes
+``run_levels`` enqueues every level's copies and ``execute_async_v3`` on one stream and synchronizes
 once. With ``cuda_graphs`` (cuda-python) each level has a second context, set once to the profile's
 opt shape and never reshaped, whose enqueue is captured as a CUDA graph after a warm-up enqueue (as
 trtexec: one graph per context; a graph is only valid for the shape and context state it captured);
@@ -31,6 +31,7 @@ the next one), so the static profiles stay the fast path: one synchronization pe
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,10 +44,34 @@ from overfeat_edge.engine.profiles import Profile, profile_for
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.runtime.base import INPUT_NAME, Runner
 from overfeat_edge.runtime.cuda import CudaApi, load_cuda
+from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 from overfeat_edge.spec import ModelSpec
 
 if TYPE_CHECKING:  # checked against TensorRT's stubs in CI; imported lazily at run time
     import tensorrt as trt
+
+
+def stage_engine(model: str, stage: str) -> str:
+    """A cascade stage's engine, where ``build`` puts it: beside the detector's (``<stem>.<stage>.engine``)."""
+    from overfeat_edge.engine.builder import stage_engine_path
+
+    return str(stage_engine_path(Path(model), stage))
+
+
+DESCRIPTOR = BackendDescriptor(
+    name="tensorrt",
+    summary="TensorRT on an NVIDIA GPU or Jetson (an .engine from 'overfeat-edge build')",
+    options=(
+        BackendOption("cuda_graphs", bool, "a CUDA graph per scale.", stages=False),
+        BackendOption("cuda", str, "the CUDA binding (cuda-python or pycuda).", metavar="API"),
+        BackendOption("dla_core", int, "the DLA core the engine was built for (Jetson).", metavar="N"),
+    ),
+    max_workers=1,
+    spec_source="engine",
+    precisions=("fp32", "fp16", "int8"),
+    available=lambda: None if importlib.util.find_spec("tensorrt") else "TensorRT (JetPack, or pip install tensorrt)",
+    stage_model=stage_engine,
+)
 
 
 @dataclass
@@ -99,6 +124,7 @@ class TensorRTRunner(Runner):
         if "spec" not in manifest.extra:
             raise ModelError(f"{engine_path}: its manifest has no model spec; rebuild it")
         self.spec = ModelSpec.from_json(manifest.extra["spec"], str(engine_path))
+        self.precision = manifest.precision
         self.outputs = self.spec.arch.output_names  # scores, boxes, then any extra head (landmarks)
         self.max_batch = max(p.max[0] for p in manifest.profiles)
         self.manifest = manifest
@@ -299,16 +325,10 @@ class TensorRTRunner(Runner):
             self.dynamic = slot
         return self.dynamic
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.infer_many([batch])[0]
-
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self._enqueue([batch])[0]
 
-    def infer_many(self, batches: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(out["scores"], out["boxes"]) for out in self._enqueue(batches)]
-
-    def run_many(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         return self._enqueue(batches)
 
     def _enqueue(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -351,7 +371,17 @@ class TensorRTRunner(Runner):
         return [d for d in done if isinstance(d, dict)]
 
 
-def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_core: int | None = None) -> Runner:
+def load(
+    model: str,
+    *,
+    cuda_graphs: bool = False,
+    cuda: str | None = None,
+    dla_core: int | None = None,
+    precision: str = "fp32",
+) -> Runner:
+    """An engine runs at the precision it was built with: ``precision`` must be that or the default
+    ``fp32`` (build an ``fp16``/``int8`` engine with ``build --precision``)."""
+    DESCRIPTOR.check_precision(precision)
     path = Path(model)
     if path.suffix != ".engine":
         raise InputError(
@@ -359,5 +389,10 @@ def load(model: str, *, cuda_graphs: bool = False, cuda: str | None = None, dla_
             "'overfeat-edge build --model MODEL' (it prints the engine's path)"
         )
     if manifest_path(path).is_file():  # a foreign or tampered manifest is refused before TensorRT loads
-        Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
+        built = Manifest.from_json(manifest_path(path).read_text(errors="replace"), str(manifest_path(path)))
+        if precision not in ("fp32", built.precision):
+            raise InputError(
+                f"{path.name} is an {built.precision} engine; for --precision {precision} build one with "
+                f"'overfeat-edge build --precision {precision}'"
+            )
     return TensorRTRunner(path, cuda_graphs=cuda_graphs, cuda=cuda, dla_core=dla_core)

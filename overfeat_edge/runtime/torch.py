@@ -7,6 +7,7 @@ level on the GPU and can replay one CUDA graph per scale.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,44 +15,77 @@ import numpy as np
 
 from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import Runner
+from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 from overfeat_edge.spec import ModelSpec
 from overfeat_edge.types import ScaleLevel
+
+STRIDES = ("fine", "coarse")
+DESCRIPTOR = BackendDescriptor(
+    name="torch",
+    summary="PyTorch (a checkpoint .pt, a shipped model, or a registry name with random weights)",
+    options=(
+        BackendOption("weights", str, "a checkpoint (.pt) for a registry name.", metavar="FILE", stages=False),
+        BackendOption("device", str, "cpu or cuda.", metavar="DEVICE"),
+        BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
+        BackendOption("channels_last", bool, "channels-last memory (faster FP16 on CUDA)."),
+        BackendOption(
+            "stride", str, "fine or coarse (default: the checkpoint's; fine for a registry name).", choices=STRIDES
+        ),
+    ),
+    max_workers=1,
+    spec_source="checkpoint",
+    precisions=("fp32", "fp16", "bf16"),
+    available=lambda: None if importlib.util.find_spec("torch") else "pip install torch (the [torch] extra)",
+)
 
 
 class TorchRunner(Runner):
     name = "torch"
 
     def __init__(
-        self, net: Any, spec: ModelSpec, device: str = "cpu", half: bool = False, channels_last: bool = False
+        self,
+        net: Any,
+        spec: ModelSpec,
+        device: str = "cpu",
+        half: bool = False,
+        channels_last: bool = False,
+        precision: str = "fp32",
     ) -> None:
         torch = require("torch", "the torch backend")
+        precision = "fp16" if half else precision
+        DESCRIPTOR.check_precision(precision)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError("--device cuda was asked for, but torch sees no CUDA GPU")
-        if half and not device.startswith("cuda"):
-            raise InputError("--half needs --device cuda (FP16 convolutions are slow or missing on the CPU)")
+        if precision == "fp16" and not device.startswith("cuda"):
+            raise InputError("--precision fp16 needs --device cuda (FP16 convolutions are slow or missing on the CPU)")
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = torch.float16 if half else torch.float32
+        self.precision = precision
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(self.device, self.dtype).to(memory_format=self.memory_format).eval()
         self.spec = spec
 
     def forward(self, x: Any) -> tuple[Any, Any]:
         """Device tensor in (N, 3, H, W) float32 -> (scores, boxes) device tensors in float32."""
-        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
-        scores, boxes = self.net.predict(x)
-        return scores.float(), boxes.float()
+        scores, boxes = self.forward_all(x)[:2]
+        return scores, boxes
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward_all(self, x: Any) -> tuple[Any, ...]:
+        """Every head's device tensor in float32, in ``spec.arch.output_names`` order."""
+        x = x.to(self.dtype).contiguous(memory_format=self.memory_format)
+        return tuple(t.float() for t in self.net.predict_all(x))
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         x = self.torch.from_numpy(self.check_input(batch)).to(self.device)
         with self.torch.inference_mode():
-            scores, boxes = self.forward(x)
-        return scores.cpu().numpy(), boxes.cpu().numpy()
+            outs = self.forward_all(x)
+        return {name: t.cpu().numpy() for name, t in zip_strict(self.spec.arch.output_names, outs)}
 
     def describe(self) -> str:
-        kind = "fp16" if self.dtype == self.torch.float16 else "fp32"
-        return f"torch {self.torch.__version__} on {self.device} ({kind})"
+        return f"torch {self.torch.__version__} {self.precision} on {self.device}"
 
 
 class GpuPyramid:
@@ -132,10 +166,10 @@ def load(
     *,
     weights: str | None = None,
     device: str | None = None,
-    fine_stride: bool | None = None,
-    half: bool = False,
+    stride: str | None = None,
     channels_last: bool = False,
     threads: int | None = None,
+    precision: str = "fp32",
 ) -> TorchRunner:
     """``model``: a checkpoint (.pt), a shipped model name, or a registry name (+ ``weights``)."""
     from overfeat_edge.runtime.base import shipped_models
@@ -151,6 +185,9 @@ def load(
             "use --backend auto or onnxruntime (or tensorrt for an .engine)"
         )
     require("torch", "the torch backend")
+    if stride is not None and stride not in STRIDES:
+        raise InputError(f"--stride must be one of {', '.join(STRIDES)}, got {stride!r}")
+    fine_stride = None if stride is None else stride == "fine"
     from overfeat_edge.models import create_model, load_checkpoint
     from overfeat_edge.spec import default_spec
 
@@ -167,4 +204,4 @@ def load(
         import torch
 
         torch.set_num_threads(threads)
-    return TorchRunner(net, spec, device or "cpu", half=half, channels_last=channels_last)
+    return TorchRunner(net, spec, device or "cpu", channels_last=channels_last, precision=precision)

@@ -48,7 +48,6 @@ OUTPUTS: dict[str, str] = {
 """An output's scheme or suffix -> the module (and function prefix) that checks and opens it."""
 RECORD_OUTPUTS = frozenset({".jsonl", "mqtt", "mqtts"})  # one sink can take every stream's records
 ONE_PER_STREAM = frozenset({"display"})  # one each without {name}: a window per stream
-CPU_BACKENDS = ("onnxruntime", "openvino")  # several inference workers share the cores
 MAX_STREAMS = 64
 
 _NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -121,13 +120,18 @@ def per_stream(path: Optional[Path], option: str, name: str, many: bool) -> Opti
 
 # ---- inference workers -------------------------------------------------------------------------
 def inference_workers(workers: int | None, backend: str, live: bool) -> int:
-    """How many inference workers: ``workers`` checked, or the default for the backend and source."""
+    """How many inference workers: ``workers`` checked against the backend's descriptor, or the default
+    for the backend and source (2 on a CPU backend for files: throughput; 1 for live sources: latency)."""
+    from overfeat_edge.runtime import descriptor, descriptors
+
+    d = descriptor(backend)
     if workers is None:
-        return 2 if backend in CPU_BACKENDS and not live and (os.cpu_count() or 1) >= 2 else 1
+        return 2 if d.cpu and not live and (os.cpu_count() or 1) >= 2 else 1
     if workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
-    if workers > 1 and backend not in CPU_BACKENDS:
-        raise InputError(f"--workers {workers} needs a CPU backend (onnxruntime, openvino); a GPU backend runs one")
+    if d.max_workers is not None and workers > d.max_workers:
+        cpus = ", ".join(c.name for c in descriptors() if c.cpu)
+        raise InputError(f"--workers {workers} needs a CPU backend ({cpus}); {backend} runs {d.max_workers}")
     return workers
 
 

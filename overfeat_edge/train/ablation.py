@@ -48,7 +48,7 @@ def ablation_rows(
 ) -> list[Row]:
     """The rows to run: just the one configuration, or stride x scale subsets x merge."""
     spec = load_runner("onnxruntime", model, threads=1).spec
-    pyramid = list(scales or spec.scales or [str(spec.arch.window)])
+    pyramid = spec.pyramid(scales)
     if one:
         return [Row("fine" if spec.fine_stride else "coarse", tuple(pyramid), merge, threshold, min_score)]
     subsets = scale_subsets(pyramid)

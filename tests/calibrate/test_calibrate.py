@@ -82,7 +82,7 @@ def test_qdq_model_is_what_tensorrt_needs(seed_onnx: Path, folder: Path, tmp_pat
     assert int8.spec == fp32.spec  # our metadata survives: the runtime reads it like any model
     x = pyramid_inputs(frames[:1], fp32.spec, SCALES)
     for xs in x.values():
-        a, b = fp32.infer(xs[0])[0].ravel(), int8.infer(xs[0])[0].ravel()
+        a, b = fp32.run(xs[0])["scores"].ravel(), int8.run(xs[0])["scores"].ravel()
         assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
 
 

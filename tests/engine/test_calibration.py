@@ -75,11 +75,11 @@ def test_a_stride_aligned_crop_sees_the_level_activations() -> None:
         stride *= layer.s
     margin = -(-reach // s)  # output cells next to a crop edge that see its padding
     x = np.random.default_rng(0).normal(size=(1, 3, 227, 291)).astype(np.float32)
-    full = runner.infer(x)
+    full = list(runner.run(x).values())
     checked = 0
     for c in crops(x, (180, 200), stride=s):
         i, j = (int(v) for v in np.argwhere(x[0, 0] == c[0, 0, 0, 0])[0])
-        for a, b in zip_strict(runner.infer(np.ascontiguousarray(c)), full):
+        for a, b in zip_strict(runner.run(np.ascontiguousarray(c)).values(), full):
             h, w = a.shape[2:]
             want = b[:, :, i // s : i // s + h, j // s : j // s + w]
             np.testing.assert_allclose(

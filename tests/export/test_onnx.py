@@ -43,7 +43,7 @@ def test_onnxruntime_matches_torch_at_new_sizes(tmp_path: Path, name: str, fine:
     net.set_fine_form("dilated")  # the reference: the other graph where the export used the batch form
     with torch.no_grad():
         ref = [t.numpy() for t in net.predict(torch.from_numpy(x))]
-    got = runner.infer(x)
+    got = list(runner.run(x).values())[:2]  # scores, boxes (the reference: net.predict)
     for a, b in zip(got, ref, strict=True):
         assert a.shape == b.shape
         assert np.abs(a - b).max() <= 1e-4 + 1e-4 * np.abs(b).max()
@@ -100,7 +100,7 @@ def test_half_export_has_float16_weights_float32_io_and_agrees(tmp_path: Path) -
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
     assert half.stat().st_size < 0.6 * full.stat().st_size
     x = np.random.default_rng(1).normal(size=(1, 3, 131, 175)).astype(np.float32)
-    a, b = OnnxRuntimeRunner(full).infer(x), OnnxRuntimeRunner(half).infer(x)
+    a, b = OnnxRuntimeRunner(full).run(x).values(), OnnxRuntimeRunner(half).run(x).values()
     assert OnnxRuntimeRunner(half).spec == spec  # the metadata survives the conversion
     for u, v in zip(a, b, strict=True):
         np.testing.assert_allclose(v, u, atol=1e-2, rtol=1e-2)

@@ -33,7 +33,7 @@ def test_gpu_pyramid_matches_cpu_pipeline(half: bool, channels_last: bool, graph
     frame = np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)
     levels = plan_levels(net.arch, True, frame.shape[:2], parse_scales(["231", "300x400", "400"]))
     cpu = TorchRunner(create_model("overfeat-fast@0.25", num_classes=3, seed=0), spec, "cpu")
-    ref = [cpu.infer(x) for x in level_inputs(frame, levels, spec)]
+    ref = [(o["scores"], o["boxes"]) for o in map(cpu.run, level_inputs(frame, levels, spec))]
     gpu = GpuPyramid(
         TorchRunner(net, spec, "cuda", half=half, channels_last=channels_last), levels, frame.shape[:2], graphs=graphs
     )
@@ -52,6 +52,6 @@ def test_fp32_cuda_runner_matches_cpu_on_same_input() -> None:
     net = create_model("overfeat-accurate@0.25", num_classes=3, seed=0)
     spec = default_spec(net.arch)
     x = np.random.default_rng(1).standard_normal((1, 3, 245, 281)).astype(np.float32)
-    a = TorchRunner(create_model("overfeat-accurate@0.25", num_classes=3, seed=0), spec, "cpu").infer(x)
-    b = TorchRunner(net, spec, "cuda").infer(x)
-    assert rel(b[0], a[0]) < 1e-4 and rel(b[1], a[1]) < 1e-4
+    a = TorchRunner(create_model("overfeat-accurate@0.25", num_classes=3, seed=0), spec, "cpu").run(x)
+    b = TorchRunner(net, spec, "cuda").run(x)
+    assert rel(b["scores"], a["scores"]) < 1e-4 and rel(b["boxes"], a["boxes"]) < 1e-4

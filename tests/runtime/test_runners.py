@@ -90,3 +90,22 @@ def test_demo_runs_without_torch(tmp_path: Path) -> None:
     # (on Python 3.8/3.9 the torch side is refused for the Python, before the missing package)
     needs = "pip install torch onnx" if sys.version_info >= (3, 10) else "needs Python 3.10+"
     assert r.returncode == 2 and needs in r.stderr and "Traceback" not in r.stderr
+
+
+def test_every_runner_returns_every_head(tmp_path: Path) -> None:
+    """A crop classifier with a third head (MTCNN's O-Net: landmarks) gives it from torch as from
+    ONNX Runtime, by name, in one ``run``; ``run_levels`` is ``run`` on each batch."""
+    from overfeat_edge.export import export_onnx
+    from overfeat_edge.models import create_model
+    from overfeat_edge.spec import default_spec
+
+    net = create_model("mtcnn-onet", seed=0)
+    export_onnx(net, default_spec(net.arch, fine_stride=False), tmp_path / "onet.onnx")  # a neck: no fine stride
+    x = np.random.default_rng(0).normal(size=(3, 3, 48, 48)).astype(np.float32)
+    a = load_runner("torch", "mtcnn-onet").run(x)  # the registry name: the same seed-0 weights
+    b = load_runner("onnxruntime", str(tmp_path / "onet.onnx")).run(x)
+    assert list(a) == list(b) == ["scores", "boxes", "landmarks"] and a["landmarks"].shape == (3, 10, 1, 1)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5)
+    levels = load_runner("onnxruntime", str(tmp_path / "onet.onnx")).run_levels([x[:1], x[1:]])
+    np.testing.assert_allclose(np.concatenate([lv["landmarks"] for lv in levels]), b["landmarks"], atol=1e-6)

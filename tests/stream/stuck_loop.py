@@ -27,8 +27,8 @@ class Blocking(Runner):
         self.inner = load_runner("onnxruntime", "overfeat-mini-shapes", threads=1)
         self.spec, self.name, self.calls = self.inner.spec, "blocking", 0
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.inner.infer(batch)
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return self.inner.run(batch)
 
     def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         self.calls += 1

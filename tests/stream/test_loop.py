@@ -72,9 +72,6 @@ class Jittery(Runner):
         self.rng = random.Random(seed)
         self.calls = 0
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.inner.infer(batch)
-
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return self.inner.run(batch)
 

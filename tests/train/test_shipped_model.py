@@ -64,6 +64,6 @@ def test_onnx_is_the_checkpoints_export(detector: Detector) -> None:
     x = np.random.default_rng(0).normal(size=(1, 3, 131, 175)).astype(np.float32)
     with torch.no_grad():
         want = [t.numpy() for t in net.predict(torch.from_numpy(x))]
-    got = detector.runner.infer(x)
+    got = list(detector.runner.run(x).values())
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
