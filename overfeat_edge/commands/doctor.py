@@ -48,7 +48,7 @@ def cpu_precisions(model: str = "overfeat-mini-shapes") -> None:
     Runtime FP32: how much faster, and how close its detections are (a few rounds: a guide only)."""
     import numpy as np
 
-    from overfeat_edge.runtime.sidebyside import side_by_side
+    from overfeat_edge.sidebyside import side_by_side
     from overfeat_edge.train.synth import scene
 
     rng = np.random.default_rng(5)
