@@ -14,7 +14,7 @@ import typer
 from typing_extensions import Annotated
 
 from overfeat_edge import __version__
-from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, doctor, model, train
+from overfeat_edge.commands import backends, bench, build, calibrate, data, demo, detect, doctor, model, train
 from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import HelpGroup, console, err_console, forget, kept
 from overfeat_edge.errors import OverfeatEdgeError
@@ -54,6 +54,7 @@ doctor.register(app)
 bench.register(app)
 calibrate.register(app)
 run_command.register(app)
+backends.register(app)
 data.register(app)
 train.register(app)
 

@@ -21,16 +21,15 @@ from overfeat_edge.runtime.descriptor import PRECISIONS, BackendDescriptor, Back
 
 PANEL = "Model and backend"
 PRECISION_HELP = (
-    f"{', '.join(PRECISIONS)}: what the network computes in. fp32 (the default) gives the same detections on "
-    "every backend; the others are faster where the hardware has them (bench --backends shows by how much, "
-    "and how close)."
+    f"{'|'.join(PRECISIONS)}: fp32 (the default) gives the same detections on every backend; the others "
+    "are faster where the hardware has them (bench --backends: how much, how close)."
 )
 
 
 def backend_help() -> str:
     """``--backend``'s help: auto, then every backend in the table."""
     names = ", ".join(d.name for d in descriptors())
-    return f"{AUTO} (the fastest CPU backend installed at --precision, measured once per model and machine), {names}."
+    return f"{AUTO} (the fastest CPU one here at --precision), {names}. Their own options: overfeat-edge backends."
 
 
 def merged_options(keep: Callable[[BackendDescriptor], bool]) -> List[Tuple[BackendOption, List[str]]]:
@@ -46,16 +45,20 @@ def merged_options(keep: Callable[[BackendDescriptor], bool]) -> List[Tuple[Back
     return list(seen.values())
 
 
+SHOWN = ("threads",)  # in every command's --help; the others are listed by `overfeat-edge backends`
+
+
 def _parameter(option: BackendOption, backends: List[str], help: Optional[str]) -> inspect.Parameter:
     text = help or f"{', '.join(backends)}: {option.help}"
+    hidden = option.name not in SHOWN
     if option.choices:
         text += f" One of: {', '.join(option.choices)}."
     if option.type is bool:
-        info = typer.Option(option.flag, help=text, rich_help_panel=PANEL)
+        info = typer.Option(option.flag, help=text, rich_help_panel=PANEL, hidden=hidden)
         annotation: Any = Annotated[bool, info]
         default: Any = False
     else:
-        info = typer.Option(option.flag, help=text, metavar=option.metavar, rich_help_panel=PANEL)
+        info = typer.Option(option.flag, help=text, metavar=option.metavar, rich_help_panel=PANEL, hidden=hidden)
         annotation, default = Annotated[Optional[option.type], info], None  # type: ignore[name-defined]
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 

@@ -94,8 +94,14 @@ def command(app: typer.Typer, fn: Callable[..., Any], name: str | None = None) -
     strings that ``from __future__ import annotations`` leaves (JetPack 5 runs Python 3.8).
     Every parameter gets a word for its value and a help panel (:func:`dress`)."""
     hints = get_type_hints(fn, include_extras=True)
-    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+    signature = inspect.signature(fn)
+    defaults = {k: p.default for k, p in signature.parameters.items()}
     fn.__annotations__ = {k: dress(k, hint, defaults.get(k)) for k, hint in hints.items()}
+    if hasattr(fn, "__signature__"):  # built by @backend_options: Typer reads the signature, not __annotations__
+        params = [
+            p.replace(annotation=fn.__annotations__.get(k, p.annotation)) for k, p in signature.parameters.items()
+        ]
+        fn.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     app.command(name, cls=HelpCommand)(fn)
 
 

@@ -44,8 +44,8 @@ ModelOpt = Annotated[str, typer.Option(help="An exported .onnx, or a shipped mod
 OutputOpt = Annotated[
     Optional[List[str]],
     typer.Option(
-        help="Where results go, repeatable, by suffix or scheme: .mp4/.avi (annotated video), .jsonl, "
-        "DIR/ (annotated frames), display://, mqtt://HOST/TOPIC. {name}: the stream's name."
+        help="Repeatable: .mp4/.avi, .jsonl, DIR/, display://, mqtt://, rtsp://@:8554/NAME, "
+        "rtp://HOST:PORT, http://@:8080/, webrtc://. {name}: the stream."
     ),
 ]
 JsonlOpt = Annotated[Optional[Path], typer.Option(help="JSON Lines: one line per frame with its detections.")]
@@ -57,13 +57,10 @@ StatsJsonOpt = Annotated[Optional[Path], typer.Option(help="Write FPS, latency p
 WidthOpt = Annotated[Optional[int], typer.Option(help="Camera: requested width.")]
 HeightOpt = Annotated[Optional[int], typer.Option(help="Camera: requested height.")]
 FpsOpt = Annotated[Optional[float], typer.Option(help="Camera: requested frame rate.")]
-ReconnectsOpt = Annotated[int, typer.Option(help="Live sources: reconnection attempts (backoff 0.5 s, doubling).")]
+ReconnectsOpt = Annotated[int, typer.Option(help="Live sources: reconnection attempts.")]
 WorkersOpt = Annotated[
     Optional[int],
-    typer.Option(
-        help="CPU backends: inference workers, each its own session with threads/workers threads, taking "
-        "rounds of frames in turn. Default: 2 for files (throughput), 1 for live sources (latency)."
-    ),
+    typer.Option(help="Inference workers, each its own session (default: 2 on a CPU for files, else 1)."),
 ]
 MergeOpt = Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")]
 MinScoreOpt = Annotated[
@@ -71,14 +68,9 @@ MinScoreOpt = Annotated[
 ]
 PublishOpt = Annotated[
     Optional[str],
-    typer.Option(
-        help="mqtt://HOST[:PORT]/TOPIC or mqtts://... : one JSON message per frame (QoS 1; {name} in the topic: "
-        "the stream). Credentials from OVERFEAT_EDGE_MQTT_USERNAME / _PASSWORD / _PASSWORD_FILE."
-    ),
+    typer.Option(help="mqtt[s]://HOST[:PORT]/TOPIC: a message per frame (QoS 1). Credentials: OVERFEAT_EDGE_MQTT_*."),
 ]
-PublishBufferOpt = Annotated[
-    int, typer.Option(help="--publish: messages kept while the broker is away (then new ones are dropped).")
-]
+PublishBufferOpt = Annotated[int, typer.Option(help="--publish: messages kept while the broker is away.")]
 LiveViewOpt = Annotated[bool, typer.Option("--live/--no-live", help="Live statistics in the terminal.")]
 
 

@@ -42,7 +42,7 @@ DESCRIPTOR = BackendDescriptor(
         BackendOption(
             "ov_shapes",
             str,
-            "openvino: one model per input shape, or one dynamic model.",
+            "one model per input shape, or one dynamic model.",
             metavar="MODE",
             choices=SHAPES,
         ),

@@ -22,6 +22,7 @@ from overfeat_edge.commands.common import PANELS
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = [
     ["demo"],
+    ["backends"],
     ["models"],
     ["export"],
     ["import-weights"],

@@ -95,8 +95,8 @@ def test_each_descriptor_declares_what_its_load_takes(name: str) -> None:
 
 
 def test_the_loop_and_auto_read_the_descriptors() -> None:
-    from overfeat_edge.commands.run import inference_workers
     from overfeat_edge.runtime.auto import candidates
+    from overfeat_edge.stream.plan import inference_workers
 
     assert candidates("fp32") == ["onnxruntime", "openvino"]  # the CPU backends, in the table's order
     assert candidates("bf16") == ["openvino"]  # ONNX Runtime has no bf16
@@ -106,8 +106,8 @@ def test_the_loop_and_auto_read_the_descriptors() -> None:
 
 
 def test_a_new_backend_is_its_file_and_the_tables_line(triton: Path) -> None:
-    from overfeat_edge.commands.run import inference_workers
     from overfeat_edge.pipeline.load import load_detector
+    from overfeat_edge.stream.plan import inference_workers
 
     assert "triton" in runtime.backend_names() and runtime.descriptor("triton").spec_source == "server"
     assert inference_workers(4, "triton", live=True) == 4  # its own worker limit
@@ -123,7 +123,7 @@ def test_a_new_backend_is_its_file_and_the_tables_line(triton: Path) -> None:
 
 def test_a_new_backends_options_reach_the_cli(triton: Path, tmp_path: Path) -> None:
     """In a fresh process (the commands read the table when they are defined): the skeleton's options
-    are in ``detect --help`` and ``detect --backend triton --triton-url ...`` runs through it."""
+    are listed by ``backends`` and ``detect --backend triton --triton-url ...`` runs through it."""
     image = str(ROOT / "overfeat_edge" / "assets" / "mtcnn-face" / "sample.jpg")
     out = tmp_path / "out"
     script = textwrap.dedent(
@@ -141,8 +141,10 @@ def test_a_new_backends_options_reach_the_cli(triton: Path, tmp_path: Path) -> N
         cmd = [sys.executable, "-c", script, *args]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
-    help_text = cli("detect", "--help").stdout
-    assert "--triton-url" in help_text and "--triton-timeout" in help_text and "--threads" in help_text
+    help_text = cli("detect", "--help").stdout  # the common backend options; a backend's own: `backends`
+    assert "--threads" in help_text and "overfeat-edge backends" in help_text
+    listing = cli("backends").stdout
+    assert "--triton-url" in listing and "--triton-timeout" in listing
     common = ("--model", "overfeat-mini-shapes", "--no-save-images")
     r = cli("detect", image, *common, "--backend", "triton", "--triton-url", "127.0.0.1:8001", "--out", str(out))
     assert r.returncode == 0, r.stderr
