@@ -16,6 +16,7 @@ from overfeat_edge.commands import bench, build, calibrate, data, demo, detect, 
 from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import err_console, forget, kept
 from overfeat_edge.errors import OverfeatEdgeError
+from overfeat_edge.io import release_all
 
 app = typer.Typer(
     name="overfeat-edge",
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         raise
     finally:
+        release_all()  # the output locks (the kernel drops them anyway when the process ends)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from typing_extensions import Annotated, get_type_hints
 
 from overfeat_edge.errors import InputError
-from overfeat_edge.io import IMAGE_SUFFIXES
+from overfeat_edge.io import IMAGE_SUFFIXES, claim, target_kind
 
 # markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]"); to a file or a
 # pipe, wide lines (rich would wrap at 80 columns there, splitting paths)
@@ -74,12 +74,21 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_output(path: Path, option: str, *, folder: bool = False) -> Path:
-    """``path`` can be written as a file (or a ``folder``): not the other kind already, not under a
-    file, and in a writable place. Raises :class:`InputError` with one line before any work."""
-    if path.exists() and path.is_dir() != folder:
-        kind, want = ("a file", "a folder") if folder else ("a folder", "a file")
-        raise InputError(f"{option} {path} is {kind}; it must name {want}")
-    base = _nearest_existing(path if not path.exists() else path.parent)
+    """``path`` can be written as a file (or a ``folder``): not the other kind already, not a device,
+    socket, link or read-only file (a FIFO, /dev/null and ``-`` are written in place), not under a
+    file, and in a writable place; then locked for this process (:func:`overfeat_edge.io.claim`: a
+    second process writing it is refused). Raises :class:`InputError` with one line before any work."""
+    kind = target_kind(path, option)
+    if kind in ("stdout", "inplace"):
+        if folder:
+            raise InputError(f"{option} {path} is not a folder; it must name a folder")
+        if kind == "stdout":
+            console.stderr = True  # stdout carries the output: our own lines go to stderr (until forget())
+        return path
+    if (kind == "dir") != folder and kind != "new":
+        kind_s, want = ("a file", "a folder") if folder else ("a folder", "a file")
+        raise InputError(f"{option} {path} is {kind_s}; it must name {want}")
+    base = path if kind == "dir" else _nearest_existing(path.parent)
     if not base.is_dir():
         raise InputError(f"{option} {path}: {base} is a file, so nothing can be written under it")
     try:  # really try (root passes access() checks on a read-only file system)
@@ -89,21 +98,25 @@ def check_output(path: Path, option: str, *, folder: bool = False) -> Path:
         raise InputError(
             f"{option} {path}: cannot write in {base} ({exc.strerror or 'read-only or no permission'})"
         ) from None
+    claim(path, option)
     return path
 
 
 def check_outputs(named: dict[str, Path | None], inputs: list[Path] | tuple[Path, ...] = ()) -> None:
-    """Every named output is a different file, and none is an input."""
+    """Every named output is a different file, and none is an input or a folder holding one."""
     seen: dict[Path, str] = {}
     ins = {p.resolve() for p in inputs}
     for option, path in named.items():
-        if path is None:
+        if path is None or str(path) == "-":
             continue
         real = path.resolve()
         if real in seen:
             raise InputError(f"{seen[real]} and {option} name the same file {path}; give each its own")
         if real in ins:
             raise InputError(f"{option} {path} is an input; it would be overwritten")
+        inside = next((p for p in ins if real in p.parents), None)
+        if inside is not None:
+            raise InputError(f"{option} {path} holds the input {inside}; give another folder")
         seen[real] = option
 
 
@@ -140,8 +153,9 @@ def keep(what: str) -> None:
 
 
 def forget() -> None:
-    """A new command: nothing said yet about what it keeps."""
+    """A new command: nothing said yet about what it keeps, and our lines on stdout again."""
     _KEPT.clear()
+    console.stderr = False
 
 
 def kept() -> str:
