@@ -83,6 +83,7 @@ def detect(
     """Detect objects in images with the multi-scale pyramid, fine stride and box merging."""
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
+    from overfeat_edge.pipeline.pyramid import ImageTooSmall
 
     paths = expand_images(images)
     check_output(out, "--out", folder=True)
@@ -120,7 +121,12 @@ def detect(
                 continue
             frame = to_bgr8(frame)  # once: the detector and the overlay both take it as is
             t0 = time.perf_counter()
-            d = det.detect(frame)
+            try:
+                d = det.detect(frame)
+            except ImageTooSmall as exc:  # this image only: skipped and counted
+                failed.append(str(path))
+                err_console.print(f"skipped: {path}: {exc}", style="yellow", soft_wrap=True)
+                continue
             ms = (time.perf_counter() - t0) * 1000
             results.append(
                 {
@@ -138,6 +144,8 @@ def detect(
                     raise InputError(f"cannot encode the annotated {path}")
                 atomic_write_bytes(annotated[path], buf.tobytes())
             console.print(f"{path}: {len(d)} detections in {ms:.1f} ms")
+    if not results:  # nothing detected on: the previous detections.json (if any) stays as it was
+        raise InputError(f"none of the {len(paths)} input(s) could be read as an image (first: {failed[0]})")
     payload = {
         "model": model,
         "backend": det.runner.describe(),
@@ -146,7 +154,7 @@ def detect(
         "merge": det.config.merge,
         "images": results,
     }
-    atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
+    atomic_write_text(out / "detections.json", json.dumps(payload, indent=1, allow_nan=False))
     console.print(f"wrote {out / 'detections.json'}" + (f" and {len(results)} annotated images" if save_images else ""))
     if failed:
         raise InputError(f"{len(failed)} of {len(paths)} images could not be read (first: {failed[0]})")

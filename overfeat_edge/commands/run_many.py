@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Optional
 
 from overfeat_edge.commands.common import check_output, check_outputs, close_all, console, err_console, keep
 from overfeat_edge.errors import InputError
-from overfeat_edge.io import atomic_write_text
+from overfeat_edge.io import atomic_write_text, read_bounded
+from overfeat_edge.paths import is_safe_name, safe_name
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_STREAMS = 64  # every stream joins one batch: more would exhaust memory before the first frame
+MAX_SOURCES_BYTES = 1 << 20
 
 
 def stream_list(sources: Optional[list[str]], sources_file: Optional[Path]) -> list[tuple[str, str]]:
@@ -20,32 +21,47 @@ def stream_list(sources: Optional[list[str]], sources_file: Optional[Path]) -> l
     skipped; a URI may hold spaces, as a GStreamer pipeline does). Names are unique and file-name safe."""
     out = [(f"cam{i}", uri) for i, uri in enumerate(sources or [])]
     if sources_file is not None:
-        if not sources_file.is_file():
-            what = "not a regular file" if sources_file.exists() else "no such file"
-            raise InputError(f"--sources {sources_file}: {what}")
-        try:
-            lines = sources_file.read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"--sources {sources_file}: not a text file ({type(exc).__name__})") from None
-        for line in lines:
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            head, eq, rest = text.partition("=")
-            if eq and _NAME.match(head.strip()):
-                out.append((head.strip(), rest.strip()))
-            else:
-                out.append((f"cam{len(out)}", text))
-    if not out:
+        out += sources_lines(sources_file, len(out))
+    check_streams(out)
+    return out
+
+
+def sources_lines(path: Path, first: int) -> list[tuple[str, str]]:
+    """The ``[NAME=]URI`` lines of a --sources file (at most 1 MiB and MAX_STREAMS streams)."""
+    if not path.is_file():
+        raise InputError(f"--sources {path}: {'not a regular file' if path.exists() else 'no such file'}")
+    try:
+        lines = read_bounded(path, MAX_SOURCES_BYTES, "--sources").decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"--sources {path}: not a UTF-8 text file") from None
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        head, eq, rest = text.partition("=")
+        if eq and is_safe_name(head.strip()):
+            out.append((head.strip(), rest.strip()))
+        else:
+            out.append((f"cam{first + len(out)}", text))
+        if first + len(out) > MAX_STREAMS:
+            raise InputError(f"--sources {path}: more than {MAX_STREAMS} streams; run several processes")
+    return out
+
+
+def check_streams(streams: list[tuple[str, str]]) -> None:
+    """At least one, at most MAX_STREAMS, each with a safe unique name and a non-empty URI."""
+    if not streams:
         raise InputError("no source: give one or more SOURCE arguments or --sources FILE")
-    names = [n for n, _ in out]
-    bad = [n for n in names if not _NAME.match(n)]
-    if bad:
-        raise InputError(f"stream name {bad[0]!r} must be letters, digits, '.', '_' or '-' (it names output files)")
+    if len(streams) > MAX_STREAMS:
+        raise InputError(f"{len(streams)} sources: at most {MAX_STREAMS} in one run; run several processes")
+    names = [safe_name(n, "stream name") for n, _ in streams]
+    empty = [n for n, uri in streams if not uri.strip()]
+    if empty:
+        raise InputError(f"stream {empty[0]!r} has an empty source (NAME=URI)")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"stream name {dup[0]!r} is given twice; every stream needs its own name")
-    return out
 
 
 def per_stream(path: Optional[Path], option: str, name: str, many: bool) -> Optional[Path]:
@@ -174,7 +190,7 @@ def run_many(
             soft_wrap=True,
         )
     console.print(f"frames per batched inference: {summary['mean_batch']} on average; stopped by: {loop.stop_reason}")
-    if stats_json is not None:
+    if stats_json is not None and any(s.stats.frames for s in streams):  # nothing processed: the old one stays
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
     report_published(shared)
     if all(s.stats.frames == 0 for s in streams):

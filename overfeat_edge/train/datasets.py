@@ -6,7 +6,6 @@ pixels and labels (N,) int64, 0-based indices into ``class_names``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
 from overfeat_edge.io import read_image as read_image_file
 from overfeat_edge.pycompat import zip_strict
+from overfeat_edge.schema import load_json
 
 
 @dataclass
@@ -72,7 +72,7 @@ def read_coco(path: str | Path) -> DetectionDataset:
     if not path.is_file():
         raise InputError(f"COCO annotations not found: {path}")
     try:
-        d = json.loads(path.read_text())
+        d = load_json(path.read_bytes(), str(path), InputError)
         cats = sorted(d["categories"], key=lambda c: c["id"])
         index = {c["id"]: i for i, c in enumerate(cats)}
         per_image: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in d["images"]}
