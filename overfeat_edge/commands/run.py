@@ -267,7 +267,7 @@ def run(
         f"skipped {summary['skipped']} (unreadable), reconnects {summary['reconnects']}; stopped by: "
         f"{summary['stopped_by']}"
     )
-    if stats_json is not None:
+    if stats_json is not None and summary["frames"]:  # a run that processed nothing keeps the old one
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
     written = [p for p in (getattr(s, "path", None) or getattr(s, "folder", None) for s in sinks) if p is not None]
     for path in written:
@@ -303,7 +303,10 @@ def report_published(sinks: Any) -> None:
         summary = getattr(sink, "summary", None)
         if callable(summary):
             line = summary()
-            (err_console if getattr(sink, "dropped", 0) or getattr(sink, "waiting", 0) else console).print(line)
+            console.print(line)  # losses: the one error line (or a warning with ?best-effort) follows
+    from overfeat_edge.stream.publish import check_delivered
+
+    check_delivered(sinks)  # lost messages end the run non-zero (unless ?best-effort)
 
 
 def _run_with_signals(loop: Any, duration: float | None, stats: Any, live_view: bool) -> None:
