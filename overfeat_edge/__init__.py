@@ -12,3 +12,5 @@ __version__ = "0.1.0"
 # them: a header may claim 60000 x 60000. Set before anything imports cv2 (it reads it once).
 MAX_PIXELS = 64 * 1024 * 1024
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+# FFmpeg's own lines ("moov atom not found") off: a truncated video gets our one line, not theirs too
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
