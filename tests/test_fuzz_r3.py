@@ -179,6 +179,13 @@ def non_utf8_folder(t: Path) -> list[str]:
     return ["run", str(d), "--jsonl", str(t / "o.jsonl"), "--no-live"]
 
 
+def non_utf8_video(t: Path) -> str:
+    name = os.fsencode(t) + b"/\xff.mp4"
+    with open(name, "wb") as f:
+        f.write(_video(t).read_bytes())
+    return os.fsdecode(name)
+
+
 def publish(url: str) -> Callable[[Path], list[str]]:
     return lambda t: ["run", str(PHOTO), "--publish", url, "--no-live"]
 
@@ -247,6 +254,7 @@ REFUSED: list[Case] = [
     ("publish-no-broker", "mqtt", lambda t: publish(f"mqtt://127.0.0.1:{_free_port()}/t")(t)),
     # 9. names
     ("output-not-utf8", "names", lambda t: ["run", str(PHOTO), "--output", os.fsdecode(os.fsencode(t) + b"/\xff.mp4")]),
+    ("video-source-not-utf8", "names", lambda t: ["run", non_utf8_video(t), "--jsonl", str(t / "o.jsonl")]),
     ("jsonl-name-300", "names", lambda t: ["run", str(PHOTO), "--jsonl", str(t / ("n" * 294 + ".jsonl")), "--no-live"]),
     # 11. non-finite models
     (

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from overfeat_edge.commands.common import check_output, check_outputs, close_all, console, err_console, keep
 from overfeat_edge.errors import InputError
-from overfeat_edge.io import atomic_write_text, read_bounded
+from overfeat_edge.io import atomic_write_text, check_name, read_bounded
 from overfeat_edge.paths import is_safe_name, safe_name
 
 MAX_STREAMS = 64  # every stream joins one batch: more would exhaust memory before the first frame
@@ -59,6 +59,8 @@ def check_streams(streams: list[tuple[str, str]]) -> None:
     empty = [n for n, uri in streams if not uri.strip()]
     if empty:
         raise InputError(f"stream {empty[0]!r} has an empty source (NAME=URI)")
+    for _, uri in streams:  # OpenCV opens sources by a UTF-8 name and crashes on any other
+        check_name(uri, "source", utf8=True)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"stream name {dup[0]!r} is given twice; every stream needs its own name")
