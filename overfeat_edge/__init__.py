@@ -14,3 +14,4 @@ MAX_PIXELS = 64 * 1024 * 1024
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 # FFmpeg's own lines ("moov atom not found") off: a truncated video gets our one line, not theirs too
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # and OpenCV's "[ WARN ] ... Failed to write frame" per frame
