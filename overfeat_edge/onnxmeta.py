@@ -100,6 +100,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                         f.seek(n, 1)
                 else:
                     _bad()
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # unreadable (no permission), not "not ONNX"
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: not an ONNX model ({exc})") from None
     return out
