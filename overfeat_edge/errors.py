@@ -17,6 +17,10 @@ class ModelError(OverfeatEdgeError):
     """A model file that is not ours, is corrupt, or does not match what was asked."""
 
 
+class OutputError(OverfeatEdgeError):
+    """An output that could not be written or delivered: a full disk, a broker never reached."""
+
+
 class ParityError(OverfeatEdgeError):
     """Two implementations that must agree (torch vs ONNX Runtime, say) differ beyond tolerance."""
 

@@ -4,7 +4,8 @@ Every backend needs the model's spec (``metadata_props["overfeat_edge.spec"]``) 
 the graph, and not every backend has a way to it (OpenVINO's model drops ONNX metadata; a TensorRT
 build should not need an ONNX Runtime session). ``ModelProto`` keeps its metadata as field 14,
 repeated ``StringStringEntryProto {key = 1; value = 2}``; every other top-level field is skipped
-by its length (the graph, often most of the file, is seeked over, not read).
+by its length (the graph, often most of the file, is seeked over, not read). A file that is not
+protobuf ends at its first bytes (field number 0, a length past the end), never after a scan.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import BinaryIO
 from overfeat_edge.errors import ModelError
 
 _METADATA_PROPS = 14
+MAX_METADATA_ENTRY = 16 << 20  # one metadata entry (a spec is a few kB)
 
 
 def _varint(f: BinaryIO) -> int | None:
@@ -76,6 +78,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                 if tag is None:
                     break
                 field, wire = tag >> 3, tag & 7
+                if field == 0:  # no protobuf field is numbered 0: a zero-filled or foreign file, at its first bytes
+                    _bad()
                 if wire == 0:
                     _varint(f)
                 elif wire == 1:
@@ -87,6 +91,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                     if n is None or f.tell() + n > size:
                         _bad()
                     assert n is not None
+                    if field == _METADATA_PROPS and n > MAX_METADATA_ENTRY:
+                        raise ValueError(f"a metadata entry of {n:,} bytes")
                     if field == _METADATA_PROPS:
                         key, value = _entry(f.read(n))
                         out[key] = value
@@ -94,6 +100,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
                         f.seek(n, 1)
                 else:
                     _bad()
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
+    except OSError as exc:  # unreadable (no permission), not "not ONNX"
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: not an ONNX model ({exc})") from None
     return out

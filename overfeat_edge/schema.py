@@ -8,10 +8,17 @@ and what came, never a traceback or a silently accepted value.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
+import numpy as np
+
 from overfeat_edge.errors import ModelError
+
+MAX_JSON_DEPTH = 100  # nesting of arrays and objects in any JSON we read (ours use under 10)
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 _MISSING: Any = object()
 
@@ -122,3 +129,27 @@ def _range(kind: str, lo: float | None, hi: float | None, above: bool) -> str:
     if hi is not None:
         return f"{kind} <= {_num(hi)}"
     return kind
+
+
+def load_json(text: str | bytes, where: str, error: type[Exception] = ModelError) -> Any:
+    """Parse JSON we did not write (a spec, a manifest, a cache, a COCO file): malformed JSON or
+    nesting deeper than :data:`MAX_JSON_DEPTH` is one ``error`` line naming ``where``, never a
+    recursion traceback."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise error(f"{where}: JSON nested more than {MAX_JSON_DEPTH} levels deep; not a file of ours")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise error(f"{where}: JSON nested too deeply") from None
+    except (ValueError, TypeError) as exc:
+        raise error(f"{where}: not valid JSON ({str(exc)[:120]})") from None
+
+
+def json_depth(data: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` outside strings (vectorized: a 100 MB COCO file in a blink)."""
+    b = np.frombuffer(_STRING.sub(b'""', data), np.uint8)
+    if not b.size:
+        return 0
+    step = (b == ord("[")).astype(np.int32) + (b == ord("{")) - (b == ord("]")) - (b == ord("}"))
+    return int(np.cumsum(step).max(initial=0))

@@ -8,7 +8,7 @@ from typing import Any
 
 from overfeat_edge.arch import Arch
 from overfeat_edge.errors import ModelError
-from overfeat_edge.schema import Fields
+from overfeat_edge.schema import Fields, load_json
 
 METADATA_KEY = "overfeat_edge.spec"
 SPEC_VERSION = 1
@@ -86,10 +86,9 @@ class ModelSpec:
     def from_json(cls, text: str, source: str = "model") -> ModelSpec:
         """A spec from JSON we did not write (ONNX metadata, a checkpoint, a manifest): every field
         checked by one schema (types, ranges, finiteness); one :class:`ModelError` line otherwise."""
-        try:
-            d = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise ModelError(f"{source}: the spec is not JSON ({exc})") from None
+        if not isinstance(text, (str, bytes)):
+            raise ModelError(f"{source}: the spec is not JSON (a {type(text).__name__})")
+        d = load_json(text, f"{source}: the spec")
         f = Fields(d, f"{source}: spec")
         if d.get("version") != SPEC_VERSION:
             raise ModelError(f"{source}: spec version {d.get('version')!r} is not {SPEC_VERSION}")

@@ -4,9 +4,18 @@ checked once, before any work, each failure one :class:`~overfeat_edge.errors.In
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.io import claim, target_kind
+
+_ON_STDOUT: list[Callable[[], None]] = []
+
+
+def when_stdout_is_output(fn: Callable[[], None]) -> None:
+    """``fn`` runs when an output is ``-`` (stdout): the CLI moves its own lines to stderr."""
+    _ON_STDOUT.append(fn)
 
 
 # ---- one validator for output paths, checked before the work -----------------------------------
@@ -18,12 +27,22 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_output(path: Path, option: str, *, folder: bool = False) -> Path:
-    """``path`` can be written as a file (or a ``folder``): not the other kind already, not under a
-    file, and in a writable place. Raises :class:`InputError` with one line before any work."""
-    if path.exists() and path.is_dir() != folder:
-        kind, want = ("a file", "a folder") if folder else ("a folder", "a file")
-        raise InputError(f"{option} {path} is {kind}; it must name {want}")
-    base = _nearest_existing(path if not path.exists() else path.parent)
+    """``path`` can be written as a file (or a ``folder``): not the other kind already, not a device,
+    socket, link or read-only file (a FIFO, /dev/null and ``-`` are written in place), not under a
+    file, and in a writable place; then locked for this process (:func:`overfeat_edge.io.claim`: a
+    second process writing it is refused). Raises :class:`InputError` with one line before any work."""
+    kind = target_kind(path, option)
+    if kind in ("stdout", "inplace"):
+        if folder:
+            raise InputError(f"{option} {path} is not a folder; it must name a folder")
+        if kind == "stdout":
+            for fn in _ON_STDOUT:  # stdout carries the output: the CLI's own lines go to stderr
+                fn()
+        return path
+    if (kind == "dir") != folder and kind != "new":
+        kind_s, want = ("a file", "a folder") if folder else ("a folder", "a file")
+        raise InputError(f"{option} {path} is {kind_s}; it must name {want}")
+    base = path if kind == "dir" else _nearest_existing(path.parent)
     if not base.is_dir():
         raise InputError(f"{option} {path}: {base} is a file, so nothing can be written under it")
     try:  # really try (root passes access() checks on a read-only file system)
@@ -33,21 +52,25 @@ def check_output(path: Path, option: str, *, folder: bool = False) -> Path:
         raise InputError(
             f"{option} {path}: cannot write in {base} ({exc.strerror or 'read-only or no permission'})"
         ) from None
+    claim(path, option)
     return path
 
 
 def check_outputs(named: dict[str, Path | None], inputs: list[Path] | tuple[Path, ...] = ()) -> None:
-    """Every named output is a different file, and none is an input."""
+    """Every named output is a different file, and none is an input or a folder holding one."""
     seen: dict[Path, str] = {}
     ins = {p.resolve() for p in inputs}
     for option, path in named.items():
-        if path is None:
+        if path is None or str(path) == "-":
             continue
         real = path.resolve()
         if real in seen:
             raise InputError(f"{seen[real]} and {option} name the same file {path}; give each its own")
         if real in ins:
             raise InputError(f"{option} {path} is an input; it would be overwritten")
+        inside = next((p for p in ins if real in p.parents), None)
+        if inside is not None:
+            raise InputError(f"{option} {path} holds the input {inside}; give another folder")
         seen[real] = option
 
 

@@ -18,6 +18,7 @@ from overfeat_edge.commands import backends, bench, build, calibrate, data, demo
 from overfeat_edge.commands import run as run_command
 from overfeat_edge.commands.common import HelpGroup, console, err_console, forget, kept
 from overfeat_edge.errors import OverfeatEdgeError
+from overfeat_edge.io import release_all
 
 app = typer.Typer(
     name="overfeat-edge",
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             return code
         raise
     finally:
+        release_all()  # the output locks (the kernel drops them anyway when the process ends)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

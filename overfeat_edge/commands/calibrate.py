@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console
 from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
+from overfeat_edge.paths import slug, under
 from overfeat_edge.words import plural
 
 
@@ -57,7 +58,7 @@ def calibrate(
     )
     from overfeat_edge.engine.cache import sha256_file
     from overfeat_edge.lazy import require
-    from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.pipeline.detector import DetectorConfig, check_finite
     from overfeat_edge.runtime import load_runner
     from overfeat_edge.runtime.base import resolve_onnx, shipped_models
 
@@ -75,6 +76,8 @@ def calibrate(
     spec = fp32.spec
     pyramid = spec.pyramid(scales)
     calib = load_images(images, count)
+    # a model with NaN or overflowing outputs is refused here, before the quantizer chokes on it
+    check_finite([fp32.run(x) for x in held_out_inputs(calib.frames[:1], fp32, pyramid, 4)])
     if calib.skipped:
         err_console.print(f"skipped {plural(calib.skipped, 'unreadable image')} in {images}", style="yellow")
     if len(calib.frames) < MIN_IMAGES:
@@ -93,7 +96,8 @@ def calibrate(
         raise InputError(
             "the report needs held-out images: --eval-data (labelled) or --holdout (not the calibration set)"
         )
-    name = model if model in shipped_models() else onnx.stem
+    name = model if model in shipped_models() else slug(onnx.stem)  # ".." (a file "...onnx") -> "unknown"
+    under(out, out / name, "the report folder")
     onnx_sha = sha256_file(onnx)
     config = DetectorConfig(scales=pyramid)
     results = []

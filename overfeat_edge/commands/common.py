@@ -18,12 +18,13 @@ from typing_extensions import Annotated, get_args, get_origin, get_type_hints
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import IMAGE_SUFFIXES
 from overfeat_edge.stream.control import close_all  # noqa: F401 - used by the commands
-from overfeat_edge.validate import check_number, check_output, check_outputs  # noqa: F401 - the commands' validators
+from overfeat_edge.validate import check_number, check_output, check_outputs, when_stdout_is_output  # noqa: F401
 
 # markup off: paths and messages may hold [brackets] (e.g. "overfeat-edge[torch]"); to a file or a
 # pipe, wide lines (rich would wrap at 80 columns there, splitting paths)
 console = Console(markup=False, highlight=False, width=None if sys.stdout.isatty() else 250)
 err_console = Console(stderr=True, markup=False, highlight=False, width=None if sys.stderr.isatty() else 250)
+when_stdout_is_output(lambda: setattr(console, "stderr", True))  # until forget()
 
 
 def expand_images(items: list[str]) -> list[Path]:
@@ -80,8 +81,9 @@ def keep(what: str) -> None:
 
 
 def forget() -> None:
-    """A new command: nothing said yet about what it keeps."""
+    """A new command: nothing said yet about what it keeps, and our lines on stdout again."""
     _KEPT.clear()
+    console.stderr = False
 
 
 def kept() -> str:

@@ -85,6 +85,7 @@ def detect(
     """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.draw import draw_detections
+    from overfeat_edge.pipeline.pyramid import ImageTooSmall
 
     models = [i for i in images if Path(i).suffix.lower() in MODEL_SUFFIXES]
     if models:  # `detect m.pt`: a model where images go
@@ -116,7 +117,12 @@ def detect(
                 continue
             frame = to_bgr8(frame)  # once: the detector and the overlay both take it as is
             t0 = time.perf_counter()
-            d = det.detect(frame)
+            try:
+                d = det.detect(frame)
+            except ImageTooSmall as exc:  # this image only: skipped and counted
+                failed.append(str(path))
+                err_console.print(f"skipped: {path}: {exc}", style="yellow", soft_wrap=True)
+                continue
             ms = (time.perf_counter() - t0) * 1000
             d.metadata.update(stream=path.stem, file=str(path))
             extra: dict[str, Any] = {"image": str(path), **({"annotated": str(annotated[path])} if save_images else {})}
@@ -128,6 +134,8 @@ def detect(
                     raise InputError(f"cannot encode the annotated {path}")
                 atomic_write_bytes(annotated[path], buf.tobytes())
             console.print(f"{path}: {plural(len(d), 'detection')} in {ms:.1f} ms")
+    if not results:  # nothing detected on: the previous detections.json (if any) stays as it was
+        raise InputError(f"none of the {plural(len(paths), 'input')} could be read as an image (first: {failed[0]})")
     payload = {
         "model": model,
         "backend": det.runner.describe(),
@@ -137,7 +145,7 @@ def detect(
         "merge": det.config.merge,
         "images": results,
     }
-    atomic_write_text(out / "detections.json", json.dumps(payload, indent=1))
+    atomic_write_text(out / "detections.json", json.dumps(payload, indent=1, allow_nan=False))
     drawn = f" and {plural(len(results), 'annotated image')}" if save_images else ""
     console.print(f"wrote {out / 'detections.json'}{drawn}")
     if failed:

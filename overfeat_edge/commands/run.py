@@ -225,7 +225,7 @@ def _report(summary: dict[str, Any], opened: planning.Opened, stats_json: Option
         )
     batch = f"frames per batched inference: {summary['mean_batch']} on average; " if len(summary["streams"]) > 1 else ""
     console.print(f"{batch}stopped by: {summary['stopped_by']}")
-    if stats_json is not None:
+    if stats_json is not None and summary["frames"]:  # a run that processed nothing keeps the old one
         atomic_write_text(stats_json, json.dumps(summary, indent=1))
     _written(opened)
     _exit(summary)
@@ -237,8 +237,10 @@ def _written(opened: planning.Opened) -> None:
             console.print(f"wrote {sink.describe()}", soft_wrap=True)
         report = getattr(sink, "summary", None)
         if callable(report):
-            bad = getattr(sink, "dropped", 0) or getattr(sink, "waiting", 0)
-            (err_console if bad else console).print(report(), soft_wrap=True)
+            console.print(report(), soft_wrap=True)  # losses: the one error line (or a warning with ?best-effort)
+    from overfeat_edge.stream.publish import check_delivered
+
+    check_delivered(opened.sinks)  # lost messages end the run non-zero (unless ?best-effort)
 
 
 def _exit(summary: dict[str, Any]) -> None:

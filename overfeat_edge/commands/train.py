@@ -10,7 +10,16 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from overfeat_edge.commands.common import Scales, check_number, check_output, command, console, err_console, keep
+from overfeat_edge.commands.common import (
+    Scales,
+    check_number,
+    check_output,
+    check_outputs,
+    command,
+    console,
+    err_console,
+    keep,
+)
 from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
@@ -161,6 +170,7 @@ def evaluate(
     DetectorConfig(threshold=threshold, merge=merge, min_score=min_score)  # the options' own checks
     if json_out is not None:
         check_output(json_out, "--json")
+        check_outputs({"--json": json_out}, [p for p in data.iterdir() if p.is_file()] if data.is_dir() else [data])
     dataset = read_dataset(data, split)
     warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)

@@ -35,6 +35,7 @@ from overfeat_edge.engine.compat import (
 )
 from overfeat_edge.engine.profiles import Profile, plan_profiles, profiles_key
 from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge.paths import slug
 from overfeat_edge.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -146,7 +147,7 @@ def prepare(req: BuildRequest) -> Prepared:
     profiles = plan_profiles(
         spec, req.frame_hw, list(req.scales) if req.scales else None, batch=req.batch, dynamic_max_side=req.dynamic
     )
-    name = req.model if req.model in shipped_models() else onnx.stem
+    name = req.model if req.model in shipped_models() else slug(onnx.stem)
     source, calibration, calib_sha = "qdq", None, None
     if req.precision == "int8":
         qdq = has_qdq(onnx)

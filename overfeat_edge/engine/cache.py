@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from typing import Any
 from overfeat_edge.engine.profiles import Profile
 from overfeat_edge.errors import ModelError
 from overfeat_edge.io import atomic_write_bytes, atomic_write_text
-from overfeat_edge.schema import Fields
+from overfeat_edge.paths import slug, under
+from overfeat_edge.schema import Fields, load_json
 
 MANIFEST_FORMAT = "overfeat-edge-engine/1"
 ENGINES = Path("engines")
@@ -31,11 +31,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a model or GPU name: ``NVIDIA Jetson AGX Orin`` -> ``nvidia-jetson-agx-orin``."""
-    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
 
 
 @dataclass(frozen=True)
@@ -74,10 +69,7 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str, source: str) -> Manifest:
         """A manifest from its file, every field checked (a manifest is as untrusted as the engine)."""
-        try:
-            d = json.loads(text)
-        except ValueError as exc:
-            raise ModelError(f"{source}: malformed engine manifest (not JSON: {exc})") from None
+        d = load_json(text, f"{source}: malformed engine manifest")
         f = Fields(d, f"{source}: engine manifest")
         if d.get("format") != MANIFEST_FORMAT:
             raise ModelError(f"{source}: not an overfeat-edge engine manifest (format {d.get('format')!r})")
@@ -115,7 +107,7 @@ class Manifest:
 
 
 def engine_path(root: Path, model: str, device: DeviceInfo, precision: str, key: str) -> Path:
-    return root / slug(model) / device.folder() / f"{precision}-{key}.engine"
+    return under(root, root / slug(model) / device.folder() / f"{precision}-{key}.engine", "the engine")
 
 
 def manifest_path(engine: Path) -> Path:

@@ -136,6 +136,13 @@ class Detector:
         return levels, self.forward(inputs)
 
     def postprocess(self, levels: list[ScaleLevel], maps: list[Maps]) -> Detections:
+        """Decode, merge and cut one frame's maps. Non-finite maps or boxes (a broken model: a NaN or
+        3e38 bias) are one :class:`ModelError`, checked once per frame, so nothing non-finite is written."""
+        check_finite(maps)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, once, as a ModelError
+            return self._postprocess(levels, maps)
+
+    def _postprocess(self, levels: list[ScaleLevel], maps: list[Maps]) -> Detections:
         cfg = self.config
         assert cfg.threshold is not None and cfg.min_score is not None and cfg.nms_iou is not None  # resolved
         assert cfg.max_detections is not None
@@ -162,7 +169,10 @@ class Detector:
             merged = MERGERS["nms"](raw, cfg.nms_iou)
         if cfg.min_score > 0:
             merged = merged[merged.score >= cfg.min_score]
-        return merged[: cfg.max_detections]
+        out = merged[: cfg.max_detections]
+        if not (np.isfinite(out.xyxy).all() and np.isfinite(out.score).all()):
+            raise ModelError("the model's boxes overflow to infinity or NaN once decoded; the model is broken")
+        return out
 
     def refine(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
         """The steps after the merge (a cascade's crop classifiers), in order."""
@@ -183,3 +193,11 @@ class Detector:
         if flips:
             maps += [m["scores"] for m in self.infer(np.ascontiguousarray(frame[:, ::-1]))[1]]
         return classify(maps, self.spec, top_k)
+
+
+def check_finite(maps: list[Maps]) -> None:
+    """Every output map of every level is finite, or one :class:`ModelError` naming the output."""
+    for i, m in enumerate(maps):
+        for name, v in m.items():
+            if not np.isfinite(v).all():
+                raise ModelError(f"the model's {name!r} output holds NaN or infinity (level {i}); the model is broken")

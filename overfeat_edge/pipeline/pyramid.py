@@ -23,6 +23,7 @@ from overfeat_edge.spec import PAPER_SCALES
 from overfeat_edge.types import ScaleLevel
 
 MAX_SIDE = 8192  # a pyramid level's side at most: larger is a typo, and its maps would not fit in memory
+MAX_LEVELS = 64  # levels in one pyramid at most (MTCNN's 0.709 rule gives about 12 for a 1080p frame)
 _SIDE = re.compile(r"^\d+$")
 _HW = re.compile(r"^(\d+)x(\d+)$")
 _FACTOR = re.compile(r"^x(\d*\.?\d+)$")
@@ -65,6 +66,10 @@ class Scale:
         return sh, sw
 
 
+class ImageTooSmall(InputError):
+    """This image is too small for the pyramid (another image may not be): skipped and counted."""
+
+
 def parse_scales(items: list[str] | tuple[str, ...]) -> list[Scale]:
     """Parse ``["320", "281x317", "paper"]`` (comma-separated items allowed)."""
     out: list[Scale] = []
@@ -98,14 +103,17 @@ def parse_scales(items: list[str] | tuple[str, ...]) -> list[Scale]:
                 )
     if not out:
         raise InputError("no scales given")
+    if len(out) > MAX_LEVELS:
+        raise InputError(f"{len(out)} scales given; a pyramid has at most {MAX_LEVELS} levels")
     return out
 
 
 def geometric_scales(min_size: int, factor: float, window: int, image_hw: tuple[int, int]) -> list[Scale]:
     """MTCNN's pyramid: ``window / min_size * factor**k`` while ``min(image_hw) * scale >= window``."""
-    out, scale = [], window / min_size
+    out: list[Scale] = []
+    scale = window / min_size
     side = min(image_hw) * scale
-    while side >= window:
+    while side >= window and len(out) <= MAX_LEVELS:  # one past the bound: expand_scales refuses it
         out.append(Scale(factor=scale))
         scale *= factor
         side *= factor
@@ -117,8 +125,13 @@ def expand_scales(scales: list[Scale], image_hw: tuple[int, int], window: int) -
     out: list[Scale] = []
     for s in scales:
         out += geometric_scales(*s.rule, window, image_hw) if s.rule is not None else [s]
-    if not out:
+    if len(out) > MAX_LEVELS:
         raise InputError(
+            f"the pyramid has more than {MAX_LEVELS} levels for a {image_hw[0]}x{image_hw[1]} image; give fewer "
+            "scales or a --scale-factor further from 1 (e.g. 0.709)"
+        )
+    if not out:
+        raise ImageTooSmall(
             f"the pyramid rule gives no level for a {image_hw[0]}x{image_hw[1]} image (smaller than the "
             f"{window}px window at the largest scale); lower --min-size"
         )

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from overfeat_edge.errors import InputError
-from overfeat_edge.io import atomic_write_text
+from overfeat_edge.errors import InputError, OverfeatEdgeError
+from overfeat_edge.io import atomic_write_text, read_bounded
+from overfeat_edge.schema import load_json
 
 FRAME_HW = (480, 640)
 ROUNDS = 5
@@ -123,14 +124,14 @@ def choose(model: str, threads: int | None = None, precision: str = "fp32") -> t
     digest = hashlib.sha256(onnx.read_bytes()).hexdigest()[:16]
     key = f"{digest} | {precision} | {cpu()} | threads {threads or os.cpu_count()} | {_versions(have)}"
     path = cache_file()
-    try:
-        cache = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    try:  # a cache we cannot use (unreadable, too large, not JSON, too deep) is measured again
+        cache = load_json(read_bounded(path, 1 << 20, "auto cache"), str(path)) if path.is_file() else {}
+    except OverfeatEdgeError:
         cache = {}
     if not isinstance(cache, dict):
         cache = {}
     hit = cache.get(key)
-    if isinstance(hit, dict) and hit.get("backend") in have:
+    if isinstance(hit, dict) and hit.get("backend") in have and isinstance(hit.get("why"), str):
         return hit["backend"], f"{hit['backend']} ({hit['why']}; measured earlier on this machine)"
     ms = measure(model, have, threads, precision)
     best = min(ms, key=lambda b: ms[b])

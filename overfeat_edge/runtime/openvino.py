@@ -18,6 +18,7 @@ float parts in ``f32``. Other options (OpenVINO's properties): ``threads`` (``IN
 from __future__ import annotations
 
 import importlib.util
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,20 @@ DESCRIPTOR = BackendDescriptor(
     available=lambda: None if importlib.util.find_spec("openvino") else "pip install openvino",
 )
 
+# One Core per process (OpenVINO's own advice) and one shape's compile and first inference at a time
+# in the process: with a Core per worker, two workers' first inferences each set up OpenVINO's CPU
+# streams for their calling thread at the same moment (see run()).
+_CORE: list[Any] = []
+_FIRST = threading.Lock()
+
+
+def shared_core(ov: Any) -> Any:
+    """The process's one ``ov.Core``."""
+    with _FIRST:
+        if not _CORE:
+            _CORE.append(ov.Core())
+        return _CORE[0]
+
 
 class OpenVinoRunner(Runner):
     name = "openvino"
@@ -76,7 +91,7 @@ class OpenVinoRunner(Runner):
         ov = require("openvino", "the openvino backend")
         self.path, self.device, self.shapes = path, device, shapes
         self.spec = read_spec(path)
-        self.core = ov.Core()
+        self.core = shared_core(ov)
         if device.split(".")[0].split(":")[0] not in [d.split(".")[0] for d in self.core.available_devices]:
             raise InputError(
                 f"OpenVINO device {device!r} is not here (available: {', '.join(self.core.available_devices)})"
@@ -94,24 +109,33 @@ class OpenVinoRunner(Runner):
             raise ModelError(f"{path}: expected one input {INPUT_NAME!r}, got {inputs}")
         self.output_names = names
         self._compiled: dict[tuple[int, ...] | None, Any] = {}  # input shape (reshape) or None (dynamic) -> request
+        self._lock = threading.Lock()
         self.precision = precision
 
-    def _request(self, shape: tuple[int, ...]) -> Any:
-        key = None if self.shapes == "dynamic" else shape
-        if key not in self._compiled:
-            model = self.model
-            if key is not None:
-                model = self.model.clone()
-                model.reshape({INPUT_NAME: list(shape)})
-            compiled = self.core.compile_model(model, self.device, self.config)
-            self._compiled[key] = compiled.create_infer_request()
-        return self._compiled[key]
+    def _compile(self, key: tuple[int, ...] | None) -> Any:
+        model = self.model
+        if key is not None:
+            model = self.model.clone()
+            model.reshape({INPUT_NAME: list(key)})
+        return self.core.compile_model(model, self.device, self.config).create_infer_request()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """One inference. A shape's first one (its compile, and OpenVINO's lazy set-up of the CPU
+        streams that serve the calling thread) runs alone in the process, under ``_FIRST``; later
+        ones run side by side, each worker on its own runner. An InferRequest serves one thread at
+        a time (``self._lock``: its output tensors are read after ``infer``)."""
         x = self.check_input(batch)
-        request = self._request(x.shape)
-        request.infer({INPUT_NAME: x})
-        return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
+        key = None if self.shapes == "dynamic" else x.shape
+        with self._lock:
+            request = self._compiled.get(key)
+            if request is None:
+                with _FIRST:
+                    request = self._compile(key)
+                    request.infer({INPUT_NAME: x})
+                self._compiled[key] = request
+            else:
+                request.infer({INPUT_NAME: x})
+            return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
     def describe(self) -> str:
         ov = require("openvino", "the openvino backend")

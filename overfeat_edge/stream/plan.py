@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 from overfeat_edge.errors import InputError
+from overfeat_edge.io import check_name, read_bounded
+from overfeat_edge.paths import is_safe_name, safe_name
 from overfeat_edge.pipeline.detector import Detector
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.loop import Stream, StreamLoop
@@ -48,9 +49,8 @@ OUTPUTS: dict[str, str] = {
 """An output's scheme or suffix -> the module (and function prefix) that checks and opens it."""
 RECORD_OUTPUTS = frozenset({".jsonl", "mqtt", "mqtts"})  # one sink can take every stream's records
 ONE_PER_STREAM = frozenset({"display"})  # one each without {name}: a window per stream
-MAX_STREAMS = 64
-
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_STREAMS = 64  # every stream joins one batch: more would exhaust memory before the first frame
+MAX_SOURCES_BYTES = 1 << 20
 
 
 # ---- streams ---------------------------------------------------------------------------------
@@ -61,7 +61,26 @@ def _default_name(uri: str, position: int) -> str:
         return f"cam{position}"
     p = Path(text)
     stem = p.name if not p.suffix else p.stem
-    return stem if _NAME.match(stem) and stem not in (".", "..") else f"cam{position}"
+    return stem if is_safe_name(stem) else f"cam{position}"
+
+
+def _sources_lines(path: Path, first: int) -> list[tuple[Optional[str], str]]:
+    """The ``[NAME=]URI`` lines of a --sources file (at most MAX_SOURCES_BYTES and MAX_STREAMS)."""
+    if not path.is_file():
+        raise InputError(f"--sources {path}: {'not a regular file' if path.exists() else 'no such file'}")
+    try:
+        lines = read_bounded(path, MAX_SOURCES_BYTES, "--sources").decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(f"--sources {path}: not a UTF-8 text file") from None
+    out: list[tuple[Optional[str], str]] = []
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            head, eq, rest = text.partition("=")
+            out.append((head.strip(), rest.strip()) if eq and is_safe_name(head.strip()) else (None, text))
+            if first + len(out) > MAX_STREAMS:
+                raise InputError(f"--sources {path}: more than {MAX_STREAMS} streams; run several processes")
+    return out
 
 
 def stream_list(sources: Optional[List[str]], sources_file: Optional[Path]) -> list[tuple[str, str]]:
@@ -71,26 +90,17 @@ def stream_list(sources: Optional[List[str]], sources_file: Optional[Path]) -> l
     (its stem) or folder, else ``cam<N>``; names are unique and file-name safe."""
     given: list[tuple[Optional[str], str]] = [(None, uri) for uri in sources or []]
     if sources_file is not None:
-        if not sources_file.is_file():
-            what = "not a regular file" if sources_file.exists() else "no such file"
-            raise InputError(f"--sources {sources_file}: {what}")
-        try:
-            lines = sources_file.read_text(encoding="utf-8").splitlines()
-        except (UnicodeDecodeError, OSError) as exc:
-            raise InputError(f"--sources {sources_file}: not a text file ({type(exc).__name__})") from None
-        for line in lines:
-            text = line.strip()
-            if text and not text.startswith("#"):
-                head, eq, rest = text.partition("=")
-                given.append((head.strip(), rest.strip()) if eq and _NAME.match(head.strip()) else (None, text))
+        given += _sources_lines(sources_file, len(given))
     if not given:
         raise InputError("no source: give one or more SOURCE arguments or --sources FILE")
     if len(given) > MAX_STREAMS:
         raise InputError(f"{len(given)} sources: at most {MAX_STREAMS} streams run in one process")
-    named = [n for n, _ in given if n is not None]
-    bad = [n for n in named if not _NAME.match(n) or n in (".", "..")]
-    if bad:
-        raise InputError(f"stream name {bad[0]!r} must be letters, digits, '.', '_' or '-' (it names output files)")
+    named = [safe_name(n, "stream name") for n, _ in given if n is not None]
+    empty = [n for n, uri in given if not uri.strip()]
+    if empty:
+        raise InputError(f"stream {empty[0]!r} has an empty source (NAME=URI)")
+    for _, uri in given:  # OpenCV opens sources by a UTF-8 name and crashes on any other
+        check_name(uri, "source", utf8=True)
     dup = sorted({n for n in named if named.count(n) > 1})
     if dup:
         raise InputError(f"stream name {dup[0]!r} is given twice; every stream needs its own name")

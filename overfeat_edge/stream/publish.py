@@ -21,16 +21,17 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import numpy as np
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, OutputError
+from overfeat_edge.io import read_bounded
 from overfeat_edge.lazy import require
 from overfeat_edge.records import frame_record
 from overfeat_edge.stream.sinks import Sink
@@ -40,6 +41,9 @@ ENV_USER = "OVERFEAT_EDGE_MQTT_USERNAME"
 ENV_PASSWORD = "OVERFEAT_EDGE_MQTT_PASSWORD"
 ENV_PASSWORD_FILE = "OVERFEAT_EDGE_MQTT_PASSWORD_FILE"
 ENV_CA = "OVERFEAT_EDGE_MQTT_CA"
+MAX_URL = 1024  # the topic with {name} (at most 64 characters) stays far below MQTT's 65535 bytes
+MAX_SECRET = 4096  # a password file's size
+CONNECT_WAIT = 3.0  # seconds the sink waits at start to tell whether the broker answers
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,19 @@ class Broker:
     topic: str
     tls: bool
 
+    best_effort: bool = False
+
     @classmethod
     def parse(cls, url: str) -> Broker:
-        parts = urlsplit(url)
+        if len(url) > MAX_URL or any(ord(c) < 32 or ord(c) == 127 for c in url):
+            raise InputError(f"--publish {url[:60]!r}: a URL of at most {MAX_URL} printable characters is expected")
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:  # a bad IPv6 literal, a port that is not a number
+            if "port" in str(exc).lower():
+                raise InputError(f"--publish {url}: the port must be a number from 1 to 65535") from None
+            raise InputError(f"--publish {url}: not a valid URL ({exc}); give mqtt://HOST[:PORT]/TOPIC") from None
         if parts.scheme not in ("mqtt", "mqtts"):
             raise InputError(f"--publish {url}: give mqtt://HOST[:PORT]/TOPIC or mqtts://... (TLS)")
         if parts.username is not None or parts.password is not None:
@@ -61,16 +75,22 @@ class Broker:
                 f"--publish: no credentials in the URL (they would show in the process list); "
                 f"set {ENV_USER} and {ENV_PASSWORD} or {ENV_PASSWORD_FILE}"
             )
-        try:
-            port = parts.port
-        except ValueError:
-            raise InputError(f"--publish {url}: the port must be a number from 1 to 65535") from None
+        if port is not None and not 1 <= port <= 65535:
+            raise InputError(f"--publish {url}: the port must be a number from 1 to 65535, got {port}")
         topic = parts.path.lstrip("/")
         if not parts.hostname or not topic:
             raise InputError(f"--publish {url}: both a host and a topic are needed (mqtt://HOST[:PORT]/TOPIC)")
-        if any(c in topic for c in "+\0") or "#" in url or parts.query:
-            raise InputError(f"--publish {url}: a topic to publish to cannot hold '+', '#', '?' or NUL")
-        return cls(parts.hostname, port or (8883 if parts.scheme == "mqtts" else 1883), topic, parts.scheme == "mqtts")
+        if any(c in topic for c in "+\0") or "#" in url:
+            raise InputError(f"--publish {url}: a topic to publish to cannot hold '+', '#' or NUL")
+        if parts.query not in ("", "best-effort"):
+            raise InputError(f"--publish {url}: the only option after '?' is best-effort")
+        return cls(
+            parts.hostname,
+            port or (8883 if parts.scheme == "mqtts" else 1883),
+            topic,
+            parts.scheme == "mqtts",
+            parts.query == "best-effort",
+        )
 
 
 def credentials() -> tuple[Optional[str], Optional[str]]:
@@ -80,9 +100,9 @@ def credentials() -> tuple[Optional[str], Optional[str]]:
     path = os.environ.get(ENV_PASSWORD_FILE)
     if path:
         try:
-            password = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{ENV_PASSWORD_FILE}={path}: cannot be read ({type(exc).__name__})") from None
+            password = read_bounded(path, MAX_SECRET, ENV_PASSWORD_FILE).decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InputError(f"{ENV_PASSWORD_FILE}={path}: not UTF-8 text") from None
     if password is not None and user is None:
         raise InputError(f"an MQTT password is set but no {ENV_USER}")
     return user, password
@@ -92,10 +112,7 @@ def tls_ca() -> Optional[str]:
     """The CA file for mqtts:// (``OVERFEAT_EDGE_MQTT_CA``), checked; None: the system's CAs."""
     ca = os.environ.get(ENV_CA) or None
     if ca is not None:
-        try:
-            text = Path(ca).read_text(encoding="ascii", errors="replace")
-        except OSError as exc:
-            raise InputError(f"{ENV_CA}={ca}: cannot be read ({type(exc).__name__})") from None
+        text = read_bounded(ca, 1 << 20, ENV_CA).decode("ascii", "replace")
         if "-----BEGIN CERTIFICATE-----" not in text:
             raise InputError(f"{ENV_CA}={ca}: not a PEM certificate file")
     return ca
@@ -137,6 +154,7 @@ class MqttSink(Sink):
             except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
                 raise InputError(f"--publish {url}: TLS could not be set up ({type(exc).__name__}: {exc})") from None
         self._queue_full = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+        self.warning = ""
         self.connected = threading.Event()
         self.last_error = ""
         self.client.on_connect = self._on_connect
@@ -146,6 +164,13 @@ class MqttSink(Sink):
         self.client.on_publish = self._on_publish
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        self.reached = self.connected.wait(CONNECT_WAIT)
+        if not self.reached:  # said now, not only in the summary at the end
+            self.warning = (
+                f"warning: {url}: the broker did not answer in {CONNECT_WAIT:g} s "
+                f"({self.last_error or 'no connection'}); up to {buffer} messages are kept until it does"
+            )
+            print(self.warning, file=sys.stderr, flush=True)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if getattr(reason, "is_failure", False):
@@ -167,7 +192,7 @@ class MqttSink(Sink):
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         record = frame_record(index, timestamp, det, self.class_names, self.extra)
-        info = self.client.publish(self.topic(record), json.dumps(record), qos=1)
+        info = self.client.publish(self.topic(record), json.dumps(record, allow_nan=False), qos=1)
         if info.rc == self._queue_full:
             self.dropped += 1
         else:  # sent now, or kept until the broker is back
@@ -195,6 +220,10 @@ class MqttSink(Sink):
         drop = f", {self.dropped} dropped (buffer full)" if self.dropped else ""
         return f"{self.url}: {self.sent} message(s) acknowledged{drop}{tail}"
 
+    def lost(self) -> int:
+        """Messages that did not reach the broker (dropped, or still waiting when it closed)."""
+        return self.dropped + self.waiting
+
 
 def check_output(uri: str, buffer: int = 10_000) -> None:
     """``mqtt[s]://HOST[:PORT]/TOPIC`` checked before the model loads: the URL, the buffer, the
@@ -210,3 +239,19 @@ def check_output(uri: str, buffer: int = 10_000) -> None:
 def open_output(uri: str, *, stream: str, fps: float, class_names: tuple[str, ...], buffer: int = 10_000) -> MqttSink:
     """One sink for every stream: ``{name}`` in the topic is each message's stream."""
     return MqttSink(uri, class_names, buffer=buffer)
+
+
+def check_delivered(sinks: Any) -> None:
+    """Every MQTT sink got its messages acknowledged, unless its URL asked for ``?best-effort``:
+    otherwise one :class:`OutputError` line (the run exits non-zero: results were lost)."""
+    for sink in sinks:
+        if not isinstance(sink, MqttSink) or not sink.lost():
+            continue
+        total = sink.accepted + sink.dropped
+        if sink.broker.best_effort:
+            print(f"warning: {sink.url}: {sink.lost()} of {total} message(s) lost (best effort)", file=sys.stderr)
+        else:
+            raise OutputError(
+                f"{sink.url}: {sink.lost()} of {total} message(s) never reached the broker "
+                f"({sink.last_error or 'no connection'}); add ?best-effort to the URL to accept losses"
+            )

@@ -11,8 +11,10 @@ written) and the JSON Lines file holds whole lines only, so both stay readable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +23,8 @@ from typing import Any, ClassVar
 import cv2
 import numpy as np
 
-from overfeat_edge.errors import InputError
+from overfeat_edge.errors import InputError, OutputError
+from overfeat_edge.io import AtomicFile, check_name, disk_full
 from overfeat_edge.records import frame_record
 from overfeat_edge.types import Detections
 
@@ -54,13 +57,13 @@ class Sink:
         self.close()
 
 
-def _partial(path: Path) -> Path:
-    """``dir/.name.partial.ext``: the container format follows the extension, so it is kept."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
 class VideoSink(Sink):
-    """An MP4 (``mp4v``) or AVI (``MJPG``) file at the source's frame rate, opened on the first frame."""
+    """An MP4 (``mp4v``) or AVI (``MJPG``) file at the source's frame rate, opened on the first frame.
+
+    Written under an exclusive temporary name (:class:`~overfeat_edge.io.AtomicFile`, the suffix kept:
+    OpenCV picks the container by it) and renamed on :meth:`close` only when the file holds every
+    frame written (checked by reading its header back: a full disk leaves no index); a run that wrote
+    no frame leaves the old file as it was."""
 
     FOURCC: ClassVar[dict[str, str]] = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
@@ -68,8 +71,13 @@ class VideoSink(Sink):
         self.path = Path(path)
         if self.path.suffix.lower() not in self.FOURCC:
             raise InputError(f"--output must end in one of {', '.join(self.FOURCC)}, got {self.path}")
+        check_name(self.path, "--output", utf8=True)
         self.fps = fps if fps and fps > 0 else 30.0
-        self.tmp = _partial(self.path)
+        self.out = AtomicFile(self.path, "--output", keep_suffix=True)
+        if self.out.inplace:
+            self.out.discard()
+            raise InputError(f"--output {self.path}: a video needs a seekable file, not a pipe or device")
+        self.tmp = self.out.tmp
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0
         self.size: tuple[int, int] | None = None
@@ -80,7 +88,6 @@ class VideoSink(Sink):
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         h, w = frame.shape[:2]
         if self.writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             fourcc = cv2.VideoWriter.fourcc(*self.FOURCC[self.path.suffix.lower()])
             self.writer = cv2.VideoWriter(str(self.tmp), fourcc, self.fps, (w, h))
             if not self.writer.isOpened():
@@ -96,21 +103,54 @@ class VideoSink(Sink):
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            os.replace(self.tmp, self.path)
+        if self.out.done:
+            return
+        if not self.frames:
+            self.out.discard()
+            return
+        held = _frames_in(self.tmp)
+        if held < self.frames:
+            self.out.discard()
+            free = _free_bytes(self.tmp.parent)
+            why = "the disk is full" if free is not None and free < 1 << 20 else "the file could not be finished"
+            raise OutputError(f"--output {self.path}: {why} ({held} of {self.frames} frames readable); not kept")
+        self.out.commit()
+
+
+def _frames_in(path: Path) -> int:
+    """Frames a video file's index says it holds (0: no index, an unfinished file)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+    finally:
+        cap.release()
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame, :func:`overfeat_edge.records.frame_record`'s schema."""
+    """One JSON object per frame, :func:`overfeat_edge.records.frame_record`'s schema.
+
+    Written under an exclusive temporary name and renamed on :meth:`close` when at least one frame
+    was written (a run that fails before its first frame leaves the old file as it was). A full disk
+    ends the run with one line; the lines written before it are kept whole (the file is cut at its
+    last newline). ``-``, a FIFO or /dev/null is written in place."""
 
     needs_frame = False
 
     def __init__(self, path: str | Path, class_names: tuple[str, ...] | list[str], extra: dict[str, Any] | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = _partial(self.path)
+        self.out = AtomicFile(self.path, "--jsonl")
+        self.tmp = self.out.tmp
         self.class_names = class_names
         self.extra = extra or {}
-        self.file = self.tmp.open("w", encoding="utf-8")
+        self.file = self.out.open_text()
         self.frames = 0
 
     def describe(self) -> str:
@@ -118,13 +158,53 @@ class JsonlSink(Sink):
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
         record = frame_record(index, timestamp, det, self.class_names, self.extra)
-        self.file.write(json.dumps(record) + "\n")  # close() flushes: whole lines only
+        try:
+            self.file.write(json.dumps(record, allow_nan=False) + "\n")  # close() flushes: whole lines only
+            if self.out.inplace:
+                self.file.flush()
+        except OSError as exc:
+            self._full(exc)
         self.frames += 1
 
-    def close(self) -> None:
-        if not self.file.closed:
+    def _full(self, exc: OSError) -> None:
+        """A write failed (a full disk): keep the whole lines already on disk, and say so."""
+        with contextlib.suppress(OSError):
             self.file.close()
-            os.replace(self.tmp, self.path)
+        if self.out.inplace:
+            raise disk_full(exc, self.path) from None
+        kept = _cut_at_last_newline(self.tmp)
+        if kept:
+            self.out.commit()
+        else:
+            self.out.discard()
+        raise OutputError(
+            f"--jsonl {self.path}: {exc.strerror or 'write failed'}; "
+            + (f"the first {kept} whole line(s) are kept" if kept else "nothing was kept")
+        ) from None
+
+    def close(self) -> None:
+        if self.out.done:
+            return
+        try:
+            if self.file is not sys.stdout:
+                self.file.close()
+            else:
+                self.file.flush()
+        except OSError as exc:
+            self._full(exc)
+        if self.frames:
+            self.out.commit()
+        else:
+            self.out.discard()
+
+
+def _cut_at_last_newline(path: Path) -> int:
+    """Truncate ``path`` after its last newline; the number of lines kept."""
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        f.truncate(end)
+    return data[:end].count(b"\n")
 
 
 class ImageFolderSink(Sink):

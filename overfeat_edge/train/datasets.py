@@ -9,7 +9,6 @@ layouts (``data.yaml`` splits, ``images/<split>``) are found by :mod:`.yolo_layo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import read_image as read_image_file
 from overfeat_edge.pycompat import zip_strict
+from overfeat_edge.schema import load_json
 from overfeat_edge.train.yolo_layout import (
     SPLITS,
     find_yaml,
@@ -91,7 +91,7 @@ def read_coco(path: str | Path) -> DetectionDataset:
     if not path.is_file():
         raise InputError(f"COCO annotations not found: {path}")
     try:
-        d = json.loads(path.read_text())
+        d = load_json(path.read_bytes(), str(path), InputError)
         cats = sorted(d["categories"], key=lambda c: c["id"])
         index = {c["id"]: i for i, c in enumerate(cats)}
         per_image: dict[int, list[tuple[list[float], int]]] = {im["id"]: [] for im in d["images"]}

@@ -86,7 +86,7 @@ def test_demo_writes_video_and_jsonl(tmp_path: Path) -> None:
     cap.release()
     recs = [json.loads(x) for x in (tmp_path / "detections.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in recs] == list(range(6))
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob(".*.tmp*"))
 
 
 def test_export_named_model_with_weights(tmp_path: Path, capsys) -> None:

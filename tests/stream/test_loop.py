@@ -167,9 +167,12 @@ def test_signal_finishes_and_closes_every_output(camera, tmp_path: Path, sig: si
     args += ["--jsonl", str(tmp_path / "d.jsonl"), "--stats-json", str(tmp_path / "s.json"), "--no-live"]
     args += ["--scales", "131", "--threads", "1"]
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    partial = tmp_path / ".d.partial.jsonl"
     t0 = time.monotonic()
-    while not (partial.is_file() and partial.read_text().count("\n") >= 5):
+
+    def written() -> int:  # lines in the JSONL's temporary file (an unpredictable name: .d.jsonl.XXXXXXXX.tmp)
+        return sum(q.read_text().count("\n") for q in tmp_path.glob(".d.jsonl.*.tmp"))
+
+    while written() < 5:
         assert p.poll() is None and time.monotonic() - t0 < 60, p.communicate()
         time.sleep(0.05)
     p.send_signal(sig)
@@ -183,4 +186,4 @@ def test_signal_finishes_and_closes_every_output(camera, tmp_path: Path, sig: si
     cap.release()
     stats = json.loads((tmp_path / "s.json").read_text())
     assert stats["stopped_by"] == sig.name and stats["frames"] == len(recs)
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*.tmp*")) and not list(tmp_path.glob(".*.lock"))
