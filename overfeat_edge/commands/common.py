@@ -172,10 +172,17 @@ BackendOption = Annotated[
     str,
     typer.Option(
         help="auto (the fastest CPU backend installed, measured once per model and machine), onnxruntime, "
-        "openvino, torch, or tensorrt (an .engine)."
+        "openvino, torch, tensorrt (an .engine), or triton (a served model: --triton-url)."
     ),
 ]
 OvPrecision = Annotated[
     Optional[str], typer.Option(help="openvino: f32, bf16 or f16 (default: the device's own, bf16 on AMX CPUs).")
+]
+TritonUrl = Annotated[
+    Optional[str],
+    typer.Option(help="triton: the server, grpc://HOST:8001 or http://HOST:8000 (grpcs/https: TLS); --model NAME."),
+]
+TritonShm = Annotated[
+    bool, typer.Option("--triton-shm", help="triton: the tensors through system shared memory (server on this host).")
 ]
 OvDevice = Annotated[Optional[str], typer.Option(help="openvino: CPU (default), GPU (an Intel iGPU) or NPU.")]

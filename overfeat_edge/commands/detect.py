@@ -17,6 +17,8 @@ from overfeat_edge.commands.common import (
     OvDevice,
     OvPrecision,
     ScaleFactor,
+    TritonShm,
+    TritonUrl,
     check_output,
     check_outputs,
     command,
@@ -58,6 +60,8 @@ def detect(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads of the backend.")] = None,
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
+    triton_url: TritonUrl = None,
+    triton_shm: TritonShm = False,
     scales: Annotated[
         Optional[List[str]], typer.Option("--scales", "-s", help="Smallest sides (320), HxW, or 'paper'; repeatable.")
     ] = None,
@@ -106,6 +110,8 @@ def detect(
         threads=threads,
         ov_precision=ov_precision,
         ov_device=ov_device,
+        triton_url=triton_url,
+        triton_shm=triton_shm,
     )
     console.print(describe(det, model), soft_wrap=True)
     spec = det.spec

@@ -21,6 +21,8 @@ from overfeat_edge.commands.common import (
     ScaleFactor,
     Scales,
     Threshold,
+    TritonShm,
+    TritonUrl,
     check_number,
     check_output,
     check_outputs,
@@ -111,6 +113,8 @@ def run(
     backend: BackendOption = "auto",
     ov_precision: OvPrecision = None,
     ov_device: OvDevice = None,
+    triton_url: TritonUrl = None,
+    triton_shm: TritonShm = False,
     cuda_graphs: Annotated[bool, typer.Option("--cuda-graphs", help="tensorrt: a CUDA graph per scale.")] = False,
     threads: Annotated[
         Optional[int], typer.Option(help="onnxruntime threads, all workers (default: all cores).")
@@ -172,6 +176,8 @@ def run(
                 "cuda_graphs": cuda_graphs,
                 "ov_precision": ov_precision,
                 "ov_device": ov_device,
+                "triton_url": triton_url,
+                "triton_shm": triton_shm,
             },
             workers=workers,
             config=(scales, threshold, merge, min_score),
@@ -209,6 +215,7 @@ def run(
     n_workers = inference_workers(workers, backend, spec.live)
     per_worker = worker_threads(threads, n_workers) if backend in CPU_BACKENDS else threads
     options = {"threads": per_worker, "cuda_graphs": cuda_graphs, "ov_precision": ov_precision, "ov_device": ov_device}
+    options.update(triton_url=triton_url, triton_shm=triton_shm)
     config = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
     det = load_detector(model, backend=backend, config=config, **options)
     det.runner.choice = why

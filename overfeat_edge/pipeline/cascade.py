@@ -19,6 +19,7 @@ Stage scores are kept per box in ``data`` (``<stage>_score``), landmarks as ``da
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,16 @@ class CropStage:
         )
 
 
+def _served_stage(detector: Runner, backend: str, name: Any, st: StageSpec, options: dict[str, Any]) -> CropStage:
+    """A stage the backend finds by name (a Triton server's ``mtcnn-face-rnet``), not beside a file."""
+    from overfeat_edge.runtime import load_runner
+
+    runner = load_runner(backend, name(getattr(detector, "model", ""), st.file), **options)
+    if runner.spec.arch.num_classes != detector.spec.arch.num_classes:
+        raise ModelError(f"{runner.describe()}: the {st.name} stage has other classes than the detector")
+    return CropStage(runner, st)
+
+
 def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:
     """The crop stages the detector's spec names, each loaded in ``backend`` from its file beside
     the detector's model file (``rnet.onnx`` beside ``model.onnx``; for TensorRT, the stage's
@@ -204,6 +215,9 @@ def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:
         return out
     from overfeat_edge.runtime import load_runner
 
+    stage_model = getattr(importlib.import_module(f"overfeat_edge.runtime.{backend}"), "DESCRIPTOR", None)
+    if stage_model is not None and stage_model.stage_model is not None:  # a server's models, by name
+        return out + [_served_stage(detector, backend, stage_model.stage_model, st, options) for st in stages]
     folder = getattr(detector, "path", None)
     if folder is None:
         raise ModelError(

@@ -19,7 +19,11 @@ def load_detector(
     name, why = resolve_backend(backend, model, options.get("threads"))
     runner = load_runner(name, model, **options)
     runner.choice = why
-    stage_options = {k: v for k, v in options.items() if k in ("threads", "cuda", "ov_device", "ov_precision")}
+    stage_options = {
+        k: v
+        for k, v in options.items()
+        if k in ("threads", "cuda", "ov_device", "ov_precision") or k.startswith("triton_")
+    }
     return Detector(runner, config, steps=load_stages(runner, name, **stage_options))
 
 

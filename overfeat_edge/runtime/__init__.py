@@ -15,7 +15,7 @@ from typing import Any
 from overfeat_edge.errors import InputError
 from overfeat_edge.runtime.base import Runner
 
-BACKENDS = ("onnxruntime", "openvino", "torch", "tensorrt", "auto")
+BACKENDS = ("onnxruntime", "openvino", "torch", "tensorrt", "triton", "auto")
 
 
 def backend_options(backend: str) -> tuple[str, ...]:
