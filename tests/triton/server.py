@@ -94,6 +94,7 @@ class Server:
         self.repository, self.log, self.explicit = repository, log, explicit
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.shm_prefix = f"overfeat-edge-test-{os.getpid()}-{self.grpc_port}-"  # the Python backend's regions
 
     @property
     def grpc_url(self) -> str:
@@ -113,6 +114,7 @@ class Server:
         cmd += ["--backend-directory", str(paths["backends"]), "--exit-on-error=false"]
         for kind, port in (("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port)):
             cmd += [f"--{kind}-address", "127.0.0.1", f"--{kind}-port", str(port)]
+        cmd += [f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
         if self.explicit:
             cmd += ["--model-control-mode=explicit"]
         return cmd
@@ -161,9 +163,16 @@ class Server:
             os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def restart_on_same_ports(self, timeout: float = 60.0) -> None:
-        self.stop()
-        self.start(timeout)
+    def kill(self) -> None:
+        """The server gone at once (a crash, a node lost): SIGKILL, and the regions it left removed.
+
+        (SIGTERM is graceful: Triton serves on while requests keep coming, for up to 30 s.)"""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+        for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
+            region.unlink(missing_ok=True)
 
 
 def main() -> None:
