@@ -62,7 +62,7 @@ class TritonRunner(Runner):
     def __init__(self, model: str, ep: Endpoint, *, timeout: float, retry: float, shm: bool) -> None:
         self.model, self.ep, self.timeout, self.retry = model, ep, timeout, retry
         self.client = make_client(ep, timeout)
-        self.headers = headers()
+        self.headers = headers(ep.protocol)
         self.spec, self.output_names, self.max_batch = self._read_config()
         self.shm: Any = None
         if shm:

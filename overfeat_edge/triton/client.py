@@ -3,9 +3,11 @@
 ``grpc://HOST:8001`` and ``http://HOST:8000`` (``grpcs://`` and ``https://`` with TLS; a CA file in
 ``OVERFEAT_EDGE_TRITON_CA`` where the server's certificate is not signed by a system CA). Credentials
 come from the environment only, never the command line: ``OVERFEAT_EDGE_TRITON_TOKEN`` is sent as
-``Authorization: Bearer <token>`` (a gateway, KServe's ingress) and ``OVERFEAT_EDGE_TRITON_HEADERS``
-(``key=value[,key=value]``) as headers of their own, e.g. the key that Triton's
-``--grpc-restricted-protocol=inference,KEY=VALUE`` requires.
+``Authorization: Bearer <token>`` (a gateway, KServe's ingress), ``OVERFEAT_EDGE_TRITON_KEY``
+(``KEY=VALUE``) as the key Triton's ``--grpc-restricted-protocol=inference:KEY=VALUE`` and
+``--http-restricted-api=inference:KEY=VALUE`` require (over gRPC Triton reads it as
+``triton-grpc-protocol-KEY``), and ``OVERFEAT_EDGE_TRITON_HEADERS`` (``key=value[,key=value]``) as
+headers of their own, sent as given.
 
 tritonclient's HTTP client is not thread-safe (gevent): each runner holds its own client and calls it
 from one thread; levels go out concurrently through its ``async_infer``.
@@ -26,6 +28,8 @@ from overfeat_edge.lazy import require
 
 TOKEN_ENV = "OVERFEAT_EDGE_TRITON_TOKEN"
 HEADERS_ENV = "OVERFEAT_EDGE_TRITON_HEADERS"
+KEY_ENV = "OVERFEAT_EDGE_TRITON_KEY"
+GRPC_KEY_PREFIX = "triton-grpc-protocol-"  # how Triton reads a restricted protocol's key from gRPC metadata
 CA_ENV = "OVERFEAT_EDGE_TRITON_CA"
 SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True), "http": ("http", False), "https": ("http", True)}
 PORTS = {"grpc": 8001, "http": 8000}
@@ -59,17 +63,25 @@ def parse_url(url: str) -> Endpoint:
     return Endpoint(protocol, tls, parts.hostname, port)
 
 
-def headers() -> Dict[str, str]:
-    """The request headers (gRPC metadata) the environment gives: a bearer token and/or key=value pairs."""
+def _pairs(env: str) -> List[Tuple[str, str]]:
+    out = []
+    for pair in filter(None, (p.strip() for p in os.environ.get(env, "").split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{env} must be key=value[,key=value], got an entry {key!r} without '='")
+        out.append((key.strip().lower(), value.strip()))
+    return out
+
+
+def headers(protocol: str = "grpc") -> Dict[str, str]:
+    """The request headers (gRPC metadata) the environment gives: a bearer token, Triton's key, others."""
     out: Dict[str, str] = {}
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token:
         out["authorization"] = f"Bearer {token}"
-    for pair in filter(None, (p.strip() for p in os.environ.get(HEADERS_ENV, "").split(","))):
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"{HEADERS_ENV} must be key=value[,key=value], got an entry {key!r} without '='")
-        out[key.strip().lower()] = value.strip()
+    prefix = GRPC_KEY_PREFIX if protocol == "grpc" else ""
+    out.update((prefix + k, v) for k, v in _pairs(KEY_ENV))
+    out.update(_pairs(HEADERS_ENV))
     return out
 
 
@@ -117,7 +129,7 @@ def send_all(client: Any, ep: Endpoint, model: str, requests: List[Request], tim
     """Every request at once (one per pyramid level), then wait for all: the results in order.
 
     Raises the first failure (``InferenceServerException`` or a socket error) after all have ended."""
-    hdrs = headers()
+    hdrs = headers(ep.protocol)
     if ep.protocol == "http":
         pending = [
             client.async_infer(model, i, outputs=o, headers=hdrs, timeout=int(timeout * 1e6)) for i, o in requests
@@ -154,6 +166,8 @@ def away(exc: BaseException) -> bool:
     """True for a server that is not answering (refused, reset, unavailable, timed out): worth a retry."""
     if isinstance(exc, (OSError, EOFError)):
         return True
+    if "restricted" in first_line(exc).lower():  # the server answered: a missing key is not an outage
+        return False
     status = str(getattr(exc, "status", lambda: "")() or "")
     text = first_line(exc).lower()
     marks = ("unavailable", "deadline", "connection", "refused", "reset", "timed out", "broken pipe", "socket closed")

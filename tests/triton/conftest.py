@@ -38,11 +38,11 @@ def add_bad_models(repo: Path, scratch: Path) -> None:
         (dst / "config.pbtxt").write_text(text)
 
 
-def start(repo: Path, log: Path) -> Server:
+def start(repo: Path, log: Path, args: tuple[str, ...] = ()) -> Server:
     why = missing()
     if why:
         pytest.skip(why)
-    return Server(repo, log).start(timeout=180)
+    return Server(repo, log, args=args).start(timeout=180)
 
 
 @pytest.fixture(scope="session")
@@ -60,5 +60,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def own_server(tmp_path: Path) -> Iterator[Server]:
     """A server of the test's own (it gets stopped and started): the shapes model only."""
     s = start(write_repository(tmp_path / "repo", ("overfeat-mini-shapes",)), tmp_path / "tritonserver.log")
+    yield s
+    s.stop()
+
+
+KEY, SECRET = "overfeat-key", "s3cret"  # the header Triton's restricted protocols require
+
+
+@pytest.fixture
+def locked_server(tmp_path: Path) -> Iterator[Server]:
+    """A server whose inference and model config need the header ``overfeat-key: s3cret``."""
+    restrict = f"inference,model-config,shared-memory,model-repository,statistics:{KEY}={SECRET}"
+    args = (f"--grpc-restricted-protocol={restrict}", f"--http-restricted-api={restrict}")
+    s = start(write_repository(tmp_path / "repo", ("overfeat-mini-shapes",)), tmp_path / "tritonserver.log", args)
     yield s
     s.stop()

@@ -90,8 +90,8 @@ def free_port() -> int:
 class Server:
     """``tritonserver`` on 127.0.0.1 serving ``repository``; :meth:`start` waits until it is ready."""
 
-    def __init__(self, repository: Path, log: Path, *, explicit: bool = False) -> None:
-        self.repository, self.log, self.explicit = repository, log, explicit
+    def __init__(self, repository: Path, log: Path, *, explicit: bool = False, args: tuple[str, ...] = ()) -> None:
+        self.repository, self.log, self.explicit, self.args = repository, log, explicit, args
         self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.shm_prefix = f"overfeat-edge-test-{os.getpid()}-{self.grpc_port}-"  # the Python backend's regions
@@ -117,7 +117,7 @@ class Server:
         cmd += [f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}"]
         if self.explicit:
             cmd += ["--model-control-mode=explicit"]
-        return cmd
+        return cmd + list(self.args)
 
     def environment(self) -> dict[str, str]:
         paths = layout()

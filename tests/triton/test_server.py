@@ -21,7 +21,7 @@ from overfeat_edge.runtime.base import ASSETS
 from overfeat_edge.runtime.triton import TritonRunner
 from overfeat_edge.train.synth import SynthConfig, scene, video
 from overfeat_edge.types import Detections
-from tests.triton.conftest import FOREIGN, NO_SPEC
+from tests.triton.conftest import FOREIGN, KEY, NO_SPEC, SECRET
 from tests.triton.server import Server, free_port
 
 pytest.importorskip("tritonclient.grpc", reason="pip install 'overfeat-edge[triton]' (tritonclient[grpc,http])")
@@ -204,3 +204,21 @@ def test_server_away_mid_run_the_run_goes_on(own_server: Server, tmp_path: Path)
     summary = json.loads(stats.read_text())
     assert len(records) + summary["dropped"] == n and summary["frames"] == len(records)
     assert len({json.dumps(r.get("frame", r.get("index"))) for r in records}) == len(records)
+
+
+@pytest.mark.parametrize("kind", ["grpc", "http"])
+def test_credentials_come_from_the_environment(
+    locked_server: Server, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from overfeat_edge.errors import ModelError
+
+    monkeypatch.delenv("OVERFEAT_EDGE_TRITON_KEY", raising=False)
+    with pytest.raises(ModelError, match=f"restricted, expecting header '.*{KEY}'"):
+        load_runner("triton", "overfeat-mini-shapes", triton_url=url(locked_server, kind))
+    monkeypatch.setenv("OVERFEAT_EDGE_TRITON_KEY", f"{KEY}={SECRET}")
+    r = load_runner("triton", "overfeat-mini-shapes", triton_url=url(locked_server, kind), triton_shm=True)
+    x = np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    want = load_runner("onnxruntime", "overfeat-mini-shapes", threads=1).run(x)
+    for _ in range(2):
+        np.testing.assert_allclose(r.run(x)["boxes"], want["boxes"], atol=1e-5)
+    r.deactivate()
