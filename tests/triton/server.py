@@ -15,6 +15,7 @@ fails with ``'_thread.RLock' object has no attribute '_recursion_count'``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -169,8 +170,15 @@ class Server:
         (SIGTERM is graceful: Triton serves on while requests keep coming, for up to 30 s.)"""
         if self.process is None or self.process.poll() is not None:
             return
+        import psutil
+
+        stubs = psutil.Process(self.process.pid).children(recursive=True)  # the Python backend's stubs
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        for stub in stubs:  # orphaned by the kill, they would linger: ended by their PIDs too
+            with contextlib.suppress(psutil.NoSuchProcess):
+                stub.kill()
+        psutil.wait_procs(stubs, timeout=10)
         for region in Path("/dev/shm").glob(f"{self.shm_prefix}*"):
             region.unlink(missing_ok=True)
 
