@@ -139,6 +139,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("model", "where", "message"),
     [
         ("overfeat-mini-shapes", "closed", "triton: no server answers at grpc://127.0.0.1:"),
+        ("overfeat-mini-shapes", "closed-http", "triton: no server answers at http://127.0.0.1:"),
         ("overfeat-mini-shapes", "ftp", "--triton-url must be grpc://HOST:PORT"),
         ("nope", "grpc", "has no model 'nope' ready (it has: foreign, mtcnn-face, mtcnn-face-onet"),
         ("nope", "http", "has no model 'nope' ready (it has: foreign, mtcnn-face, mtcnn-face-onet"),
@@ -149,6 +150,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_server_input_is_one_line(server: Server, tmp_path: Path, model: str, where: str, message: str) -> None:
     target = {
         "closed": f"grpc://127.0.0.1:{free_port()}",
+        "closed-http": f"http://127.0.0.1:{free_port()}",
         "ftp": "ftp://127.0.0.1/x",
         "grpc": server.grpc_url,
         "http": server.http_url,
