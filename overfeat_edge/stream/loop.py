@@ -198,7 +198,8 @@ class StreamLoop(Stoppable):
             self.stats.skipped = self.source.skipped
             self.stats.reconnects = self.source.reconnected
             if isinstance(self._in, Mailbox):
-                self._in.put(_END)
+                if self._in.put(_END):  # the end marker replaced a frame inference never took: dropped
+                    self.stats.dropped += 1
             else:
                 self._put(self._in, _END, "pre")
 

@@ -95,7 +95,8 @@ class MultiStreamLoop(Stoppable):
             s.stats.skipped = s.source.skipped
             s.stats.reconnects = s.source.reconnected
             if isinstance(s.inbox, Mailbox):
-                s.inbox.put(_END)
+                if s.inbox.put(_END):  # the end marker replaced a frame inference never took: dropped
+                    s.stats.dropped += 1
             else:
                 self._put_end(s)
 

@@ -224,3 +224,35 @@ def test_credentials_come_from_the_environment(
     for _ in range(2):
         np.testing.assert_allclose(r.run(x)["boxes"], want["boxes"], atol=1e-5)
     r.deactivate()
+
+
+def test_server_away_from_a_live_source_drops_and_counts(own_server: Server, tmp_path: Path) -> None:
+    from tests.stream.test_loop import start_camera
+
+    camera, source = start_camera("--fps", "25", "--frames", "250", "--size", "160x120")
+    jsonl, stats = tmp_path / "out.jsonl", tmp_path / "stats.json"
+    cmd = [sys.executable, str(ROOT / "cli.py"), "run", source, "--model", "overfeat-mini-shapes", "--reconnects", "0"]
+    cmd += ["--backend", "triton", "--triton-url", own_server.grpc_url, "--jsonl", str(jsonl)]
+    cmd += ["--stats-json", str(stats), "--no-live", "--scales", "120"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and served(own_server) < 10:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        own_server.kill()
+        time.sleep(3)
+        own_server.start(timeout=120)
+        assert proc.poll() is None, "the run ended before the server came back"
+        _, err = proc.communicate(timeout=300)
+    finally:
+        for p in (proc, camera):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    summary = json.loads(stats.read_text())
+    assert summary["frames"] == len(records) and summary["dropped"] > 0  # frames came while the server was away
+    assert summary["captured"] == len(records) + summary["dropped"] + summary["skipped"], summary
+    assert served(own_server) > 0
