@@ -131,18 +131,26 @@ class TritonRunner(Runner):
 
     def _send(self, batches: List[np.ndarray]) -> List[Dict[str, np.ndarray]]:
         """Every batch as one request, all at once; retried with backoff while the server is away."""
-        deadline, wait = time.monotonic() + self.retry, BACKOFF[0]
+        deadline, wait, registered_again = time.monotonic() + self.retry, BACKOFF[0], False
         while True:
             try:
                 requests, readers = self._requests(batches)
                 results = send_all(self.client, self.ep, self.model, requests, self.timeout)
                 return [read(r) for read, r in zip(readers, results)]
             except Exception as exc:  # tritonclient's exceptions and socket errors
-                if not away(exc) and "shared memory" not in first_line(exc).lower():
-                    raise ModelError(f"triton: model {self.model!r} at {self.ep}: {first_line(exc)}") from None
+                line = first_line(exc)
+                if self.shm is not None and not away(exc) and "shared memory" in line.lower():
+                    if registered_again:  # registered afresh and refused again: not a restart
+                        raise ModelError(
+                            f"--triton-shm: the server at {self.ep} cannot use this host's shared memory "
+                            f"(is it on another host?): {line}"
+                        ) from None
+                    registered_again = True
+                elif not away(exc):
+                    raise ModelError(f"triton: model {self.model!r} at {self.ep}: {line}") from None
                 if time.monotonic() + wait > deadline:
                     raise ModelError(
-                        f"triton: the server at {self.ep} did not answer for {self.retry:g} s ({first_line(exc)})"
+                        f"triton: the server at {self.ep} did not answer for {self.retry:g} s ({line})"
                     ) from None
                 if self.shm is not None:
                     self.shm.forget()  # a restarted server has lost the registrations

@@ -1,4 +1,4 @@
-"""benchmarks/triton.py runs (at a tiny size, against the tests' server): it is proven to work, not timed."""
+"""benchmarks/triton_serving.py runs (at a tiny size, against the tests' server): it is proven to work, not timed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_benchmark_runs_at_a_tiny_size(server: Server) -> None:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "triton.py"), "--url", server.grpc_url]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "triton_serving.py"), "--url", server.grpc_url]
     cmd += ["--http-url", server.http_url, "--frames", "2", "--rounds", "1", "--size", "96x128"]
     cmd += ["--scales", "96,72", "--processes", "1,2", "--streams", "2"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)

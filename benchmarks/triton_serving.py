@@ -1,6 +1,9 @@
 """In-process inference against Triton Inference Server on 127.0.0.1 (issue R3 5/6).
 
-    python3 benchmarks/triton.py [--url grpc://127.0.0.1:8001] [--frames 60] [--size 384x512]
+(Not named ``triton.py``: the benchmarks folder goes on ``sys.path``, where that name would hide
+the ``triton`` package torch imports.)
+
+    python3 benchmarks/triton_serving.py [--url grpc://127.0.0.1:8001] [--frames 60] [--size 384x512]
                                  [--processes 1,2,4] [--streams 1,4] [--write]
 
 1. Per frame, the shipped shapes model's whole pyramid on generated frames: in-process ONNX Runtime
@@ -209,7 +212,7 @@ def main() -> None:
     text = report(rows, fans, hw, scales)  # type: ignore[arg-type]
     print(text)
     if a.write:
-        command = "python3 benchmarks/triton.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()
+        command = "python3 benchmarks/triton_serving.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()
         write_section("triton", "\n".join([*header("Triton Inference Server", command), "", text]))
 
 
