@@ -17,6 +17,7 @@ _EXTRAS = {
     "cuda": "tensorrt",
     "pycocotools": "eval",
     "paho": "mqtt",
+    "tritonclient": "triton",
 }
 
 

@@ -60,7 +60,7 @@ def models(
 
 def export(
     model: Annotated[str, typer.Option(help="Registry name (overfeat-fast@0.25...) or a checkpoint .pt.")],
-    out: Annotated[Path, typer.Option(help="Output .onnx file.")],
+    out: Annotated[Optional[Path], typer.Option(help="Output .onnx file.")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to export (default: random weights).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Classes, for a registry model without weights.")] = None,
     fine_stride: Annotated[
@@ -72,11 +72,24 @@ def export(
         str,
         typer.Option(help="Fine stride as dilated (faster on CPUs) or batch; the same outputs."),
     ] = "dilated",
+    triton: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Instead of --out: a Triton model repository to write the model into (an ONNX or shipped model)."
+        ),
+    ] = None,
+    triton_backend: Annotated[
+        str, typer.Option(help="--triton: onnxruntime, openvino, python (ONNX Runtime in Triton's Python) or tensorrt.")
+    ] = "onnxruntime",
+    max_batch: Annotated[int, typer.Option(help="--triton: max_batch_size, the dynamic batcher's most inputs.")] = 8,
+    instances: Annotated[int, typer.Option(help="--triton: model instances (instance_group count).")] = 1,
 ) -> None:
-    """Export a network to ONNX (dynamic batch/height/width; spec in the metadata).
+    """Export a network to ONNX (dynamic batch/height/width; spec in the metadata), or into a Triton repository.
 
     Example: overfeat-edge export --model runs/train/model.pt --out model.onnx
     """
+    if triton is not None or out is None:
+        return _export_triton(model, out, triton, triton_backend, max_batch, instances)
     require("torch", "export")
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model, load_checkpoint
@@ -127,6 +140,26 @@ def export(
         console.print(
             f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
             f"at {', '.join(f'{h}x{w}' for h, w in report.sizes)}"
+        )
+
+
+def _export_triton(model: str, out: Path | None, repo: Path | None, backend: str, max_batch: int, n: int) -> None:
+    """``export --triton REPO``: the ONNX files copied and a ``config.pbtxt`` per model (torch-free)."""
+    if repo is None or out is not None:
+        raise InputError("give one of --out FILE.onnx (export to ONNX) or --triton REPO (a Triton model repository)")
+    from overfeat_edge.triton.repository import write_repository
+
+    folders = write_repository(model, repo, backend=backend, max_batch=max_batch, instances=n)
+    for folder in folders:
+        console.print(f"wrote {folder / 'config.pbtxt'} ({backend}, max batch {max_batch}, {n} instance(s))")
+    if backend == "tensorrt":  # a plan is specific to a GPU and a TensorRT version: built where it serves
+        stages = ", ".join(
+            f"<engine>.{f.name[len(folders[0].name) + 1 :]}.engine to {f / '1' / 'model.plan'}" for f in folders[1:]
+        )
+        console.print(
+            f"the plans are built on the serving GPU (written, not run here): overfeat-edge build --model {model} "
+            f"--batch 1,{max_batch},{max_batch}, then copy the .engine to {folders[0] / '1' / 'model.plan'}"
+            + (f" and {stages}" if stages else "")
         )
 
 

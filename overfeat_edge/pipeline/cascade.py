@@ -235,18 +235,21 @@ def load_stages(detector: Runner, backend: str, **options: Any) -> list[Step]:
         return out
     from overfeat_edge.runtime import descriptor, load_runner
 
+    d = descriptor(backend)
     folder = getattr(detector, "path", None)
-    if folder is None:
+    if d.stage_model is None and folder is None:
         raise ModelError(
             f"{detector.describe()}: a cascade's stages are found beside the model file; this backend has none"
         )
-    find = descriptor(backend).stage_model  # e.g. TensorRT: the stage's engine beside the detector's
+    model = str(folder if folder is not None else getattr(detector, "model", ""))
     for st in stages:
-        path = Path(find(str(folder), st.name)) if find is not None else Path(folder).parent / st.file
-        if not path.is_file():
-            raise ModelError(f"the cascade's {st.name} stage is missing: {path}")
-        runner = load_runner(backend, str(path), **options)
+        # where the descriptor says (TensorRT: the stage's engine beside the detector's; Triton: the
+        # served mtcnn-face-rnet), else the stage's ONNX file beside the detector's
+        target = d.stage_model(model, st.name) if d.stage_model is not None else str(Path(model).parent / st.file)
+        if d.spec_source == "onnx" and not Path(target).is_file():
+            raise ModelError(f"the cascade's {st.name} stage is missing: {target}")
+        runner = load_runner(backend, target, **options)
         if runner.spec.arch.num_classes != detector.spec.arch.num_classes:
-            raise ModelError(f"{path}: the {st.name} stage has other classes than the detector")
+            raise ModelError(f"{target}: the {st.name} stage has other classes than the detector")
         out.append(CropStage(runner, st))
     return out

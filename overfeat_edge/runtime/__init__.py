@@ -25,6 +25,7 @@ BACKENDS: Dict[str, str] = {
     "openvino": "overfeat_edge.runtime.openvino",
     "torch": "overfeat_edge.runtime.torch",
     "tensorrt": "overfeat_edge.runtime.tensorrt",
+    "triton": "overfeat_edge.runtime.triton",
 }
 AUTO = "auto"  # the fastest installed CPU backend at the requested precision (:mod:`.auto`)
 
