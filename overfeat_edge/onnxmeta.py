@@ -105,3 +105,12 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: not an ONNX model ({exc})") from None
     return out
+
+
+def has_qdq(onnx: Path) -> bool:
+    """Whether the ONNX holds QuantizeLinear/DequantizeLinear nodes (explicit INT8 scales).
+
+    Op types are stored as plain strings in the protobuf, so this needs neither onnx nor TensorRT.
+    """
+    data = onnx.read_bytes()
+    return b"QuantizeLinear" in data or b"DequantizeLinear" in data

@@ -132,11 +132,11 @@ _PANEL_OF = {
     "calib_images calib_count count limit files format classes names detections split",
     MODEL_PANEL: "model backend weights device ov_precision ov_device precision cuda_graphs num_classes fine_stride "
     "half fine_form trt_version method exclude frame_size dynamic batch dla workspace calib compare int8 backends "
-    "check ablation",
+    "check ablation triton_backend max_batch instances",
     PYRAMID_PANEL: "scales min_size scale_factor threshold merge merge_threshold nms_iou top_k_classes min_score "
     "track track_per_class",
     OUTPUT_PANEL: "out output jsonl save_frames save_images display stats_json json_out publish publish_buffer "
-    "engines rebuild resume live_view max_frames duration",
+    "engines rebuild resume live_view max_frames duration triton",
     PERFORMANCE_PANEL: "threads workers",
     TRAINING_PANEL: "epochs steps_per_epoch batch_size lr box_weight hard_fraction mine_images",
 }

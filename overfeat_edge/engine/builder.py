@@ -35,6 +35,7 @@ from overfeat_edge.engine.compat import (
 )
 from overfeat_edge.engine.profiles import Profile, plan_profiles, profiles_key
 from overfeat_edge.errors import InputError, ModelError
+from overfeat_edge.onnxmeta import has_qdq
 from overfeat_edge.paths import slug
 from overfeat_edge.spec import ModelSpec
 
@@ -70,15 +71,6 @@ def parse_batch(text: str) -> tuple[int, int, int]:
     if v[0] != 1:
         raise InputError(f"--batch {text}: the minimum must be 1 (a round holds fewer frames when a camera stalls)")
     return v[0], v[1], v[2]
-
-
-def has_qdq(onnx: Path) -> bool:
-    """Whether the ONNX holds QuantizeLinear/DequantizeLinear nodes (explicit INT8 scales).
-
-    Op types are stored as plain strings in the protobuf, so this needs neither onnx nor TensorRT.
-    """
-    data = onnx.read_bytes()
-    return b"QuantizeLinear" in data or b"DequantizeLinear" in data
 
 
 @dataclass(frozen=True)

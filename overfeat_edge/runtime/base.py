@@ -46,7 +46,7 @@ read_spec = registry.spec_from_onnx  # the spec in an ONNX's metadata, read with
 def file_precision(onnx: Path) -> str:
     """What an ONNX file computes in: ``int8`` (Q/DQ nodes, from ``calibrate``), ``fp16``
     (``<stem>.fp16.onnx``, from ``export --half``) or ``fp32`` (the export as it is)."""
-    from overfeat_edge.engine.builder import has_qdq
+    from overfeat_edge.onnxmeta import has_qdq
 
     if has_qdq(onnx):
         return "int8"
