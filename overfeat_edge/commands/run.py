@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -196,11 +197,26 @@ def _run(loop: Any, opened: planning.Opened, duration: Optional[float], live_vie
             s = loop.stats.summary()
             lat = s["stages"].get("latency", {})
             live.update(
-                f"{s['frames']} frames  {loop.stats.fps():.1f} FPS  latency p50 {lat.get('p50_ms', 0):.0f} ms  "
+                f"{_done_of(loop, s['frames'])}  {loop.stats.fps():.1f} FPS  "
+                f"latency p50 {lat.get('p50_ms', 0):.0f} ms  "
                 f"dropped {s['dropped']}  skipped {sum(x.source.skipped for x in loop.streams)}"
             )
 
         run_with_signals(loop, duration, on_tick=tick, on_stuck=stuck)
+
+
+def _done_of(loop: Any, frames: int) -> str:
+    """``120 of 300 frames, 40 s left`` where every source is finite (files, folders), else ``120 frames``."""
+    from overfeat_edge.commands.progress import time_left
+
+    totals = [s.source.total for s in loop.streams]
+    if None in totals:
+        return f"{frames} frames"
+    total = sum(totals)
+    if loop.max_frames is not None:
+        total = min(total, loop.max_frames * len(totals))
+    left = time_left(time.perf_counter() - loop.stats.t_start, frames, total - frames)
+    return f"{frames} of {total} frames" + (f", {left}" if left else "")
 
 
 def _report(summary: dict[str, Any], opened: planning.Opened, stats_json: Optional[Path]) -> None:

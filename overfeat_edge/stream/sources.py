@@ -214,6 +214,11 @@ class Source:
     def fps(self) -> float:
         return float(self.spec.fps or 30.0)
 
+    @property
+    def total(self) -> int | None:
+        """How many frames a finite source holds (for progress), None for a live one or where unknown."""
+        return None
+
     def stop(self) -> None:
         """Ask ``read`` to return None (also interrupts a reconnection wait)."""
         self.stopped = True
@@ -356,9 +361,18 @@ class VideoFileSource(CaptureSource):
     def _capture(self) -> cv2.VideoCapture:
         return cv2.VideoCapture(str(self.spec.target), cv2.CAP_FFMPEG)
 
+    @property
+    def total(self) -> int | None:
+        n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT)) if self.cap is not None else 0
+        return n if n > 0 else None  # the container's count (0 where it has none)
+
 
 class ImageSource(Source):
     """A folder, a glob or one image: ``cv2.imread`` in name order; unreadable files skipped and counted."""
+
+    @property
+    def total(self) -> int | None:
+        return len(self.spec.paths)
 
     def read(self) -> Frame | None:
         paths = self.spec.paths

@@ -107,3 +107,36 @@ def test_corrupt_video_file_is_one_clear_error(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00not a video at all" * 10)
     with pytest.raises(InputError, match=r"cannot open file .*bad\.mp4: not a video"):
         Source(parse_source(str(bad)))
+
+
+def test_a_finite_source_knows_its_length_and_run_shows_the_time_left(tmp_path: Path) -> None:
+    """A video file's frame count and a folder's image count are the totals `run`'s live line counts
+    down from (with the time left at the pace so far); a live source has none."""
+    import cv2
+    import numpy as np
+
+    from overfeat_edge.commands.run import _done_of
+    from overfeat_edge.stream.loop import Stream, StreamLoop
+    from overfeat_edge.stream.sources import Source, parse_source
+    from overfeat_edge.train.synth import write_demo_video
+
+    clip = write_demo_video(tmp_path / "clip.mp4", frames=12, seed=2)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 40, 3), i, np.uint8))
+    video, images = Source(parse_source(str(clip))), Source(parse_source(str(folder)))
+    assert (video.total, images.total) == (12, 5)
+
+    class FakeStats:  # the loop's clock and count, as its stats keep them
+        t_start = 0.0
+
+    loop = StreamLoop.__new__(StreamLoop)
+    loop.streams, loop.max_frames, loop.stats = [Stream("a", video), Stream("b", images)], None, FakeStats()
+    FakeStats.t_start = __import__("time").perf_counter() - 10.0  # 10 s in
+    line = _done_of(loop, 5)
+    assert line.startswith("5 of 17 frames, ") and line.endswith(" left")  # 12 left at 2 s a frame: 24 s
+    assert "24 s left" in line or "23 s left" in line or "25 s left" in line
+    loop.max_frames = 3  # at most 3 per stream
+    assert _done_of(loop, 6) == "6 of 6 frames"
+    video.close()
