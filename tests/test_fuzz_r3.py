@@ -425,7 +425,7 @@ def test_a_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path: Path)
     line; the JSONL keeps whole lines only, the MP4 is kept only when playable, nothing temporary."""
     import resource
 
-    from overfeat_edge.commands.demo import write_demo_video
+    from overfeat_edge.train.synth import write_demo_video
 
     video = tmp_path / "long.mp4"
     write_demo_video(video, frames=120, seed=2)
