@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-py-gst"
@@ -31,6 +30,8 @@ def main() -> int:
     python = VENV / "bin" / "python"
     if not python.exists():
         subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--system-site-packages", str(VENV)], check=True)
+    import tomllib  # 3.11+: Debian's python3 runs this; the edge tests on 3.8/3.10 only import VENV, has_gi
+
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     subprocess.run([str(python), "-m", "pip", "install", "-q", *deps], check=True)
     print(python)
