@@ -221,6 +221,30 @@ def quantize(
 
 
 CPU_QDQ = "model.cpu.qdq.onnx"
+CALIBRATED = ("model.qdq.onnx", CPU_QDQ, "trt.cache")  # what a finished calibration folder holds
+
+
+def is_calibrated(dest: Path) -> bool:
+    """True when ``dest`` holds both Q/DQ flavours and TensorRT's cache (the key names its inputs)."""
+    return all((dest / f).is_file() for f in CALIBRATED)
+
+
+def quantize_to(
+    dest: Path,
+    *,
+    onnx_path: Path,
+    spec: ModelSpec,
+    frames: list[np.ndarray],
+    scales: list[str],
+    method: str,
+    exclude: list[str],
+    trt_version: str,
+    on_frame: Callable[[], None] | None = None,
+) -> Path:
+    """`quantize` into ``dest``, then TensorRT's calibration cache from its ranges; returns TensorRT's Q/DQ ONNX."""
+    qdq, ranges = quantize(onnx_path, spec, frames, scales, method, exclude, dest, on_frame)
+    write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
+    return qdq
 
 
 def head_convs(onnx_path: Path) -> list[str]:

@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from overfeat_edge.calibrate.quantize import LevelReader, pyramid_inputs
+from overfeat_edge.calibrate.quantize import CPU_QDQ, LevelReader, load_images, pyramid_inputs
 from overfeat_edge.compare import Agreement
+from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.pipeline.merge import box_iou
@@ -181,3 +182,39 @@ def evaluate_pair(
     f1, ta, tb = detection_f1(Detector(fp32, config), Detector(int8, config), frames)
     out.update(agreement_f1=f1, ms_per_frame_fp32=ta, ms_per_frame_int8=tb)
     return out
+
+
+def held_out_set(eval_data: Path | None, holdout: str | None) -> tuple[DetectionDataset | None, list[np.ndarray]]:
+    """The report's held-out images: a labelled set's (and the set, for mAP) or unlabelled ones; one is needed."""
+    if eval_data is not None:
+        from overfeat_edge.train.datasets import read_dataset
+
+        data = read_dataset(eval_data)
+        return data, load_images(str(data.samples[0].path.parent), 64).frames
+    if holdout is not None:
+        return None, load_images(holdout, 64).frames
+    raise InputError("the report needs held-out images: --eval-data (labelled) or --holdout (not the calibration set)")
+
+
+def score_method(
+    method: str,
+    *,
+    onnx_path: Path,
+    dest: Path,
+    fp32: Runner,
+    held: list[np.ndarray],
+    scales: list[str],
+    data: DetectionDataset | None,
+    threads: int | None = None,
+) -> MethodResult:
+    """FP32 vs the CPU's INT8 model in ``dest`` on the held-out images: outputs, detections, mAP, worst layers."""
+    from overfeat_edge.runtime import load_runner
+
+    int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs
+    inputs = held_out_inputs(held, fp32, scales)
+    cos, err = output_agreement(fp32, int8, inputs)
+    pair = evaluate_pair(fp32, int8, DetectorConfig(scales=scales), data, held[:32])
+    r = MethodResult(method, cos, err, **pair)
+    same_shape = [x for x in inputs if x.shape == inputs[0].shape][:8]  # the debugger pairs like shapes
+    r.worst_layers = worst_layers(onnx_path, dest / "model.qdq.onnx", same_shape)
+    return r

@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from overfeat_edge.arch import get_arch
 from overfeat_edge.commands.common import check_number, check_output, command, console, keep
 from overfeat_edge.commands.progress import Steps
 from overfeat_edge.errors import InputError
@@ -58,31 +57,43 @@ def models(
         console.print("no shipped models in this install")
 
 
+# ---- export's options ----------------------------------------------------------------------------
+ExportModelOpt = Annotated[str, typer.Option(help="Registry name (overfeat-fast@0.25...) or a checkpoint .pt.")]
+OnnxOutOpt = Annotated[Optional[Path], typer.Option(help="Output .onnx file.")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="Checkpoint to export (default: random weights).")]
+NumClassesOpt = Annotated[Optional[int], typer.Option(help="Classes, for a registry model without weights.")]
+FineStrideOpt = Annotated[
+    Optional[bool], typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
+]
+CheckOpt = Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")]
+HalfOpt = Annotated[bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs and outputs.")]
+FineFormOpt = Annotated[str, typer.Option(help="Fine stride as dilated (faster on CPUs) or batch; the same outputs.")]
+TritonOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        help="Instead of --out: a Triton model repository to write the model into (an ONNX or shipped model)."
+    ),
+]
+TritonBackendOpt = Annotated[
+    str, typer.Option(help="--triton: onnxruntime, openvino, python (ONNX Runtime in Triton's Python) or tensorrt.")
+]
+MaxBatchOpt = Annotated[int, typer.Option(help="--triton: max_batch_size, the dynamic batcher's most inputs.")]
+InstancesOpt = Annotated[int, typer.Option(help="--triton: model instances (instance_group count).")]
+
+
 def export(
-    model: Annotated[str, typer.Option(help="Registry name (overfeat-fast@0.25...) or a checkpoint .pt.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output .onnx file.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to export (default: random weights).")] = None,
-    num_classes: Annotated[Optional[int], typer.Option(help="Classes, for a registry model without weights.")] = None,
-    fine_stride: Annotated[
-        Optional[bool], typer.Option("--fine-stride/--no-fine-stride", help="Default: the checkpoint's (fine).")
-    ] = None,
-    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX Runtime with torch.")] = True,
-    half: Annotated[bool, typer.Option("--half", help="FP16 weights and compute, FP32 inputs and outputs.")] = False,
-    fine_form: Annotated[
-        str,
-        typer.Option(help="Fine stride as dilated (faster on CPUs) or batch; the same outputs."),
-    ] = "dilated",
-    triton: Annotated[
-        Optional[Path],
-        typer.Option(
-            help="Instead of --out: a Triton model repository to write the model into (an ONNX or shipped model)."
-        ),
-    ] = None,
-    triton_backend: Annotated[
-        str, typer.Option(help="--triton: onnxruntime, openvino, python (ONNX Runtime in Triton's Python) or tensorrt.")
-    ] = "onnxruntime",
-    max_batch: Annotated[int, typer.Option(help="--triton: max_batch_size, the dynamic batcher's most inputs.")] = 8,
-    instances: Annotated[int, typer.Option(help="--triton: model instances (instance_group count).")] = 1,
+    model: ExportModelOpt,
+    out: OnnxOutOpt = None,
+    weights: WeightsOpt = None,
+    num_classes: NumClassesOpt = None,
+    fine_stride: FineStrideOpt = None,
+    check: CheckOpt = True,
+    half: HalfOpt = False,
+    fine_form: FineFormOpt = "dilated",
+    triton: TritonOpt = None,
+    triton_backend: TritonBackendOpt = "onnxruntime",
+    max_batch: MaxBatchOpt = 8,
+    instances: InstancesOpt = 1,
 ) -> None:
     """Export a network to ONNX (dynamic batch/height/width; spec in the metadata), or into a Triton repository.
 
@@ -92,38 +103,15 @@ def export(
         return _export_triton(model, out, triton, triton_backend, max_batch, instances)
     require("torch", "export")
     from overfeat_edge.export import export_onnx
-    from overfeat_edge.models import create_model, load_checkpoint
-    from overfeat_edge.runtime.base import shipped_models
-    from overfeat_edge.spec import default_spec
+    from overfeat_edge.export.network import check_finite_weights, network_to_export
 
-    if out.suffix.lower() != ".onnx":
-        raise InputError(f"--out must end in .onnx, got {out}")
-    from overfeat_edge.models.overfeat import FINE_FORMS
-
-    if fine_form not in FINE_FORMS:
-        raise InputError(f"--fine-form must be one of {', '.join(FINE_FORMS)}, got {fine_form!r}")
-    check_output(out, "--out")
-    check_number("--num-classes", num_classes, 1, 100000)
-    shipped = shipped_models()
-    if model in shipped and weights is None:  # a shipped model by name: its checkpoint
-        if not (shipped[model] / "model.pt").is_file():
-            raise InputError(
-                f"{model} ships as ONNX only (no checkpoint to export); use {shipped[model] / 'model.onnx'}"
-            )
-        model = str(shipped[model] / "model.pt")
-    ckpt = weights or (Path(model) if Path(model).suffix in (".pt", ".pth", ".ckpt") else None)
-    if ckpt is not None:
-        net, spec, _ = load_checkpoint(ckpt)
-        if weights is not None and get_arch(model).family != spec.arch.family:
-            raise InputError(f"--model {model} does not match the checkpoint's {spec.arch.name}")
-    else:
-        net = create_model(model, num_classes=num_classes, seed=0)
-        spec = default_spec(net.arch)
+    _check_export(out, fine_form=fine_form, num_classes=num_classes)
+    net, spec, random = network_to_export(model, weights=weights, num_classes=num_classes)
+    if random:
         console.print(f"note: no --weights: exporting {net.arch.name} with random weights", style="yellow")
     if fine_stride is not None:
         spec = spec.with_fine_stride(fine_stride)
-    if not all(bool(v.isfinite().all()) for v in net.state_dict().values() if v.is_floating_point()):
-        raise InputError("the network holds NaN or infinite weights; nothing was exported")
+    check_finite_weights(net)
     keep(f"nothing was written to {out}")
     what = f"exporting {spec.arch.name} ({spec.arch.params() / 1e6:.1f} M parameters)"
     with Steps(what + (" and checking parity" if check else ""), None):
@@ -141,6 +129,18 @@ def export(
             f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
             f"at {', '.join(f'{h}x{w}' for h, w in report.sizes)}"
         )
+
+
+def _check_export(out: Path, *, fine_form: str, num_classes: Optional[int]) -> None:
+    """export's own option checks, each one line, before a network is loaded."""
+    from overfeat_edge.models.overfeat import FINE_FORMS
+
+    if out.suffix.lower() != ".onnx":
+        raise InputError(f"--out must end in .onnx, got {out}")
+    if fine_form not in FINE_FORMS:
+        raise InputError(f"--fine-form must be one of {', '.join(FINE_FORMS)}, got {fine_form!r}")
+    check_output(out, "--out")
+    check_number("--num-classes", num_classes, 1, 100000)
 
 
 def _export_triton(model: str, out: Path | None, repo: Path | None, backend: str, max_batch: int, n: int) -> None:

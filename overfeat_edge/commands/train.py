@@ -28,6 +28,7 @@ from overfeat_edge.words import plural
 
 if TYPE_CHECKING:
     from overfeat_edge.train.datasets import DetectionDataset
+    from overfeat_edge.train.trainer import TrainConfig, Trainer
 
 
 def warn_outside_boxes(count: int, data: Path) -> None:
@@ -39,27 +40,42 @@ def warn_outside_boxes(count: int, data: Path) -> None:
         )
 
 
+# ---- train's options -----------------------------------------------------------------------------
+TrainDataOpt = Annotated[
+    Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset (data.yaml's train:, else images/train).")
+]
+TrainOutOpt = Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its .state.pt makes the run resumable.")]
+NetworkOpt = Annotated[str, typer.Option(help="Registered network, e.g. overfeat-mini or overfeat-fast@0.25.")]
+EpochsOpt = Annotated[int, typer.Option(help="Epochs of --steps-per-epoch batches.")]
+StepsPerEpochOpt = Annotated[int, typer.Option(help="Batches per epoch.")]
+BatchSizeOpt = Annotated[int, typer.Option(help="Windows per batch.")]
+LrOpt = Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")]
+BoxWeightOpt = Annotated[float, typer.Option(help="Weight of the L2 box loss.")]
+SeedOpt = Annotated[int, typer.Option(help="The same seed, data and threads: the same weights.")]
+StoredScalesOpt = Annotated[
+    Optional[List[str]], typer.Option("--scales", "-s", help="The pyramid stored in the model.")
+]
+HardFractionOpt = Annotated[float, typer.Option(help="Share of a batch from mined hard negatives (0: none).")]
+MineImagesOpt = Annotated[int, typer.Option(help="Images mined for hard negatives per epoch.")]
+TorchThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")]
+
+
 def train(
-    data: Annotated[
-        Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset (data.yaml's train:, else images/train).")
-    ],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its .state.pt makes the run resumable.")],
-    model: Annotated[str, typer.Option(help="Registered network, e.g. overfeat-mini or overfeat-fast@0.25.")] = (
-        "overfeat-mini"
-    ),
-    epochs: Annotated[int, typer.Option(help="Epochs of --steps-per-epoch batches.")] = 16,
-    steps_per_epoch: Annotated[int, typer.Option(help="Batches per epoch.")] = 200,
-    batch_size: Annotated[int, typer.Option(help="Windows per batch.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine).")] = 4e-3,
-    box_weight: Annotated[float, typer.Option(help="Weight of the L2 box loss.")] = 5.0,
-    seed: Annotated[int, typer.Option(help="The same seed, data and threads: the same weights.")] = 0,
-    scales: Annotated[
-        Optional[List[str]], typer.Option("--scales", "-s", help="The pyramid stored in the model.")
-    ] = None,
-    hard_fraction: Annotated[float, typer.Option(help="Share of a batch from mined hard negatives (0: none).")] = 0.15,
-    mine_images: Annotated[int, typer.Option(help="Images mined for hard negatives per epoch.")] = 64,
-    threads: Annotated[Optional[int], typer.Option(help="torch CPU threads.")] = None,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")] = True,
+    data: TrainDataOpt,
+    out: TrainOutOpt,
+    model: NetworkOpt = "overfeat-mini",
+    epochs: EpochsOpt = 16,
+    steps_per_epoch: StepsPerEpochOpt = 200,
+    batch_size: BatchSizeOpt = 128,
+    lr: LrOpt = 4e-3,
+    box_weight: BoxWeightOpt = 5.0,
+    seed: SeedOpt = 0,
+    scales: StoredScalesOpt = None,
+    hard_fraction: HardFractionOpt = 0.15,
+    mine_images: MineImagesOpt = 64,
+    threads: TorchThreadsOpt = None,
+    resume: ResumeOpt = True,
 ) -> None:
     """Train an OverFeat detector on windows (classes + background, L2 box regression).
 
@@ -67,7 +83,53 @@ def train(
     """
     require("torch", "train")
     from overfeat_edge.train.datasets import read_dataset
-    from overfeat_edge.train.trainer import TrainConfig, Trainer, state_path
+    from overfeat_edge.train.trainer import Trainer, state_path
+
+    cfg = _config(
+        model,
+        out,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=batch_size,
+        lr=lr,
+        box_weight=box_weight,
+        seed=seed,
+        scales=scales,
+        hard_fraction=hard_fraction,
+        mine_images=mine_images,
+        threads=threads,
+    )
+    dataset = read_dataset(data, "train")
+    console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
+    warn_outside_boxes(dataset.outside, data)
+    trainer = Trainer(dataset, cfg, out)
+    if trainer.epoch == 0:
+        keep(f"no epoch finished: nothing was written to {out}")
+    if resume and trainer.resume():
+        console.print(f"resumed from {state_path(out)} at epoch {trainer.epoch}/{epochs}")
+    elif state_path(out).is_file():
+        console.print(f"--no-resume: starting over (overwriting {out})")
+    _fit(trainer, out)
+    console.print(f"wrote {out} ({trainer.spec.arch.name}, {plural(trainer.epoch, 'epoch')})")
+
+
+def _config(
+    model: str,
+    out: Path,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    batch_size: int,
+    lr: float,
+    box_weight: float,
+    seed: int,
+    scales: Optional[List[str]],
+    hard_fraction: float,
+    mine_images: int,
+    threads: Optional[int],
+) -> TrainConfig:
+    """train's options, each checked with one line before any data is read, as a TrainConfig."""
+    from overfeat_edge.train.trainer import TrainConfig
 
     if out.suffix not in (".pt", ".pth"):
         raise InputError(f"--out must end in .pt, got {out}")
@@ -88,7 +150,7 @@ def train(
         from overfeat_edge.pipeline.pyramid import parse_scales
 
         parse_scales(scales)  # its own one-line errors, before any data is read
-    cfg = TrainConfig(
+    return TrainConfig(
         model=model,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
@@ -101,16 +163,11 @@ def train(
         hard_fraction=hard_fraction,
         mine_images=mine_images,
     )
-    dataset = read_dataset(data, "train")
-    console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
-    warn_outside_boxes(dataset.outside, data)
-    trainer = Trainer(dataset, cfg, out)
-    if trainer.epoch == 0:
-        keep(f"no epoch finished: nothing was written to {out}")
-    if resume and trainer.resume():
-        console.print(f"resumed from {state_path(out)} at epoch {trainer.epoch}/{epochs}")
-    elif state_path(out).is_file():
-        console.print(f"--no-resume: starting over (overwriting {out})")
+
+
+def _fit(trainer: Trainer, out: Path) -> None:
+    """Run the trainer with a progress line; in a log a line each tenth of an epoch and one per epoch."""
+    epochs, steps_per_epoch = trainer.cfg.epochs, trainer.cfg.steps_per_epoch
     total, done = epochs * steps_per_epoch, trainer.epoch * steps_per_epoch
     # in a log: a line each tenth of an epoch (about 4 minutes an epoch on 2 cores)
     with Steps("train", total, fields="epoch {epoch}, loss {loss:.3f}", lines=epochs * 10, done=done) as steps:
@@ -126,7 +183,6 @@ def train(
             )
 
         trainer.run(on_step, on_epoch)
-    console.print(f"wrote {out} ({trainer.spec.arch.name}, {plural(trainer.epoch, 'epoch')})")
 
 
 def evaluate(

@@ -185,6 +185,13 @@ class Built:
     stale: str = ""  # why an existing engine was rebuilt
     summary: str = ""  # its device memory and, on DLA, where its layers went (describe_engine)
 
+    def describe(self) -> str:
+        """One line: the engine found up to date, or built (in how long, how large), with its summary."""
+        if not self.built:
+            return f"up to date: {self.path} ({self.summary})"
+        size = self.path.stat().st_size / 2**20
+        return f"built {self.path} in {self.seconds:.1f} s ({size:.1f} MiB); {self.summary}"
+
 
 def _check_dla(p: Prepared, v: TrtVersion) -> None:
     """What TensorRT ``v`` cannot build for DLA, refused with one line."""
@@ -285,6 +292,24 @@ STAGE_MAX_BATCH = 256  # crops per inference of a cascade's stage engine (more a
 def stage_engine_path(detector_engine: Path, stage: str) -> Path:
     """A cascade stage's engine, beside its detector's: ``fp16-480x640-1a2b3c4d.rnet.engine``."""
     return detector_engine.with_name(f"{detector_engine.stem}.{stage}.engine")
+
+
+def build_with_stages(
+    p: Prepared,
+    stages: list[tuple[str, Prepared]],
+    *,
+    engines: Path,
+    rebuild: bool = False,
+    report: Report | None = None,
+) -> list[Built]:
+    """The detector's engine for ``p`` (first), then one dynamic-batch engine per cascade stage of
+    ``stages`` (`prepare_stages`) beside it; each found up to date or built as `build_cached` does."""
+    built = build_cached(p, engines=engines, rebuild=rebuild, report=report)
+    done = [built]
+    for name, stage in stages:  # one dynamic-batch engine per stage, beside the detector's
+        path = stage_engine_path(built.path, name)
+        done.append(build_cached(stage, engines=engines, rebuild=rebuild, report=report, path=path))
+    return done
 
 
 def prepare_stages(p: Prepared, max_batch: int = STAGE_MAX_BATCH) -> list[tuple[str, Prepared]]:
