@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".venv-py-gst"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
