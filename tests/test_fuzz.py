@@ -16,8 +16,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable, List, Tuple
 
 import cv2
 import numpy as np
@@ -113,7 +113,7 @@ def photo_dir(tmp: Path) -> Path:
 
 
 # (id, class, make args from tmp) -> every case must exit non-zero with one line
-Case = tuple[str, str, Callable[[Path], list[str]]]
+Case = Tuple[str, str, Callable[[Path], List[str]]]  # typing's forms: evaluated at import, on 3.8 too
 M = ["--model", "overfeat-mini-shapes"]
 CASES: list[Case] = [
     # exit codes: nothing readable is an error everywhere

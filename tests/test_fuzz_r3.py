@@ -17,8 +17,8 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
+from typing import Callable, List, Tuple
 
 import cv2
 import numpy as np
@@ -196,7 +196,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-Case = tuple[str, str, Callable[[Path], list[str]]]
+Case = Tuple[str, str, Callable[[Path], List[str]]]  # typing's forms: evaluated at import, on 3.8 too
 REFUSED: list[Case] = [
     # 1. temporary names and locks
     ("second-writer-refused", "locks", lock_held),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import List, Tuple
 
 import numpy as np
 
-Truth = list[tuple[int, np.ndarray]]
-Dets = list[tuple[np.ndarray, float, int]]
-Frame = tuple[Truth, Dets]
+Truth = List[Tuple[int, np.ndarray]]  # typing's forms: evaluated at import, on Python 3.8 too
+Dets = List[Tuple[np.ndarray, float, int]]
+Frame = Tuple[Truth, Dets]
 
 
 @dataclass
