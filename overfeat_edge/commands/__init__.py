@@ -11,7 +11,7 @@ import sys
 import threading
 
 import typer
-from typing_extensions import Annotated
+from typing_extensions import Annotated, get_type_hints
 
 from overfeat_edge import __version__
 from overfeat_edge.commands import backends, bench, build, calibrate, data, demo, detect, doctor, model, train
@@ -37,7 +37,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _main(
     version: Annotated[
         bool,
@@ -45,6 +44,12 @@ def _main(
     ] = False,
 ) -> None:
     """OverFeat detectors on the edge: export, build engines, calibrate, detect."""
+
+
+# evaluated first, as command() does for the commands: Typer before Python 3.10 does not read the
+# strings that `from __future__ import annotations` leaves
+_main.__annotations__ = get_type_hints(_main, include_extras=True)
+app.callback()(_main)
 
 
 demo.register(app)

@@ -89,8 +89,16 @@ def edge_distance(img: np.ndarray, xyxy: tuple[float, ...] | list[float], class_
     x1, y1, x2, y2 = (round(float(v)) for v in xyxy)
     h, w = img.shape[:2]
     x1, x2, y1, y2 = min(max(x1, 0), w - 1), min(max(x2, 0), w - 1), min(max(y1, 0), h - 1), min(max(y2, 0), h - 1)
-    # left edge below the label, bottom edge: the label covers the top one
-    pixels = np.concatenate([img[(y1 + y2) // 2 : y2, x1], img[y2, x1:x2]]).astype(np.int16)
-    if len(pixels) == 0:
+    # left edge below the label, bottom edge: the label covers the top one. Each point of the outline
+    # takes the best of the line and its two neighbours across it: H.264 and JPEG carry colour at half
+    # resolution, so a 1-pixel line's colour lands beside it as much as on it
+    want = np.array(color(class_id), np.int16)
+
+    def far(pixels: np.ndarray) -> np.ndarray:
+        return np.abs(pixels.astype(np.int16) - want).max(axis=-1)
+
+    left = np.stack([img[(y1 + y2) // 2 : y2, min(max(x1 + d, 0), w - 1)] for d in (-1, 0, 1)])
+    bottom = np.stack([img[min(max(y2 + d, 0), h - 1), x1:x2] for d in (-1, 0, 1)])
+    if left.shape[1] + bottom.shape[1] == 0:
         return 255.0
-    return float(np.median(np.abs(pixels - np.array(color(class_id), np.int16)).max(axis=1)))
+    return float(np.median(np.concatenate([far(left).min(axis=0), far(bottom).min(axis=0)])))

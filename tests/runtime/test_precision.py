@@ -17,6 +17,7 @@ from overfeat_edge.compare import DetectionAgreement
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import read_image
 from overfeat_edge.pipeline.load import load_detector
+from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime import load_runner
 from overfeat_edge.runtime.auto import installed
 from overfeat_edge.runtime.base import precision_onnx, shipped_models
@@ -64,7 +65,7 @@ def test_the_default_equals_onnxruntime_fp32_on_every_cpu_backend(
     for backend in ("auto", *installed()):
         det = load_detector(model, backend=backend, threads=2)
         assert det.runner.precision == "fp32", backend
-        for f, w in zip(images, want, strict=True):
+        for f, w in zip_strict(images, want):
             same_boxes(det.detect(f), w)
 
 

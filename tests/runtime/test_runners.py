@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.pycompat import zip_strict
@@ -95,6 +96,7 @@ def test_demo_runs_without_torch(tmp_path: Path) -> None:
 def test_every_runner_returns_every_head(tmp_path: Path) -> None:
     """A crop classifier with a third head (MTCNN's O-Net: landmarks) gives it from torch as from
     ONNX Runtime, by name, in one ``run``; ``run_levels`` is ``run`` on each batch."""
+    pytest.importorskip("torch", reason="the torch runner needs torch (not in the edge install)")
     from overfeat_edge.export import export_onnx
     from overfeat_edge.models import create_model
     from overfeat_edge.spec import default_spec
