@@ -145,23 +145,39 @@ def timed_run(sink: web.WebSink, n: int) -> float:
 
 
 def test_a_stalled_viewer_does_not_slow_the_writer(url: str) -> None:
+    """Frames/s with one reading viewer, then with that viewer and two that never read: the page encodes
+    once per frame for any number of viewers, so the baseline has the one encode too (with no viewer
+    at all nothing is encoded, which no number of viewers can match on two cores)."""
     sink = web.open_output(url, stream="cam", fps=30, class_names=CLASSES)
+    got: list[bytes] = []
+
+    def watch() -> None:  # a viewer that reads all along, until the sink closes its stream
+        with contextlib.suppress(AssertionError, OSError, ValueError, KeyError):
+            with urllib.request.urlopen(url + "streams/cam.mjpg", timeout=60) as r:
+                boundary = r.headers["Content-Type"].split("boundary=")[1].encode()
+                while True:
+                    assert r.readline().strip() == b"--" + boundary
+                    headers = dict(line.decode().strip().split(": ", 1) for line in iter(r.readline, b"\r\n"))
+                    got.append(r.read(int(headers["Content-Length"])))
+                    assert r.readline() == b"\r\n"
+
+    reader = threading.Thread(target=watch, daemon=True)
     try:
-        alone = timed_run(sink, 120)
-        stalled = [stalled_viewer(url) for _ in range(2)]
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.extend(read_parts(url + "streams/cam.mjpg", 20, 30)))
         reader.start()
+        time.sleep(0.3)
+        alone = timed_run(sink, 120)
+        read_alone = len(got)
+        stalled = [stalled_viewer(url) for _ in range(2)]
         time.sleep(0.3)
         watched = timed_run(sink, 240)
         stats = json.loads(urllib.request.urlopen(url + "stats.json", timeout=5).read())["streams"]["cam"]
-        reader.join(30)
         for s in stalled:
             s.close()
     finally:
         sink.close()
-    assert stats["viewers"] >= 2 and stats["viewers_lost_frames"] > 0  # the stalled ones really stalled
-    assert len(got) == 20  # a viewer that reads got frames all along
+    reader.join(30)
+    assert stats["viewers"] >= 3 and stats["viewers_lost_frames"] > 0  # the stalled ones really stalled
+    assert read_alone > 0 and len(got) >= read_alone + 20  # the reading viewer got frames all along
     assert watched >= 0.5 * alone, (watched, alone)  # generous: the encodes share the CPU, nothing waits
 
 
