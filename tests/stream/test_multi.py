@@ -82,7 +82,10 @@ def test_a_stalled_camera_holds_up_no_other_stream(detector: Detector, camera, t
     loop.run(duration=900, on_tick=until_both_went_on)  # a bound on a hang, not on speed
     assert len(steady.times) == 40 and len(stalled.times) > 3  # the camera's frames came through once it went on
     stall, t_a, t_b = largest_gap(stalled.times)
-    assert sum(t_a < t < t_b for t in steady.times) >= 2  # the file was written while the camera hung
+    # the file was written while the camera hung (as far as it had frames left: on a fast machine
+    # the file may end before the camera's first frame arrives and its stall begins)
+    left = sum(t > t_a for t in steady.times)
+    assert sum(t_a < t < t_b for t in steady.times) >= min(2, left)
     assert largest_gap(steady.times)[0] < stall / 2, (largest_gap(steady.times), stall)
 
 
