@@ -41,12 +41,17 @@ def has_tensorrt() -> bool:
         return False
 
 
+def _compiled(built: bool) -> str:
+    return "compiled (C)" if built else "numpy (the C extension was not built: no compiler at install)"
+
+
 def machine_rows(has_trt: bool) -> list[tuple[str, str]]:
     """(what, which version or why none) for each part of this machine doctor reports; ``has_trt``: `has_tensorrt`."""
     import cv2
     import onnxruntime as ort
 
     from overfeat_edge.pipeline.merge import COMPILED
+    from overfeat_edge.pipeline.preprocess import COMPILED as POOL_COMPILED
     from overfeat_edge.runtime.auto import cpu
     from overfeat_edge.stream.sources import has_gstreamer
 
@@ -74,9 +79,7 @@ def machine_rows(has_trt: bool) -> list[tuple[str, str]]:
         ("ONNX Runtime", f"{ort.__version__}; providers: {', '.join(ort.get_available_providers())}"),
         ("OpenVINO", version("openvino").split("-")[0]),
         ("OpenCV", f"{cv2.__version__}; GStreamer: {gst}"),
-        (
-            "greedy merge",
-            "compiled (C)" if COMPILED else "numpy (the C extension was not built: no compiler at install)",
-        ),
+        ("greedy merge, NMS", _compiled(COMPILED)),
+        ("adaptive pooling", _compiled(POOL_COMPILED)),
     ]
     return rows

@@ -1,6 +1,7 @@
 /* One pass of OverFeat's greedy merge, compiled: the same steps as merge.py's numpy pass.
  *
  * merge_pass(acc, order, rx, ry, cls, t, gone, cells) -> number of merges
+ * nms_sorted(boxes, t, over_min, keep) -> number kept (merge.nms's pass; see the function)
  *
  *   acc    float64 (n, 6), C order, written in place: x1, y1, x2, y2 sums, member count, confidence sum
  *   order  int64 (n): box indices sorted by (class, centre x)
@@ -260,8 +261,73 @@ done:
     return result;
 }
 
+/* nms_sorted(boxes, t, over_min, keep) -> number kept: merge._nms_sorted's greedy NMS in float32, its steps in
+ * its order (so every rounding is numpy's): boxes (n, 4) float32 sorted best first; each kept box drops the
+ * later alive boxes whose intersection over the union (over the smaller box with over_min) exceeds t; keep
+ * int64 (n) gets the kept indices, best first. */
+static Py_ssize_t nms_run(const float *bx, Py_ssize_t n, float t, int over_min, int64_t *keep, Py_ssize_t *idx,
+                          float *area) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        float w = bx[4 * i + 2] - bx[4 * i], h = bx[4 * i + 3] - bx[4 * i + 1];
+        area[i] = (w > 0 ? w : 0) * (h > 0 ? h : 0);
+        idx[i] = i;
+    }
+    Py_ssize_t alive = n, kept = 0;
+    while (alive > 0) {
+        Py_ssize_t i = idx[0], m = 0;
+        keep[kept++] = i;
+        const float *a = bx + 4 * i;
+        for (Py_ssize_t k = 1; k < alive; k++) {
+            Py_ssize_t r = idx[k];
+            const float *b = bx + 4 * r;
+            float w = (a[2] < b[2] ? a[2] : b[2]) - (a[0] > b[0] ? a[0] : b[0]);
+            float h = (a[3] < b[3] ? a[3] : b[3]) - (a[1] > b[1] ? a[1] : b[1]);
+            w = w > 0 ? w : 0;
+            h = h > 0 ? h : 0;
+            float inter = w * h;
+            float u = over_min ? (area[i] < area[r] ? area[i] : area[r]) : area[i] + area[r] - inter;
+            u = u > 1e-12f ? u : 1e-12f;
+            if (inter / u <= t)
+                idx[m++] = r;
+        }
+        alive = m;
+    }
+    return kept;
+}
+
+static PyObject *nms_sorted(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer box_b, keep_b;
+    double t;
+    int over_min;
+    if (!PyArg_ParseTuple(args, "y*dpw*", &box_b, &t, &over_min, &keep_b))
+        return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = box_b.len / (4 * (Py_ssize_t)sizeof(float));
+    Py_ssize_t *idx = NULL;
+    float *area = NULL;
+    if (!check(&box_b, n, 4 * (Py_ssize_t)sizeof(float), "boxes") || !check(&keep_b, n, sizeof(int64_t), "keep"))
+        goto done;
+    idx = (Py_ssize_t *)malloc(sizeof(Py_ssize_t) * (size_t)(n + 1));
+    area = (float *)malloc(sizeof(float) * (size_t)(n + 1));
+    if (idx == NULL || area == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t kept;
+    Py_BEGIN_ALLOW_THREADS;
+    kept = nms_run((const float *)box_b.buf, n, (float)t, over_min, (int64_t *)keep_b.buf, idx, area);
+    Py_END_ALLOW_THREADS;
+    result = PyLong_FromSsize_t(kept);
+done:
+    free(idx), free(area);
+    PyBuffer_Release(&box_b), PyBuffer_Release(&keep_b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"merge_pass", merge_pass, METH_VARARGS, "One greedy-merge pass in place; returns the number of merges."},
+    {"nms_sorted", nms_sorted, METH_VARARGS, "Greedy NMS of float32 boxes sorted best first; returns the kept count."},
     {NULL, NULL, 0, NULL},
 };
 

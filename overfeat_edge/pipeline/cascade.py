@@ -35,7 +35,7 @@ import numpy as np
 from overfeat_edge.errors import ModelError
 from overfeat_edge.pipeline.detector import Step, require_outputs
 from overfeat_edge.pipeline.merge import nms
-from overfeat_edge.pipeline.preprocess import adaptive_crops, integral, normalize_batch, resize, resize_method
+from overfeat_edge.pipeline.preprocess import adaptive_normalized, integral, normalize_batch, resize, resize_method
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.types import Detections
 
@@ -145,11 +145,10 @@ class CropStage:
         regions = crop_regions(xyxy, frame_bgr.shape[:2])
         ok = np.flatnonzero((regions[:, 2] > regions[:, 0]) & (regions[:, 3] > regions[:, 1]))
         if self.resize == "adaptive":  # every crop from one integral image, in one go
-            patches = adaptive_crops(integral(frame_bgr), regions[ok], self.size)
-        else:
-            patches = np.zeros((len(ok), self.size, self.size, 3), np.float32)
-            for j, (x0, y0, x1, y1) in enumerate(regions[ok]):
-                patches[j] = resize(frame_bgr[y0:y1, x0:x1].astype(np.float32), (self.size, self.size))
+            return adaptive_normalized(integral(frame_bgr), regions[ok], (self.size, self.size), self.runner.spec), ok
+        patches = np.zeros((len(ok), self.size, self.size, 3), np.float32)
+        for j, (x0, y0, x1, y1) in enumerate(regions[ok]):
+            patches[j] = resize(frame_bgr[y0:y1, x0:x1].astype(np.float32), (self.size, self.size))
         return normalize_batch(patches, self.runner.spec), ok
 
     def __call__(self, frame_bgr: np.ndarray, det: Detections) -> Detections:

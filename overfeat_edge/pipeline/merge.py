@@ -89,12 +89,19 @@ def match_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _match(a[:, None, :], b[None, :, :])
 
 
-def nms(det: Detections, iou_threshold: float = 0.5, overlap: str = "iou") -> Detections:
+def nms(
+    det: Detections, iou_threshold: float = 0.5, overlap: str = "iou", *, compiled: bool | None = None
+) -> Detections:
     """Class-aware non-maximum suppression; returns the kept detections, best first.
 
     ``overlap`` "iou" (intersection over union) or "min" (intersection over the smaller box, as
-    MTCNN's last stage uses it).
+    MTCNN's last stage uses it). ``compiled``: the C pass (``_greedy.nms_sorted``, the default where
+    it was built) or numpy's (:func:`_nms_sorted`); the same kept boxes either way.
     """
+    use_c = COMPILED if compiled is None else compiled
+    if use_c and _greedy is None:
+        raise RuntimeError("the compiled NMS was asked for, but the C extension was not built")
+    sweep = _compiled_nms if use_c else _nms_sorted
     if overlap not in ("iou", "min"):
         raise ValueError(f"overlap must be 'iou' or 'min', got {overlap!r}")
     if len(det) == 0:
@@ -103,7 +110,7 @@ def nms(det: Detections, iou_threshold: float = 0.5, overlap: str = "iou") -> De
     keep: list[np.ndarray] = []
     for c in np.unique(det.class_id):
         idx = order[det.class_id[order] == c]  # this class, best first
-        keep.append(idx[_nms_sorted(det.xyxy[idx].astype(np.float32), iou_threshold, overlap == "min")])
+        keep.append(idx[sweep(det.xyxy[idx].astype(np.float32), iou_threshold, overlap == "min")])
     kept = np.concatenate(keep)
     return det[kept[np.argsort(-det.score[kept], kind="stable")]]
 
@@ -128,6 +135,14 @@ def _nms_sorted(boxes: np.ndarray, t: float, over_min: bool = False) -> np.ndarr
         union = np.minimum(area[i], area[rest]) if over_min else area[i] + area[rest] - inter
         idx = rest[inter / np.maximum(union, 1e-12) <= t]
     return np.asarray(keep, dtype=np.int64)
+
+
+def _compiled_nms(boxes: np.ndarray, t: float, over_min: bool = False) -> np.ndarray:
+    """:func:`_nms_sorted` in C (``_greedy.nms_sorted``: the same steps in float32, in numpy's order)."""
+    assert _greedy is not None
+    keep = np.empty(len(boxes), np.int64)
+    n = _greedy.nms_sorted(np.ascontiguousarray(boxes, dtype=np.float32), float(t), over_min, keep)
+    return keep[:n]
 
 
 def _reach(boxes: np.ndarray, t: float) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,17 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.spec import ModelSpec
 from overfeat_edge.types import ScaleLevel
 
-PREPROCESS_VERSION = 2  # bumped when level_inputs' values change (2: levels resized from float32)
+try:
+    from overfeat_edge.pipeline import _pool
+except ImportError:  # not built (no C compiler at install): the numpy functions below give the same values
+    _pool = None  # type: ignore[assignment]
+
+COMPILED = _pool is not None
+"""Whether adaptive pooling (MTCNN's pyramid and crops) runs in C (``overfeat-edge doctor`` reports it)."""
+
+# bumped when level_inputs' values change (2: levels resized from float32; 3: adaptive levels normalized
+# as the crops are, in float32, the same values where the std is a power of 2 as MTCNN's 128 is)
+PREPROCESS_VERSION = 3
 
 
 def to_bgr8(frame: np.ndarray) -> np.ndarray:
@@ -61,18 +71,38 @@ def adaptive_from_integral(sums: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(total / area, dtype=np.float32)
 
 
-def adaptive_crops(sums: np.ndarray, regions: np.ndarray, size: int) -> np.ndarray:
-    """(n, size, size, C) float32: each region (x0, y0, x1, y1) of the image whose :func:`integral`
-    is ``sums``, resized by adaptive average pooling to ``size`` x ``size``, all at once."""
+def adaptive_crops(sums: np.ndarray, regions: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(n, h, w, C) float32: each region (x0, y0, x1, y1) of the image whose :func:`integral` is
+    ``sums``, resized by adaptive average pooling to ``hw``, all at once."""
     x0, y0, x1, y1 = (regions[:, k : k + 1] for k in range(4))
-    i = np.arange(size)[None, :]
+    i, j = np.arange(hw[0])[None, :], np.arange(hw[1])[None, :]
     h, w = y1 - y0, x1 - x0
-    r0, r1 = y0 + (i * h) // size, y0 - (-((i + 1) * h) // size)  # (n, size) absolute row bins
-    c0, c1 = x0 + (i * w) // size, x0 - (-((i + 1) * w) // size)
+    r0, r1 = y0 + (i * h) // hw[0], y0 - (-((i + 1) * h) // hw[0])  # (n, h) absolute row bins
+    c0, c1 = x0 + (j * w) // hw[1], x0 - (-((j + 1) * w) // hw[1])  # (n, w) absolute column bins
     a, b, c, d = r0[:, :, None], r1[:, :, None], c0[:, None, :], c1[:, None, :]
-    total = sums[b, d] - sums[a, d] - sums[b, c] + sums[a, c]  # (n, size, size, C), four look-ups per bin
+    total = sums[b, d] - sums[a, d] - sums[b, c] + sums[a, c]  # (n, h, w, C), four look-ups per bin
     area = ((r1 - r0)[:, :, None] * (c1 - c0)[:, None, :])[..., None]
     return (total / area).astype(np.float32)
+
+
+def adaptive_normalized(
+    sums: np.ndarray, regions: np.ndarray, hw: tuple[int, int], spec: ModelSpec, *, compiled: bool | None = None
+) -> np.ndarray:
+    """(n, 3, h, w) network inputs: each region (x0, y0, x1, y1) of the image whose :func:`integral` is
+    ``sums``, resized to ``hw`` by adaptive average pooling and normalized as :func:`normalize_batch` does.
+    ``compiled``: the C kernel (``_pool.pool``: one pass, the default where it was built) or numpy's
+    :func:`adaptive_crops` + :func:`normalize_batch`; the same float32 values either way."""
+    regions = np.ascontiguousarray(regions, dtype=np.int64).reshape(-1, 4)
+    use_c = (COMPILED if compiled is None else compiled) and sums.dtype == np.int32
+    if not use_c:
+        return normalize_batch(adaptive_crops(sums, regions, hw), spec)
+    assert _pool is not None
+    h, w, c = sums.shape[0] - 1, sums.shape[1] - 1, sums.shape[2]
+    mean = np.asarray(spec.mean, np.float32)
+    inv = (1.0 / np.asarray(spec.std, np.float32)).astype(np.float32)  # normalize_batch's reciprocal, in float32
+    out = np.empty((len(regions), c, hw[0], hw[1]), np.float32)
+    _pool.pool(np.ascontiguousarray(sums), h, w, c, regions, hw[0], hw[1], mean, inv, spec.channel_order == "rgb", out)
+    return out
 
 
 def adaptive_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -131,8 +161,8 @@ def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpe
     """
     resized = any(lv.input_hw != frame_bgr.shape[:2] for lv in levels)
     if resize_method(spec) == "adaptive" and resized:  # one integral image serves every level
-        sums = integral(frame_bgr)
-        return [normalize(adaptive_from_integral(sums, lv.input_hw), spec) for lv in levels]
+        sums, whole = integral(frame_bgr), np.array([[0, 0, frame_bgr.shape[1], frame_bgr.shape[0]]])
+        return [adaptive_normalized(sums, whole, lv.input_hw, spec) for lv in levels]
     frame = frame_bgr.astype(np.float32) if resized else frame_bgr
     return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]
 

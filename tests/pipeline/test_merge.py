@@ -236,17 +236,50 @@ def test_nms_hand_worked() -> None:
     np.testing.assert_allclose(k.score, [0.9, 0.7, 0.6])  # box 1 suppressed by 0; box 2 is another class
 
 
+@pytest.fixture(params=["numpy", "compiled"])
+def nms_compiled(request: pytest.FixtureRequest) -> bool:
+    """NMS tests run on numpy's pass and on the C one (``_greedy.nms_sorted``)."""
+    if request.param == "compiled" and not merge.COMPILED:
+        pytest.skip("the C extension was not built (no C compiler at install)")
+    return bool(request.param == "compiled")
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_nms_equals_naive(seed: int) -> None:
+def test_nms_equals_naive(seed: int, nms_compiled: bool) -> None:
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 300, (300, 2))
     wh = rng.uniform(10, 80, (300, 2))
     boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
     scores = rng.permutation(300).astype(np.float32) / 300  # distinct scores: one right answer
     classes = rng.integers(0, 3, 300)
-    k = nms(Detections(boxes, scores, classes), 0.4)
+    k = nms(Detections(boxes, scores, classes), 0.4, compiled=nms_compiled)
     ref = naive_nms(boxes, scores, classes, 0.4)
     np.testing.assert_array_equal(k.score, scores[ref])
+
+
+def test_nms_over_the_smaller_box_hand_worked(nms_compiled: bool) -> None:
+    """MTCNN's last NMS: a small box inside a big one overlaps it by 1.0 over the smaller box (IoU 0.16)."""
+    d = dets([[0, 0, 10, 10], [2, 2, 6, 6], [20, 20, 30, 30], [0, 0, 5, 10]], [0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_allclose(nms(d, 0.7, "min", compiled=nms_compiled).score, [0.9, 0.7])
+    np.testing.assert_allclose(nms(d, 0.7, "iou", compiled=nms_compiled).score, [0.9, 0.8, 0.7, 0.6])  # 0.16, 0.5
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("overlap", ["iou", "min"])
+def test_compiled_nms_keeps_what_numpy_keeps(seed: int, overlap: str) -> None:
+    """Dense boxes on a grid of whole pixels (many overlaps land exactly on the threshold), tied scores, empty
+    boxes: the C pass keeps the same boxes in the same order as numpy's, every threshold."""
+    if not merge.COMPILED:
+        pytest.skip("the C extension was not built (no C compiler at install)")
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 40, (2000, 2))
+    wh = rng.integers(0, 12, (2000, 2))  # some boxes are empty (zero width or height)
+    boxes = np.concatenate([xy, xy + wh], axis=1).astype(np.float32)
+    det = Detections(boxes, rng.integers(0, 20, 2000).astype(np.float32) / 20, rng.integers(0, 2, 2000))
+    for t in (0.0, 0.25, 0.5, 0.7, 1.0):
+        a, b = nms(det, t, overlap, compiled=False), nms(det, t, overlap, compiled=True)
+        np.testing.assert_array_equal(a.xyxy, b.xyxy)
+        np.testing.assert_array_equal(a.class_id, b.class_id)
 
 
 def test_empty_inputs() -> None:
