@@ -4,8 +4,11 @@ Reads the same ONNX files as ONNX Runtime, the FP32 export and the Q/DQ ONNX fro
 alike (the spec comes from the ONNX metadata, :func:`~overfeat_edge.runtime.base.read_spec`).
 
 Shapes: the exported graph has dynamic height and width. ``shapes="reshape"`` compiles one model
-per input shape (a pyramid has a handful; each is compiled on first use and kept), ``"dynamic"``
-compiles the dynamic model once. ``benchmarks/backends.py`` measured both on the shipped model and
+per input height and width, its batch left dynamic (a pyramid has a handful of sizes; a cascade's
+crop stage one, whatever the number of crops; streams batched together share them), each compiled on
+first use and kept, the last MAX_COMPILED of them; ``"dynamic"`` compiles the dynamic model once.
+(A compile takes 0.1-0.4 s on 2 cores: one per batch size made a face video's R-Net and O-Net
+compile again on most frames.) ``benchmarks/backends.py`` measured both on the shipped model and
 ``reshape`` is the default (BENCHMARKS.md "backends").
 
 ``--precision`` sets ``INFERENCE_PRECISION_HINT`` always: ``fp32`` is ``f32`` (left unset, OpenVINO
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 
 HINTS = ("latency", "throughput")
 SHAPES = ("reshape", "dynamic")
+MAX_COMPILED = 64  # compiled shapes kept per runner (a folder of photos of many sizes compiles more)
 HINT_OF = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # --precision -> INFERENCE_PRECISION_HINT
 
 DESCRIPTOR = BackendDescriptor(
@@ -108,7 +113,8 @@ class OpenVinoRunner(Runner):
         if inputs != [INPUT_NAME]:
             raise ModelError(f"{path}: expected one input {INPUT_NAME!r}, got {inputs}")
         self.output_names = names
-        self._compiled: dict[tuple[int, ...] | None, Any] = {}  # input shape (reshape) or None (dynamic) -> request
+        # (C, H, W) (reshape: any batch) or None (dynamic) -> its infer request, least recently used first
+        self._compiled: OrderedDict[tuple[int, ...] | None, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.precision = precision
 
@@ -116,7 +122,7 @@ class OpenVinoRunner(Runner):
         model = self.model
         if key is not None:
             model = self.model.clone()
-            model.reshape({INPUT_NAME: list(key)})
+            model.reshape({INPUT_NAME: [-1, *key]})
         return self.core.compile_model(model, self.device, self.config).create_infer_request()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -125,7 +131,7 @@ class OpenVinoRunner(Runner):
         ones run side by side, each worker on its own runner. An InferRequest serves one thread at
         a time (``self._lock``: its output tensors are read after ``infer``)."""
         x = self.check_input(batch)
-        key = None if self.shapes == "dynamic" else x.shape
+        key = None if self.shapes == "dynamic" else tuple(x.shape[1:])
         with self._lock:
             request = self._compiled.get(key)
             if request is None:
@@ -133,7 +139,10 @@ class OpenVinoRunner(Runner):
                     request = self._compile(key)
                     request.infer({INPUT_NAME: x})
                 self._compiled[key] = request
+                if len(self._compiled) > MAX_COMPILED:
+                    self._compiled.popitem(last=False)
             else:
+                self._compiled.move_to_end(key)
                 request.infer({INPUT_NAME: x})
             return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 

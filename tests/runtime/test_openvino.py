@@ -33,6 +33,24 @@ def test_f32_equals_onnxruntime(inputs: list[np.ndarray], shapes: str) -> None:
     assert f"f32, {shapes}" in ov.describe()
 
 
+def test_reshape_compiles_once_per_size_whatever_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crop stage's batch changes every frame: one compile serves every batch size of a size (each compile
+    costs tenths of a second), the results equal ONNX Runtime's, and only the last MAX_COMPILED sizes are kept."""
+    from overfeat_edge.runtime import openvino
+
+    ov = load_runner("openvino", "overfeat-mini-shapes", threads=1, precision="fp32", ov_shapes="reshape")
+    ort = load_runner("onnxruntime", "overfeat-mini-shapes", threads=1)
+    rng = np.random.default_rng(1)
+    for n in (3, 1, 7, 2):
+        x = rng.normal(size=(n, 3, 96, 80)).astype(np.float32)
+        np.testing.assert_allclose(ov.run(x)["scores"], ort.run(x)["scores"], atol=2e-4, rtol=1e-4)
+    assert list(ov._compiled) == [(3, 96, 80)]  # type: ignore[attr-defined]
+    monkeypatch.setattr(openvino, "MAX_COMPILED", 2)
+    for h in (64, 72, 96):
+        ov.run(rng.normal(size=(1, 3, h, 80)).astype(np.float32))
+    assert list(ov._compiled) == [(3, 72, 80), (3, 96, 80)]  # type: ignore[attr-defined]
+
+
 def test_default_precision_is_fp32_and_the_cascade_runs() -> None:
     """The default is f32 (not the device's own choice, bf16 on AMX or avx512_bf16 CPUs); MTCNN's three
     nets with landmarks load too."""
