@@ -153,48 +153,51 @@ def _fit(trainer: Trainer, out: Path) -> None:
         trainer.run(on_step, on_epoch)
 
 
+# ---- eval's options ------------------------------------------------------------------------------
+EvalDataOpt = Annotated[
+    Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset: data.yaml, a folder, or DIR/images/val.")
+]
+EvalModelOpt = Annotated[Optional[str], typer.Option(help="An exported .onnx, or a shipped model name.")]
+DetectionsOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Score precomputed detections instead (detect's detections.json, or COCO results JSON)."),
+]
+SplitOpt = Annotated[str, typer.Option(help="YOLO data.yaml or images/<split> layouts: train, val or test.")]
+ThresholdOpt = Annotated[
+    Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+]
+MergeOpt = Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")]
+MinScoreOpt = Annotated[
+    Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
+]
+OrtThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")]
+LimitOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")]
+AblationOpt = Annotated[bool, typer.Option("--ablation", help="Paper's Table 2: stride x scales x merge (torch).")]
+JsonOutOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")]
+
+
 def evaluate(
-    data: Annotated[
-        Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset: data.yaml, a folder, or DIR/images/val.")
-    ],
-    model: Annotated[Optional[str], typer.Option(help="An exported .onnx, or a shipped model name.")] = None,
-    detections: Annotated[
-        Optional[Path],
-        typer.Option(help="Score precomputed detections instead (detect's detections.json, or COCO results JSON)."),
-    ] = None,
-    split: Annotated[str, typer.Option(help="YOLO data.yaml or images/<split> layouts: train, val or test.")] = "val",
+    data: EvalDataOpt,
+    model: EvalModelOpt = None,
+    detections: DetectionsOpt = None,
+    split: SplitOpt = "val",
     scales: Scales = None,
-    threshold: Annotated[
-        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
-    ] = None,
-    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
-    min_score: Annotated[
-        Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
-    ] = None,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
-    ablation: Annotated[
-        bool, typer.Option("--ablation", help="Paper's Table 2: stride x scales x merge (torch).")
-    ] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
+    threshold: ThresholdOpt = None,
+    merge: MergeOpt = None,
+    min_score: MinScoreOpt = None,
+    threads: OrtThreadsOpt = None,
+    limit: LimitOpt = None,
+    ablation: AblationOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table.
 
     Example: overfeat-edge eval --data runs/synth --model overfeat-mini-shapes
     """
-    from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.train.datasets import read_dataset
 
-    require("pycocotools", "eval")  # before the detection pass, not after it
-    if (model is None) == (detections is None):
-        raise InputError("eval needs one of --model (run it) or --detections FILE (score precomputed detections)")
-    if detections is not None and ablation:
-        raise InputError("--ablation runs the model: use it with --model, not --detections")
-    check_number("--limit", limit, 1, 1 << 30)
-    DetectorConfig(threshold=threshold, merge=merge, min_score=min_score)  # the options' own checks
-    if json_out is not None:
-        check_output(json_out, "--json")
-        check_outputs({"--json": json_out}, [p for p in data.iterdir() if p.is_file()] if data.is_dir() else [data])
+    detector = {"threshold": threshold, "merge": merge, "min_score": min_score}
+    _check_eval(data, model, detections, ablation=ablation, limit=limit, json_out=json_out, detector=detector)
     dataset = read_dataset(data, split)
     warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)
@@ -206,6 +209,32 @@ def evaluate(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps({"data": str(data), "images": n, "rows": table_rows}, indent=1))
         console.print(f"wrote {json_out}")
+
+
+def _check_eval(
+    data: Path,
+    model: Optional[str],
+    detections: Optional[Path],
+    *,
+    ablation: bool,
+    limit: Optional[int],
+    json_out: Optional[Path],
+    detector: dict[str, Any],
+) -> None:
+    """eval's options, each checked with one line before any data is read or detection run (``detector``:
+    --threshold, --merge and --min-score, by DetectorConfig's own checks)."""
+    from overfeat_edge.pipeline.detector import DetectorConfig
+
+    require("pycocotools", "eval")  # before the detection pass, not after it
+    if (model is None) == (detections is None):
+        raise InputError("eval needs one of --model (run it) or --detections FILE (score precomputed detections)")
+    if detections is not None and ablation:
+        raise InputError("--ablation runs the model: use it with --model, not --detections")
+    check_number("--limit", limit, 1, 1 << 30)
+    DetectorConfig(**detector)
+    if json_out is not None:
+        check_output(json_out, "--json")
+        check_outputs({"--json": json_out}, [p for p in data.iterdir() if p.is_file()] if data.is_dir() else [data])
 
 
 def _run_model(
