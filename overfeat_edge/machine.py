@@ -1,5 +1,5 @@
-"""What this machine has, for `doctor`'s table: CPU, NVIDIA driver, GPU and CUDA, TensorRT, ONNX Runtime,
-OpenVINO, OpenCV with or without GStreamer, and whether the greedy merge is compiled."""
+"""What this machine has, for `doctor`: CPU, NVIDIA driver, GPU and CUDA, TensorRT, ONNX Runtime, OpenVINO,
+OpenCV with or without GStreamer, whether the greedy merge is compiled, and how its CPU precisions compare."""
 
 from __future__ import annotations
 
@@ -83,3 +83,19 @@ def machine_rows(has_trt: bool) -> list[tuple[str, str]]:
         ("adaptive pooling", _compiled(POOL_COMPILED)),
     ]
     return rows
+
+
+def cpu_precisions(model: str) -> tuple[list[str], list[str]]:
+    """Every installed CPU backend at every precision it runs, on two generated frames, against ONNX Runtime
+    FP32 (a few rounds: a guide only). Returns a line per precision (how much faster, how close its
+    detections are) and, for each one not run, why."""
+    import numpy as np
+
+    from overfeat_edge.sidebyside import side_by_side
+    from overfeat_edge.train.synth import scene
+
+    rng = np.random.default_rng(5)
+    rows, skipped = side_by_side(model, [scene(rng)[0] for _ in range(2)], rounds=4)
+    base = rows[0].median_ms
+    lines = [f"{r.label}: {base / r.median_ms:.2f}x onnxruntime fp32 here; {r.detections.describe()}" for r in rows[1:]]
+    return lines, skipped

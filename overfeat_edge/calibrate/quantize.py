@@ -60,6 +60,20 @@ class CalibrationSet:
     digest: str = ""
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """What one calibration quantizes: the FP32 ONNX and its spec, the frames (BGR uint8) at the pyramid
+    ``scales``, the calibration ``method``, the node names kept float; ``on_frame`` is called per network input."""
+
+    onnx_path: Path
+    spec: ModelSpec
+    frames: list[np.ndarray]
+    scales: list[str]
+    method: str
+    exclude: list[str] = field(default_factory=list)
+    on_frame: Callable[[], None] | None = None
+
+
 _CHUNK = 4  # network inputs per collect_data call
 
 
@@ -189,17 +203,8 @@ def _quiet() -> Iterator[None]:
         root.setLevel(level)
 
 
-def quantize(
-    onnx_path: Path,
-    spec: ModelSpec,
-    frames: list[np.ndarray],
-    scales: list[str],
-    method: str,
-    exclude: list[str],
-    out_dir: Path,
-    on_frame: Callable[[], None] | None = None,
-) -> tuple[Path, Path]:
-    """Calibrate and write the two Q/DQ flavours and their ranges; returns (TensorRT's Q/DQ ONNX, its ranges).
+def quantize(job: Quantization, out_dir: Path) -> tuple[Path, Path]:
+    """Calibrate ``job`` and write the two Q/DQ flavours and their ranges; returns (TensorRT's Q/DQ ONNX, its ranges).
 
     ``model.qdq.onnx`` (ranges ``ranges.json``) is what TensorRT requires: symmetric int8 activations
     (S8S8), Q/DQ wherever ONNX Runtime places them. ``model.cpu.qdq.onnx`` (``ranges.cpu.json``) is
@@ -213,10 +218,10 @@ def quantize(
     qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
     cpu, cpu_ranges = out_dir / CPU_QDQ, out_dir / "ranges.cpu.json"
     with _quiet():
-        _calibrate(onnx_path, spec, frames, scales, method, ranges, on_frame, symmetric=True)
-        _write_qdq(onnx_path, spec, method, exclude, qdq, ranges)
-        _calibrate(onnx_path, spec, frames, scales, method, cpu_ranges, on_frame, symmetric=False)
-        _write_qdq(onnx_path, spec, method, exclude + head_convs(onnx_path), cpu, cpu_ranges, cpu_flavour=True)
+        _calibrate(job, ranges, symmetric=True)
+        _write_qdq(job, job.exclude, qdq, ranges)
+        _calibrate(job, cpu_ranges, symmetric=False)
+        _write_qdq(job, job.exclude + head_convs(job.onnx_path), cpu, cpu_ranges, cpu_flavour=True)
     return qdq, ranges
 
 
@@ -229,20 +234,9 @@ def is_calibrated(dest: Path) -> bool:
     return all((dest / f).is_file() for f in CALIBRATED)
 
 
-def quantize_to(
-    dest: Path,
-    *,
-    onnx_path: Path,
-    spec: ModelSpec,
-    frames: list[np.ndarray],
-    scales: list[str],
-    method: str,
-    exclude: list[str],
-    trt_version: str,
-    on_frame: Callable[[], None] | None = None,
-) -> Path:
+def quantize_to(job: Quantization, dest: Path, trt_version: str) -> Path:
     """`quantize` into ``dest``, then TensorRT's calibration cache from its ranges; returns TensorRT's Q/DQ ONNX."""
-    qdq, ranges = quantize(onnx_path, spec, frames, scales, method, exclude, dest, on_frame)
+    qdq, ranges = quantize(job, dest)
     write_trt_cache(dest / "trt.cache", tensor_scales(ranges), trt_version)
     return qdq
 
@@ -256,16 +250,7 @@ def head_convs(onnx_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and set(n.output) & (outputs | softmax_in)]
 
 
-def _calibrate(
-    onnx_path: Path,
-    spec: ModelSpec,
-    frames: list[np.ndarray],
-    scales: list[str],
-    method: str,
-    ranges: Path,
-    on_frame: Callable[[], None] | None,
-    symmetric: bool,
-) -> None:
+def _calibrate(job: Quantization, ranges: Path, symmetric: bool) -> None:
     from onnxruntime.quantization import create_calibrator, save_tensors_data
 
     if not ranges.is_file():
@@ -276,31 +261,24 @@ def _calibrate(
         # CalibMaxIntermediateOutputs: in onnxruntime 1.32 the min-max calibrator drops, rather than
         # folds, what it collected when that is set.
         options: dict[str, Any] = {"symmetric": symmetric}
-        if method == "percentile":
+        if job.method == "percentile":
             options["percentile"] = 99.99
         with tempfile.TemporaryDirectory(prefix="overfeat-calib-") as tmpdir:
             calibrator = create_calibrator(
-                onnx_path,
+                job.onnx_path,
                 augmented_model_path=str(Path(tmpdir) / "augmented.onnx"),
-                calibrate_method=_method(method),
+                calibrate_method=_method(job.method),
                 extra_options=options,
             )
-            for inputs in pyramid_inputs(frames, spec, scales).values():
+            for inputs in pyramid_inputs(job.frames, job.spec, job.scales).values():
                 for i in range(0, len(inputs), _CHUNK):
-                    calibrator.collect_data(LevelReader(inputs[i : i + _CHUNK], on_frame))
+                    calibrator.collect_data(LevelReader(inputs[i : i + _CHUNK], job.on_frame))
             with atomic_path(ranges) as tmp_ranges:
                 save_tensors_data(calibrator.compute_data(), tmp_ranges)
 
 
-def _write_qdq(
-    onnx_path: Path,
-    spec: ModelSpec,
-    method: str,
-    exclude: list[str],
-    qdq: Path,
-    ranges: Path,
-    cpu_flavour: bool = False,
-) -> None:
+def _write_qdq(job: Quantization, exclude: list[str], qdq: Path, ranges: Path, cpu_flavour: bool = False) -> None:
+    """``job``'s model with Q/DQ from ``ranges`` (nodes ``exclude`` kept float), our spec in its metadata."""
     onnx = require("onnx", "calibrate")
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -314,7 +292,7 @@ def _write_qdq(
         activation, op_types = QuantType.QInt8, None
     with atomic_path(qdq) as tmp:
         quantize_static(
-            str(onnx_path),
+            str(job.onnx_path),
             str(tmp),
             None,
             quant_format=QuantFormat.QDQ,
@@ -323,14 +301,14 @@ def _write_qdq(
             activation_type=activation,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude or None,
-            calibrate_method=_method(method),
+            calibrate_method=_method(job.method),
             extra_options=extra,
             calibration_cache_path=str(ranges),
         )
         model = onnx.load(str(tmp))
         del model.metadata_props[:]  # keep our spec, so the runtime reads the Q/DQ model like any other
         entry = model.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, spec.to_json()
+        entry.key, entry.value = METADATA_KEY, job.spec.to_json()
         onnx.save(model, str(tmp))
 
 

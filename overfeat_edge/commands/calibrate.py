@@ -120,22 +120,13 @@ def _quantize(
     trt: str,
 ) -> None:
     """Calibrate one method into ``dest`` with a progress line; say what was written."""
-    from overfeat_edge.calibrate.quantize import CPU_QDQ, quantize_to
+    from overfeat_edge.calibrate.quantize import CPU_QDQ, Quantization, quantize_to
 
     total = 2 * len(pyramid) * len(calib.frames)  # ranges twice: TensorRT's (symmetric), the CPU's
     what = f"calibrating ({method}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
     with Steps(what, total) as steps:
-        qdq = quantize_to(
-            dest,
-            onnx_path=onnx_path,
-            spec=spec,
-            frames=calib.frames,
-            scales=pyramid,
-            method=method,
-            exclude=exclude,
-            trt_version=trt,
-            on_frame=steps.advance,
-        )
+        job = Quantization(onnx_path, spec, calib.frames, pyramid, method, exclude, on_frame=steps.advance)
+        qdq = quantize_to(job, dest, trt)
     console.print(f"{method}: wrote {qdq} (TensorRT's), {dest / CPU_QDQ} (CPU runtimes') and {dest / 'trt.cache'}")
 
 

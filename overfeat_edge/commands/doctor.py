@@ -10,20 +10,14 @@ from overfeat_edge.commands.common import command, console
 from overfeat_edge.errors import ParityError, install_hint
 
 
-def cpu_precisions(model: str = "overfeat-mini-shapes") -> None:
-    """Every installed CPU backend at every precision it runs on two generated frames, against ONNX
-    Runtime FP32: how much faster, and how close its detections are (a few rounds: a guide only)."""
-    import numpy as np
+def _print_cpu_precisions(model: str = "overfeat-mini-shapes") -> None:
+    """machine.cpu_precisions: a line per precision, then why the others were not run."""
+    from overfeat_edge.machine import cpu_precisions
 
-    from overfeat_edge.sidebyside import side_by_side
-    from overfeat_edge.train.synth import scene
-
-    rng = np.random.default_rng(5)
-    rows, skipped = side_by_side(model, [scene(rng)[0] for _ in range(2)], rounds=4)
+    lines, skipped = cpu_precisions(model)
     console.print(f"CPU precisions on {model} (--precision; fp32, the default, is ONNX Runtime FP32's detections):")
-    base = rows[0].median_ms
-    for r in rows[1:]:
-        console.print(f"  {r.label}: {base / r.median_ms:.2f}x onnxruntime fp32 here; {r.detections.describe()}")
+    for line in lines:
+        console.print(f"  {line}")
     for why in skipped:
         console.print(f"  not run: {why}", soft_wrap=True)
 
@@ -50,7 +44,7 @@ def doctor(compare: CompareOpt = True) -> None:
         table.add_row(k, v)
     console.print(table)
     if compare:
-        cpu_precisions()
+        _print_cpu_precisions()
     if not has_trt:
         console.print(
             "TensorRT is not installed: the onnxruntime backend (CPU) works. To get TensorRT: on a Jetson it comes "

@@ -59,6 +59,18 @@ HardFractionOpt = Annotated[float, typer.Option(help="Share of a batch from mine
 MineImagesOpt = Annotated[int, typer.Option(help="Images mined for hard negatives per epoch.")]
 TorchThreadsOpt = Annotated[Optional[int], typer.Option(help="torch CPU threads.")]
 ResumeOpt = Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from OUT's saved state.")]
+# train's numeric options, checked in this order before any data is read: (lowest, highest, lowest excluded)
+TRAIN_LIMITS: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, 10000, False),
+    "steps_per_epoch": (1, 1 << 20, False),
+    "batch_size": (1, 1 << 16, False),
+    "seed": (0, 2**32 - 1, False),
+    "mine_images": (0, 1 << 20, False),
+    "threads": (1, 256, False),
+    "lr": (0, 10, True),
+    "box_weight": (0, 1e6, False),
+    "hard_fraction": (0, 0.99, False),
+}
 
 
 def train(
@@ -81,24 +93,12 @@ def train(
 
     Example: overfeat-edge train --data runs/synth --out runs/train/model.pt --epochs 4
     """
+    options = dict(locals())  # the parameters, by name: those that name a TrainConfig field become it
     require("torch", "train")
     from overfeat_edge.train.datasets import read_dataset
     from overfeat_edge.train.trainer import Trainer, state_path
 
-    cfg = _config(
-        model,
-        out,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        lr=lr,
-        box_weight=box_weight,
-        seed=seed,
-        scales=scales,
-        hard_fraction=hard_fraction,
-        mine_images=mine_images,
-        threads=threads,
-    )
+    cfg = _config(out, options)
     dataset = read_dataset(data, "train")
     console.print(f"{len(dataset)} images, classes: {', '.join(dataset.class_names)}")
     warn_outside_boxes(dataset.outside, data)
@@ -113,56 +113,24 @@ def train(
     console.print(f"wrote {out} ({trainer.spec.arch.name}, {plural(trainer.epoch, 'epoch')})")
 
 
-def _config(
-    model: str,
-    out: Path,
-    *,
-    epochs: int,
-    steps_per_epoch: int,
-    batch_size: int,
-    lr: float,
-    box_weight: float,
-    seed: int,
-    scales: Optional[List[str]],
-    hard_fraction: float,
-    mine_images: int,
-    threads: Optional[int],
-) -> TrainConfig:
-    """train's options, each checked with one line before any data is read, as a TrainConfig."""
+def _config(out: Path, options: dict[str, Any]) -> TrainConfig:
+    """train's ``options`` (its parameters by name), each checked with one line before any data is read, as a
+    TrainConfig of those that name one of its fields."""
+    from dataclasses import fields
+
     from overfeat_edge.train.trainer import TrainConfig
 
     if out.suffix not in (".pt", ".pth"):
         raise InputError(f"--out must end in .pt, got {out}")
     check_output(out, "--out")
-    for option, value, lo, hi in (
-        ("--epochs", epochs, 1, 10000),
-        ("--steps-per-epoch", steps_per_epoch, 1, 1 << 20),
-        ("--batch-size", batch_size, 1, 1 << 16),
-        ("--seed", seed, 0, 2**32 - 1),
-        ("--mine-images", mine_images, 0, 1 << 20),
-        ("--threads", threads, 1, 256),
-    ):
-        check_number(option, value, lo, hi)
-    check_number("--lr", lr, 0, 10, above=True)
-    check_number("--box-weight", box_weight, 0, 1e6)
-    check_number("--hard-fraction", hard_fraction, 0, 0.99)
-    if scales:
+    for name, (lo, hi, above) in TRAIN_LIMITS.items():
+        check_number(f"--{name.replace('_', '-')}", options[name], lo, hi, above=above)
+    if options["scales"]:
         from overfeat_edge.pipeline.pyramid import parse_scales
 
-        parse_scales(scales)  # its own one-line errors, before any data is read
-    return TrainConfig(
-        model=model,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=batch_size,
-        lr=lr,
-        box_weight=box_weight,
-        seed=seed,
-        scales=list(scales or []),
-        threads=threads,
-        hard_fraction=hard_fraction,
-        mine_images=mine_images,
-    )
+        parse_scales(options["scales"])  # its own one-line errors, before any data is read
+    given = {f.name: options[f.name] for f in fields(TrainConfig) if f.name in options}
+    return TrainConfig(**{**given, "scales": list(options["scales"] or [])})
 
 
 def _fit(trainer: Trainer, out: Path) -> None:
@@ -185,48 +153,51 @@ def _fit(trainer: Trainer, out: Path) -> None:
         trainer.run(on_step, on_epoch)
 
 
+# ---- eval's options ------------------------------------------------------------------------------
+EvalDataOpt = Annotated[
+    Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset: data.yaml, a folder, or DIR/images/val.")
+]
+EvalModelOpt = Annotated[Optional[str], typer.Option(help="An exported .onnx, or a shipped model name.")]
+DetectionsOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Score precomputed detections instead (detect's detections.json, or COCO results JSON)."),
+]
+SplitOpt = Annotated[str, typer.Option(help="YOLO data.yaml or images/<split> layouts: train, val or test.")]
+ThresholdOpt = Annotated[
+    Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
+]
+MergeOpt = Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")]
+MinScoreOpt = Annotated[
+    Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
+]
+OrtThreadsOpt = Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")]
+LimitOpt = Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")]
+AblationOpt = Annotated[bool, typer.Option("--ablation", help="Paper's Table 2: stride x scales x merge (torch).")]
+JsonOutOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")]
+
+
 def evaluate(
-    data: Annotated[
-        Path, typer.Option(help="COCO (folder or JSON) or YOLO dataset: data.yaml, a folder, or DIR/images/val.")
-    ],
-    model: Annotated[Optional[str], typer.Option(help="An exported .onnx, or a shipped model name.")] = None,
-    detections: Annotated[
-        Optional[Path],
-        typer.Option(help="Score precomputed detections instead (detect's detections.json, or COCO results JSON)."),
-    ] = None,
-    split: Annotated[str, typer.Option(help="YOLO data.yaml or images/<split> layouts: train, val or test.")] = "val",
+    data: EvalDataOpt,
+    model: EvalModelOpt = None,
+    detections: DetectionsOpt = None,
+    split: SplitOpt = "val",
     scales: Scales = None,
-    threshold: Annotated[
-        Optional[float], typer.Option(help="Per-window class probability to keep a box (default: the model's).")
-    ] = None,
-    merge: Annotated[Optional[str], typer.Option(help="greedy (OverFeat) or nms (default: the model's).")] = None,
-    min_score: Annotated[
-        Optional[float], typer.Option(help="Drop merged boxes scoring below this (default: the model's).")
-    ] = None,
-    threads: Annotated[Optional[int], typer.Option(help="onnxruntime intra-op threads.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate on the first N images only.")] = None,
-    ablation: Annotated[
-        bool, typer.Option("--ablation", help="Paper's Table 2: stride x scales x merge (torch).")
-    ] = False,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
+    threshold: ThresholdOpt = None,
+    merge: MergeOpt = None,
+    min_score: MinScoreOpt = None,
+    threads: OrtThreadsOpt = None,
+    limit: LimitOpt = None,
+    ablation: AblationOpt = False,
+    json_out: JsonOutOpt = None,
 ) -> None:
     """COCO mAP@[.5:.95] and mAP@.5 with pycocotools; --ablation adds the coarse/fine x scales x merge table.
 
     Example: overfeat-edge eval --data runs/synth --model overfeat-mini-shapes
     """
-    from overfeat_edge.pipeline.detector import DetectorConfig
     from overfeat_edge.train.datasets import read_dataset
 
-    require("pycocotools", "eval")  # before the detection pass, not after it
-    if (model is None) == (detections is None):
-        raise InputError("eval needs one of --model (run it) or --detections FILE (score precomputed detections)")
-    if detections is not None and ablation:
-        raise InputError("--ablation runs the model: use it with --model, not --detections")
-    check_number("--limit", limit, 1, 1 << 30)
-    DetectorConfig(threshold=threshold, merge=merge, min_score=min_score)  # the options' own checks
-    if json_out is not None:
-        check_output(json_out, "--json")
-        check_outputs({"--json": json_out}, [p for p in data.iterdir() if p.is_file()] if data.is_dir() else [data])
+    detector = {"threshold": threshold, "merge": merge, "min_score": min_score}
+    _check_eval(data, model, detections, ablation=ablation, limit=limit, json_out=json_out, detector=detector)
     dataset = read_dataset(data, split)
     warn_outside_boxes(dataset.outside, data)
     n = min(limit, len(dataset)) if limit else len(dataset)
@@ -238,6 +209,32 @@ def evaluate(
     if json_out is not None:
         atomic_write_text(json_out, json.dumps({"data": str(data), "images": n, "rows": table_rows}, indent=1))
         console.print(f"wrote {json_out}")
+
+
+def _check_eval(
+    data: Path,
+    model: Optional[str],
+    detections: Optional[Path],
+    *,
+    ablation: bool,
+    limit: Optional[int],
+    json_out: Optional[Path],
+    detector: dict[str, Any],
+) -> None:
+    """eval's options, each checked with one line before any data is read or detection run (``detector``:
+    --threshold, --merge and --min-score, by DetectorConfig's own checks)."""
+    from overfeat_edge.pipeline.detector import DetectorConfig
+
+    require("pycocotools", "eval")  # before the detection pass, not after it
+    if (model is None) == (detections is None):
+        raise InputError("eval needs one of --model (run it) or --detections FILE (score precomputed detections)")
+    if detections is not None and ablation:
+        raise InputError("--ablation runs the model: use it with --model, not --detections")
+    check_number("--limit", limit, 1, 1 << 30)
+    DetectorConfig(**detector)
+    if json_out is not None:
+        check_output(json_out, "--json")
+        check_outputs({"--json": json_out}, [p for p in data.iterdir() if p.is_file()] if data.is_dir() else [data])
 
 
 def _run_model(

@@ -18,6 +18,7 @@ import onnx
 
 from overfeat_edge.calibrate.quantize import (
     LevelReader,
+    Quantization,
     load_images,
     pyramid_inputs,
     quantize,
@@ -58,7 +59,7 @@ def test_trt_cache_format_hand_worked(tmp_path: Path) -> None:
 def test_qdq_model_is_what_tensorrt_needs(seed_onnx: Path, folder: Path, tmp_path: Path) -> None:
     fp32 = load_runner("onnxruntime", str(seed_onnx))
     frames = load_images(str(folder), 6).frames
-    qdq, _ = quantize(seed_onnx, fp32.spec, frames, SCALES, "minmax", [], tmp_path / "out")
+    qdq, _ = quantize(Quantization(seed_onnx, fp32.spec, frames, SCALES, "minmax"), tmp_path / "out")
     m = onnx.load(str(qdq))
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
     q_nodes = [n for n in m.graph.node if n.op_type == "QuantizeLinear"]
@@ -89,7 +90,7 @@ def test_qdq_model_is_what_tensorrt_needs(seed_onnx: Path, folder: Path, tmp_pat
 def test_input_scale_comes_from_the_runtime_preprocessing(seed_onnx: Path, folder: Path, tmp_path: Path) -> None:
     spec = load_runner("onnxruntime", str(seed_onnx)).spec
     frames = load_images(str(folder), 6).frames
-    _, ranges = quantize(seed_onnx, spec, frames, SCALES, "minmax", [], tmp_path / "out")
+    _, ranges = quantize(Quantization(seed_onnx, spec, frames, SCALES, "minmax"), tmp_path / "out")
     levels = pyramid_inputs(frames, spec, SCALES)
     biggest = max(float(np.abs(x).max()) for xs in levels.values() for x in xs)  # numpy, independently
     scales = tensor_scales(ranges)
@@ -183,7 +184,7 @@ def test_minmax_ranges_do_not_depend_on_how_inputs_are_chunked(
     got = {}
     for chunk in (1, 100):
         monkeypatch.setattr(q, "_CHUNK", chunk)
-        _, ranges = quantize(seed_onnx, spec, frames, SCALES, "minmax", [], tmp_path / f"c{chunk}")
+        _, ranges = quantize(Quantization(seed_onnx, spec, frames, SCALES, "minmax"), tmp_path / f"c{chunk}")
         got[chunk] = json.loads(ranges.read_text())
     assert len(got[1]["data"]) > 5 and got[1] == got[100]
 
@@ -201,7 +202,7 @@ def test_worst_layers_equal_onnxruntimes_all_at_once_sqnr(seed_onnx: Path, folde
 
     spec = load_runner("onnxruntime", str(seed_onnx)).spec
     frames = load_images(str(folder), 6).frames
-    qdq, _ = quantize(seed_onnx, spec, frames, SCALES, "minmax", [], tmp_path / "out")
+    qdq, _ = quantize(Quantization(seed_onnx, spec, frames, SCALES, "minmax"), tmp_path / "out")
     inputs = next(iter(pyramid_inputs(frames, spec, SCALES).values()))[:4]
     modify_model_output_intermediate_tensors(str(seed_onnx), str(tmp_path / "f.onnx"))
     modify_model_output_intermediate_tensors(str(qdq), str(tmp_path / "q.onnx"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -178,6 +179,11 @@ def test_tensorrt_commands_without_tensorrt(capsys, images: list[Path]) -> None:
     assert main(["doctor"]) == 0  # says what is missing and how to get it; not an error
     out = capsys.readouterr().out
     assert "TensorRT is not installed" in out and "onnxruntime backend (CPU) works" in out
+    # the CPU precisions against ONNX Runtime FP32: a line per configuration, a ratio and a match count each
+    measured = out.split("CPU precisions on overfeat-mini-shapes", 1)[1].split("TensorRT is not installed")[0]
+    lines = [ln for ln in measured.splitlines()[1:] if ln.startswith("  ") and not ln.startswith("  not run: ")]
+    assert lines and "onnxruntime fp32:" not in measured  # the reference is not compared with itself
+    assert all(re.fullmatch(r"  \S+ \w+: \d+\.\d\dx onnxruntime fp32 here; \d+ of \d+ matched.*", ln) for ln in lines)
     assert main(["build", "--model", "overfeat-mini-shapes"]) == 2
     assert "the 'tensorrt' package is needed" in capsys.readouterr().err
     assert main(["detect", str(images[0]), "--backend", "tensorrt", "--model", "m.onnx"]) == 2

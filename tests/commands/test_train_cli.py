@@ -51,6 +51,31 @@ def test_train_resumes_then_export_and_eval(synth_root: Path, tmp_path: Path, ca
         assert 0 <= r["mAP"] <= r["mAP50"] <= 1 and r["ms_per_frame"] > 0
 
 
+def test_every_train_option_reaches_the_training_config(synth_root: Path, tmp_path: Path) -> None:
+    """train's options that configure the training arrive in it as given: the saved state's config."""
+    import torch
+
+    given = {
+        "model": "overfeat-mini@0.5",
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "batch_size": 8,
+        "lr": 2e-3,
+        "box_weight": 3.0,
+        "seed": 7,
+        "hard_fraction": 0.25,
+        "mine_images": 2,
+        "threads": 1,
+    }
+    args = [a for k, v in given.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    out = tmp_path / "m.pt"
+    assert main(["train", "--data", str(synth_root), "--out", str(out), *args, "-s", "160", "-s", "200"]) == 0
+    config = torch.load(tmp_path / "m.state.pt", weights_only=True)["config"]
+    assert {k: config[k] for k in given} == given and config["scales"] == ["160", "200"]
+    # those train has no option for keep TrainConfig's defaults
+    assert (config["weight_decay"], config["warmup_steps"], config["dropout"]) == (1e-4, 100, 0.1)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
