@@ -63,29 +63,41 @@ static PyObject *pool(PyObject *self, PyObject *args) {
             goto done;
         }
     }
-    e = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(oh + ow));
+    e = (int64_t *)malloc(sizeof(int64_t) * 2 * (size_t)(oh + ow) + sizeof(double) * (size_t)ow);
     if (e == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     int64_t *r0 = e, *r1 = e + oh, *c0 = e + 2 * oh, *c1 = e + 2 * oh + ow;
+    double *area = (double *)(e + 2 * (oh + ow));
     Py_ssize_t row = (w + 1) * c, plane = oh * ow;
     Py_BEGIN_ALLOW_THREADS;
     for (Py_ssize_t j = 0; j < n; j++) {
         const int64_t *r = reg + 4 * j;
         edges(r[1], r[3] - r[1], oh, r0, r1);
         edges(r[0], r[2] - r[0], ow, c0, c1);
-        float *dst = out + j * c * plane;
         for (Py_ssize_t y = 0; y < oh; y++) {
             const int32_t *top = s + r0[y] * row, *bottom = s + r1[y] * row;
+            int64_t most = 0; /* the row's largest bin */
             for (Py_ssize_t x = 0; x < ow; x++) {
-                double area = (double)((r1[y] - r0[y]) * (c1[x] - c0[x]));
-                Py_ssize_t a = c0[x] * c, b = c1[x] * c;
-                for (Py_ssize_t k = 0; k < c; k++) {
-                    int64_t total = (int64_t)bottom[b + k] - top[b + k] - bottom[a + k] + top[a + k];
-                    float m = (float)((double)total / area);
-                    Py_ssize_t o = swap ? c - 1 - k : k;
-                    dst[o * plane + y * ow + x] = (m - mean[o]) * inv[o];
+                int64_t cells = (r1[y] - r0[y]) * (c1[x] - c0[x]);
+                area[x] = (double)cells;
+                most = cells > most ? cells : most;
+            }
+            /* A uint8 image's bin sums below 2^24 and areas below 2^24 are exact in float32, and then one float32
+             * division rounds as the double division rounded to float32 does (a quotient p/q with q < 2^29 is
+             * never within half a double ulp of a float32 rounding midpoint unless it is one, and then both are
+             * exact). That is the usual case; larger bins (a tiny level of a huge frame) divide in double. */
+            int small = most * 255 < (1 << 24);
+            for (Py_ssize_t k = 0; k < c; k++) { /* one output row of one channel: contiguous stores */
+                Py_ssize_t o = swap ? c - 1 - k : k;
+                float *dst = out + (j * c + o) * plane + y * ow;
+                float mk = mean[o], ik = inv[o];
+                for (Py_ssize_t x = 0; x < ow; x++) {
+                    Py_ssize_t a = c0[x] * c + k, b = c1[x] * c + k;
+                    int64_t total = (int64_t)bottom[b] - top[b] - bottom[a] + top[a];
+                    float m = small ? (float)total / (float)area[x] : (float)((double)total / area[x]);
+                    dst[x] = (m - mk) * ik;
                 }
             }
         }

@@ -70,6 +70,11 @@ def test_compiled_pooling_equals_numpy_bit_for_bit() -> None:
             a = adaptive_normalized(sums, regions, hw, spec, compiled=True)
             b = adaptive_normalized(sums, regions, hw, spec, compiled=False)
             np.testing.assert_array_equal(a, b)
+    big = rng.integers(200, 256, (900, 900, 3), dtype=np.uint8)  # bins of 202,500 pixels: sums past 2^24
+    for hw in [(2, 2), (3, 5), (40, 40)]:
+        whole = np.array([[0, 0, 900, 900]])
+        a = adaptive_normalized(integral(big), whole, hw, base, compiled=True)
+        np.testing.assert_array_equal(a, adaptive_normalized(integral(big), whole, hw, base, compiled=False))
 
 
 def test_pyramid_levels_are_the_whole_frame_pooled(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
