@@ -145,6 +145,52 @@ def fan_in(
     return {**row, "batches": sizes, "mean_batch": mean}
 
 
+def server_stats(grpc_url: str) -> dict[str, tuple[int, int]]:
+    """The server's cumulative (count, ns) per phase of a request, over every model."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(grpc_url.split("://", 1)[1])
+    out: dict[str, tuple[int, int]] = {}
+    for s in client.get_inference_statistics().model_stats:
+        for phase in ("success", "queue", "compute_input", "compute_infer", "compute_output"):
+            d = getattr(s.inference_stats, phase)
+            c, ns = out.get(phase, (0, 0))
+            out[phase] = (c + int(d.count), ns + int(d.ns))
+    return out
+
+
+def breakdown(urls: dict[str, str], images: list[np.ndarray], scales: list[str]) -> list[tuple[str, float]]:
+    """Where a frame's time goes through gRPC + shared memory, in ms per frame: the in-process network, the
+    server's queue and compute (its statistics), and the rest (client, gRPC, the Python backend's stub)."""
+    local, remote = detector("in-process onnxruntime", urls, scales), detector("triton gRPC + shm", urls, scales)
+    _, inputs = local.preprocess(images[0])
+    for d in (local, remote):
+        d.runner.run_levels(inputs)
+    t0 = time.perf_counter()
+    for f in images:
+        local.runner.run_levels(local.preprocess(f)[1])
+    here = (time.perf_counter() - t0) * 1000 / len(images)
+    before = server_stats(urls["grpc"])
+    t0 = time.perf_counter()
+    for f in images:
+        remote.runner.run_levels(remote.preprocess(f)[1])
+    there = (time.perf_counter() - t0) * 1000 / len(images)
+    after = server_stats(urls["grpc"])
+    per = {k: (after[k][1] - before[k][1]) / 1e6 / len(images) for k in after}
+    levels = (after["success"][0] - before["success"][0]) / len(images)
+    remote.runner.deactivate()
+    server = per["compute_input"] + per["compute_infer"] + per["compute_output"]
+    return [
+        ("pyramid levels (requests) per frame", levels),
+        ("in-process network, ms/frame", here),
+        ("through Triton, ms/frame (client's wall time)", there),
+        ("server compute (input + infer + output), ms/frame", server),
+        ("of which the network in the Python backend (compute_infer)", per["compute_infer"]),
+        ("server queue, summed over the frame's requests (they overlap)", per["queue"]),
+        ("the rest: client, gRPC, the backend's stub IPC (wall - compute)", there - server),
+    ]
+
+
 def report(rows: list[dict[str, Any]], fans: list[dict[str, Any]], hw: tuple[int, int], scales: list[str]) -> str:
     lines = [
         f"Frames {hw[0]}x{hw[1]}, scales {', '.join(scales) or 'the model default'}; the server: tritonserver 2.51 "
@@ -201,6 +247,7 @@ def main() -> None:
             urls = {"grpc": a.url or server.grpc_url, "http": a.http_url or (server.http_url if server else "")}
             ways = [w for w in WAYS if urls["http"] or "HTTP" not in w]
             rows = per_frame(urls, frames(a.frames, hw), scales, a.rounds, ways)  # type: ignore[arg-type]
+            parts = breakdown(urls, frames(a.frames, hw), scales)  # type: ignore[arg-type]
             fans = [
                 fan_in(urls["grpc"], int(n), int(m), a.frames, hw, scales)  # type: ignore[arg-type]
                 for n in a.processes.split(",")
@@ -210,6 +257,8 @@ def main() -> None:
             if server is not None:
                 server.stop()
     text = report(rows, fans, hw, scales)  # type: ignore[arg-type]
+    text += "\n\n| where a frame's time goes (gRPC + shm) | value |\n| --- | ---: |\n"
+    text += "\n".join(f"| {k} | {v:.1f} |" for k, v in parts)
     print(text)
     if a.write:
         command = "python3 benchmarks/triton_serving.py " + " ".join(sys.argv[1:]).replace("--write", "").strip()

@@ -69,7 +69,8 @@ class TritonPythonModel:
             groups.setdefault(a.shape[1:], []).append(i)
         responses: List[Any] = [None] * len(requests)
         for members in groups.values():
-            batch = np.ascontiguousarray(np.concatenate([arrays[i] for i in members]), dtype=np.float32)
+            parts = [arrays[i] for i in members]  # one request alone (the usual case) is not copied
+            batch = np.ascontiguousarray(parts[0] if len(parts) == 1 else np.concatenate(parts), dtype=np.float32)
             outputs = self.run(self.outputs, batch)
             start = 0
             for i in members:

@@ -23,6 +23,8 @@ def test_benchmark_runs_at_a_tiny_size(server: Server) -> None:
     assert r.returncode == 0, r.stderr
     rows = [line.split("|")[1].strip() for line in r.stdout.splitlines() if line.startswith("| ") and "---" not in line]
     ways = ["in-process onnxruntime", "triton gRPC", "triton gRPC + shm", "triton HTTP"]
-    assert rows == ["way", *ways, "processes x streams", "1 x 2", "2 x 2"]
+    assert rows[:8] == ["way", *ways, "processes x streams", "1 x 2", "2 x 2"]
+    parts = dict(line.split("|")[1:3] for line in r.stdout.splitlines()[-7:])
+    assert float(parts[" pyramid levels (requests) per frame "]) == 2.0  # --scales 96,72: one request per level
     fan = next(line.split("|") for line in r.stdout.splitlines() if line.startswith("| 2 x 2"))
     assert int(fan[2]) == 2 * 2 * 2  # processes x streams x frames, every one served
