@@ -27,7 +27,7 @@ import json
 import logging
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,21 +212,40 @@ def quantize(
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
     cpu, cpu_ranges = out_dir / CPU_QDQ, out_dir / "ranges.cpu.json"
+    groups = list(pyramid_inputs(frames, spec, scales).values())
     with _quiet():
-        _calibrate(onnx_path, spec, frames, scales, method, ranges, on_frame, symmetric=True)
+        _calibrate(onnx_path, groups, method, ranges, on_frame, symmetric=True)
         _write_qdq(onnx_path, spec, method, exclude, qdq, ranges)
-        _calibrate(onnx_path, spec, frames, scales, method, cpu_ranges, on_frame, symmetric=False)
-        _write_qdq(onnx_path, spec, method, exclude + head_convs(onnx_path), cpu, cpu_ranges, cpu_flavour=True)
+    quantize_cpu(onnx_path, spec, groups, method, exclude, cpu, cpu_ranges, on_frame)
     return qdq, ranges
+
+
+def quantize_cpu(
+    onnx_path: Path,
+    spec: ModelSpec,
+    groups: list[list[np.ndarray]],
+    method: str,
+    exclude: list[str],
+    qdq: Path,
+    ranges: Path,
+    on_input: Callable[[], None] | None = None,
+) -> Path:
+    """The CPU runtimes' Q/DQ flavour alone (see :func:`quantize`), calibrated on ``groups``: network
+    inputs (N, 3, H, W) float32, one shape per group; ranges in ``ranges``; returns ``qdq``."""
+    with _quiet():
+        _calibrate(onnx_path, groups, method, ranges, on_input, symmetric=False)
+        _write_qdq(onnx_path, spec, method, exclude + head_convs(onnx_path), qdq, ranges, cpu_flavour=True)
+    return qdq
 
 
 CPU_QDQ = "model.cpu.qdq.onnx"
 CALIBRATED = ("model.qdq.onnx", CPU_QDQ, "trt.cache")  # what a finished calibration folder holds
 
 
-def is_calibrated(dest: Path) -> bool:
-    """True when ``dest`` holds both Q/DQ flavours and TensorRT's cache (the key names its inputs)."""
-    return all((dest / f).is_file() for f in CALIBRATED)
+def is_calibrated(dest: Path, also: Sequence[str] = ()) -> bool:
+    """True when ``dest`` holds both Q/DQ flavours, TensorRT's cache and the files ``also`` names (a
+    cascade's stages); the key names its inputs."""
+    return all((dest / f).is_file() for f in (*CALIBRATED, *also))
 
 
 def quantize_to(
@@ -258,9 +277,7 @@ def head_convs(onnx_path: Path) -> list[str]:
 
 def _calibrate(
     onnx_path: Path,
-    spec: ModelSpec,
-    frames: list[np.ndarray],
-    scales: list[str],
+    groups: list[list[np.ndarray]],
     method: str,
     ranges: Path,
     on_frame: Callable[[], None] | None,
@@ -285,7 +302,7 @@ def _calibrate(
                 calibrate_method=_method(method),
                 extra_options=options,
             )
-            for inputs in pyramid_inputs(frames, spec, scales).values():
+            for inputs in groups:
                 for i in range(0, len(inputs), _CHUNK):
                     calibrator.collect_data(LevelReader(inputs[i : i + _CHUNK], on_frame))
             with atomic_path(ranges) as tmp_ranges:

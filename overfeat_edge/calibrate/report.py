@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from overfeat_edge.calibrate.quantize import CPU_QDQ, LevelReader, load_images, pyramid_inputs
+from overfeat_edge.calibrate.stages import StageResult, score_stages
 from overfeat_edge.compare import Agreement
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
@@ -43,6 +44,8 @@ class MethodResult:
     map_fp32: float | None = None
     map_int8: float | None = None
     worst_layers: list[tuple[str, float]] = field(default_factory=list)
+    stages: list[StageResult] = field(default_factory=list)  # a cascade's crop stages, INT8 vs FP32 each
+    cascade_f1: float | None = None  # the whole INT8 cascade's detections against the FP32 cascade's
 
 
 def output_agreement(fp32: Runner, int8: Runner, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
@@ -161,11 +164,37 @@ def write_report(out: Path, model: str, results: list[MethodResult], info: dict[
         "",
     ]
     md += [f"- `{name}`: {v:.1f} dB" for name, v in best.worst_layers]
+    md += _stages_md(results)
     md_path, js_path = out / "report.md", out / "report.json"
     atomic_write_text(md_path, "\n".join(md) + "\n")
     payload = {"model": model, **info, "recommended": best.method, "methods": [asdict(r) for r in results]}
     atomic_write_text(js_path, json.dumps(payload, indent=1))
     return md_path, js_path
+
+
+def _stages_md(results: list[MethodResult]) -> list[str]:
+    """A cascade's section: each stage's INT8 network against its FP32 one, then the whole cascade."""
+    if not any(r.stages for r in results):
+        return []
+    md = [
+        "",
+        "Cascade stages, INT8 against FP32 on the held-out images' crops (from the FP32 cascade):",
+        "",
+        "| method | stage | crops | scores cos | boxes cos | landmarks cos | max abs err (scores / boxes) "
+        "| keep agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for st in r.stages:
+            c = {k: f"{st.cosine[k]:.5f}" if k in st.cosine else "-" for k in ("scores", "boxes", "landmarks")}
+            e = " / ".join(f"{st.max_abs_error[k]:.3f}" if k in st.max_abs_error else "-" for k in ("scores", "boxes"))
+            md.append(
+                f"| {r.method} | {st.name} | {st.crops} | {c['scores']} | {c['boxes']} | {c['landmarks']} | {e} "
+                f"| {st.keep_agreement:.3f} |"
+            )
+    md += ["", "The whole cascade at INT8 against FP32 (detection F1, IoU >= 0.5): "]
+    md[-1] += ", ".join(f"{r.method} {r.cascade_f1:.3f}" for r in results if r.cascade_f1 is not None)
+    return md
 
 
 def evaluate_pair(
@@ -206,8 +235,10 @@ def score_method(
     scales: list[str],
     data: DetectionDataset | None,
     threads: int | None = None,
+    cascade: Detector | None = None,
 ) -> MethodResult:
-    """FP32 vs the CPU's INT8 model in ``dest`` on the held-out images: outputs, detections, mAP, worst layers."""
+    """FP32 vs the CPU's INT8 model in ``dest`` on the held-out images: outputs, detections, mAP, worst layers;
+    with ``cascade`` (the FP32 cascade), each stage's INT8 network and the whole INT8 cascade too."""
     from overfeat_edge.runtime import load_runner
 
     int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs
@@ -217,4 +248,10 @@ def score_method(
     r = MethodResult(method, cos, err, **pair)
     same_shape = [x for x in inputs if x.shape == inputs[0].shape][:8]  # the debugger pairs like shapes
     r.worst_layers = worst_layers(onnx_path, dest / "model.qdq.onnx", same_shape)
+    if cascade is not None:
+        from overfeat_edge.pipeline.load import load_detector
+
+        r.stages = score_stages(cascade, dest, held, threads)
+        int8_cascade = load_detector(str(dest / CPU_QDQ), backend="onnxruntime", config=cascade.config, threads=threads)
+        r.cascade_f1 = detection_f1(cascade, int8_cascade, held[:32])[0]
     return r
