@@ -132,6 +132,12 @@ def pyramid_inputs(
     return groups
 
 
+def level_count(frames: list[np.ndarray], spec: ModelSpec, scales: list[str]) -> int:
+    """How many network inputs :func:`pyramid_inputs` makes of ``frames`` (a rule's levels depend on each size)."""
+    parsed = parse_scales(scales)
+    return sum(len(plan_levels(spec.arch, spec.fine_stride, f.shape[:2], parsed)) for f in frames)
+
+
 def calibration_key(
     onnx_sha: str, spec: ModelSpec, scales: list[str], method: str, exclude: list[str], images: str
 ) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
@@ -76,6 +77,7 @@ def calibrate(
     under(out, out / name, "the report folder")
     onnx_sha = sha256_file(onnx)
     cascade, crops, stage_files, key_sha = _cascade(onnx, pyramid, calib, threads, onnx_sha)
+    score = partial(score_method, onnx_path=onnx, fp32=fp32, held=held, scales=pyramid, data=data, threads=threads)
     results = []
     for m in methods:
         dest = out / name / f"{m}-{q.calibration_key(key_sha, spec, pyramid, m, exclude or [], calib.digest)}"
@@ -84,17 +86,7 @@ def calibrate(
         else:
             _quantize(dest, m, calib, pyramid, onnx_path=onnx, spec=spec, exclude=exclude or [], trt=trt_version)
             _quantize_stages(dest, m, cascade, crops, onnx)
-        r = score_method(
-            m,
-            onnx_path=onnx,
-            dest=dest,
-            fp32=fp32,
-            held=held,
-            scales=pyramid,
-            data=data,
-            threads=threads,
-            cascade=cascade,
-        )
+        r = score(m, dest=dest, cascade=cascade)
         results.append(r)
         _print_result(r)
     info = {
@@ -135,9 +127,9 @@ def _quantize(
     trt: str,
 ) -> None:
     """Calibrate one method into ``dest`` with a progress line; say what was written."""
-    from overfeat_edge.calibrate.quantize import CPU_QDQ, quantize_to
+    from overfeat_edge.calibrate.quantize import CPU_QDQ, level_count, quantize_to
 
-    total = 2 * len(pyramid) * len(calib.frames)  # ranges twice: TensorRT's (symmetric), the CPU's
+    total = 2 * level_count(calib.frames, spec, pyramid)  # ranges twice: TensorRT's (symmetric), the CPU's
     what = f"calibrating ({method}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
     with Steps(what, total) as steps:
         qdq = quantize_to(
