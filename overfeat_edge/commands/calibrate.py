@@ -200,7 +200,7 @@ def _print_result(r: MethodResult) -> None:
         + (f", mAP@.5 {r.map50_fp32:.3f} -> {r.map50_int8:.3f}" if r.map50_int8 is not None else "")
     )
     for st in r.stages:
-        cos = ", ".join(f"{k} cosine {v:.5f}" for k, v in st.cosine.items())
+        cos = ", ".join(f"{k} cosine {v:.5f}" for k, v in st.cosine.items()) or "(no held-out crops to compare)"
         console.print(
             f"{r.method}: {st.name} on {plural(st.crops, 'crop')}: {cos}, keep agreement {st.keep_agreement:.3f}"
         )
