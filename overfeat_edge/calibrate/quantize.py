@@ -27,7 +27,7 @@ import json
 import logging
 import struct
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,12 @@ def pyramid_inputs(
     return groups
 
 
+def level_count(frames: list[np.ndarray], spec: ModelSpec, scales: list[str]) -> int:
+    """How many network inputs :func:`pyramid_inputs` makes of ``frames`` (a rule's levels depend on each size)."""
+    parsed = parse_scales(scales)
+    return sum(len(plan_levels(spec.arch, spec.fine_stride, f.shape[:2], parsed)) for f in frames)
+
+
 def calibration_key(
     onnx_sha: str, spec: ModelSpec, scales: list[str], method: str, exclude: list[str], images: str
 ) -> str:
@@ -217,21 +223,32 @@ def quantize(job: Quantization, out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     qdq, ranges = out_dir / "model.qdq.onnx", out_dir / "ranges.json"
     cpu, cpu_ranges = out_dir / CPU_QDQ, out_dir / "ranges.cpu.json"
+    groups = list(pyramid_inputs(job.frames, job.spec, job.scales).values())
     with _quiet():
-        _calibrate(job, ranges, symmetric=True)
+        _calibrate(job, groups, ranges, symmetric=True)
         _write_qdq(job, job.exclude, qdq, ranges)
-        _calibrate(job, cpu_ranges, symmetric=False)
-        _write_qdq(job, job.exclude + head_convs(job.onnx_path), cpu, cpu_ranges, cpu_flavour=True)
+    quantize_cpu(job, groups, cpu, cpu_ranges)
     return qdq, ranges
+
+
+def quantize_cpu(job: Quantization, groups: list[list[np.ndarray]], qdq: Path, ranges: Path) -> Path:
+    """The CPU runtimes' Q/DQ flavour of ``job``'s model alone (see :func:`quantize`), calibrated on
+    ``groups``: network inputs (N, 3, H, W) float32, one shape per group (a cascade stage's crops, not
+    ``job``'s pyramid); ranges in ``ranges``; returns ``qdq``."""
+    with _quiet():
+        _calibrate(job, groups, ranges, symmetric=False)
+        _write_qdq(job, job.exclude + head_convs(job.onnx_path), qdq, ranges, cpu_flavour=True)
+    return qdq
 
 
 CPU_QDQ = "model.cpu.qdq.onnx"
 CALIBRATED = ("model.qdq.onnx", CPU_QDQ, "trt.cache")  # what a finished calibration folder holds
 
 
-def is_calibrated(dest: Path) -> bool:
-    """True when ``dest`` holds both Q/DQ flavours and TensorRT's cache (the key names its inputs)."""
-    return all((dest / f).is_file() for f in CALIBRATED)
+def is_calibrated(dest: Path, also: Sequence[str] = ()) -> bool:
+    """True when ``dest`` holds both Q/DQ flavours, TensorRT's cache and the files ``also`` names (a
+    cascade's stages); the key names its inputs."""
+    return all((dest / f).is_file() for f in (*CALIBRATED, *also))
 
 
 def quantize_to(job: Quantization, dest: Path, trt_version: str) -> Path:
@@ -250,7 +267,7 @@ def head_convs(onnx_path: Path) -> list[str]:
     return [n.name for n in graph.node if n.op_type == "Conv" and set(n.output) & (outputs | softmax_in)]
 
 
-def _calibrate(job: Quantization, ranges: Path, symmetric: bool) -> None:
+def _calibrate(job: Quantization, groups: list[list[np.ndarray]], ranges: Path, symmetric: bool) -> None:
     from onnxruntime.quantization import create_calibrator, save_tensors_data
 
     if not ranges.is_file():
@@ -270,7 +287,7 @@ def _calibrate(job: Quantization, ranges: Path, symmetric: bool) -> None:
                 calibrate_method=_method(job.method),
                 extra_options=options,
             )
-            for inputs in pyramid_inputs(job.frames, job.spec, job.scales).values():
+            for inputs in groups:
                 for i in range(0, len(inputs), _CHUNK):
                     calibrator.collect_data(LevelReader(inputs[i : i + _CHUNK], job.on_frame))
             with atomic_path(ranges) as tmp_ranges:

@@ -4,8 +4,10 @@ Per method: cosine similarity and max |error| of each output over every pyramid 
 held-out frame; detection agreement (INT8 detections matching an FP32 one of the same class at
 IoU >= 0.5, as an F1); COCO mAP where labels exist; ms/frame of both on this CPU; and the layers
 that lose most (ONNX Runtime's QDQ debugging tools: signal-to-quantization-noise ratio of each
-activation, lowest first). The recommendation is the method with the best mAP@.5 (labels) or,
-without labels, the best detection agreement.
+activation, lowest first). A cascade's crop stages are scored too (:mod:`.stages`): each stage's
+INT8 network against its FP32 one on the crops the FP32 cascade gives it, and the whole INT8
+cascade's detections against the FP32 cascade's. The recommendation is the method with the best
+mAP@.5 (labels) or, without labels, the best detection agreement (a cascade's: the whole cascade's).
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import json
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from overfeat_edge.calibrate.quantize import CPU_QDQ, LevelReader, load_images, pyramid_inputs
+from overfeat_edge.calibrate.stages import StageResult, score_stages
 from overfeat_edge.compare import Agreement
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
@@ -43,6 +46,10 @@ class MethodResult:
     map_fp32: float | None = None
     map_int8: float | None = None
     worst_layers: list[tuple[str, float]] = field(default_factory=list)
+    # a cascade's: its crop stages, INT8 vs FP32 each, and the whole INT8 cascade's detections against the
+    # FP32 cascade's (F1); its mAP and ms/frame above are the whole cascade's, agreement_f1 its first network's
+    stages: list[StageResult] = field(default_factory=list)
+    cascade_f1: float | None = None
 
 
 def output_agreement(fp32: Runner, int8: Runner, inputs: list[np.ndarray]) -> tuple[dict[str, float], dict[str, float]]:
@@ -127,8 +134,10 @@ def held_out_inputs(frames: list[np.ndarray], runner: Runner, scales: list[str],
 
 
 def recommend(results: list[MethodResult]) -> MethodResult:
-    def key(r: MethodResult) -> tuple[float, float]:
-        return (r.map50_int8 if r.map50_int8 is not None else -1.0, r.agreement_f1)
+    def key(r: MethodResult) -> tuple[float, float, float]:
+        # a cascade's own detections are the whole cascade's, not its first network's
+        whole = r.cascade_f1 if r.cascade_f1 is not None else r.agreement_f1
+        return (r.map50_int8 if r.map50_int8 is not None else -1.0, whole, r.agreement_f1)
 
     return max(results, key=key)
 
@@ -161,6 +170,7 @@ def write_report(out: Path, model: str, results: list[MethodResult], info: dict[
         "",
     ]
     md += [f"- `{name}`: {v:.1f} dB" for name, v in best.worst_layers]
+    md += _stages_md(results)
     md_path, js_path = out / "report.md", out / "report.json"
     atomic_write_text(md_path, "\n".join(md) + "\n")
     payload = {"model": model, **info, "recommended": best.method, "methods": [asdict(r) for r in results]}
@@ -168,18 +178,44 @@ def write_report(out: Path, model: str, results: list[MethodResult], info: dict[
     return md_path, js_path
 
 
-def evaluate_pair(
-    fp32: Runner, int8: Runner, config: DetectorConfig, data: DetectionDataset | None, frames: list[np.ndarray]
-) -> dict[str, Any]:
-    """mAP of both where labels exist, else detection agreement only."""
+def _stages_md(results: list[MethodResult]) -> list[str]:
+    """A cascade's section: each stage's INT8 network against its FP32 one, then the whole cascade."""
+    if not any(r.stages for r in results):
+        return []
+    md = [
+        "",
+        "Cascade stages, INT8 against FP32 on the held-out images' crops (from the FP32 cascade):",
+        "",
+        "| method | stage | crops | scores cos | boxes cos | landmarks cos | max abs err (scores / boxes) "
+        "| keep agreement |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for st in r.stages:
+            c = {k: f"{st.cosine[k]:.5f}" if k in st.cosine else "-" for k in ("scores", "boxes", "landmarks")}
+            e = " / ".join(f"{st.max_abs_error[k]:.3f}" if k in st.max_abs_error else "-" for k in ("scores", "boxes"))
+            md.append(
+                f"| {r.method} | {st.name} | {st.crops} | {c['scores']} | {c['boxes']} | {c['landmarks']} | {e} "
+                f"| {st.keep_agreement:.3f} |"
+            )
+    md += [
+        "",
+        "For a cascade the table's mAP and ms/frame are the whole cascade's; its detection F1 is the first "
+        "network's alone. The whole cascade at INT8 against FP32 (detection F1, IoU >= 0.5): ",
+    ]
+    md[-1] += ", ".join(f"{r.method} {r.cascade_f1:.3f}" for r in results if r.cascade_f1 is not None)
+    return md
+
+
+def evaluate_pair(a: Detector, b: Detector, data: DetectionDataset | None, frames: list[np.ndarray]) -> dict[str, Any]:
+    """mAP of both (``a`` FP32, ``b`` INT8) where labels exist; detection agreement and ms/frame always."""
     out: dict[str, Any] = {}
     if data is not None:
         from overfeat_edge.train.evaluate import evaluate
 
-        a = evaluate(Detector(fp32, config), data)
-        b = evaluate(Detector(int8, config), data)
-        out.update(map50_fp32=a.map50, map50_int8=b.map50, map_fp32=a.map, map_int8=b.map)
-    f1, ta, tb = detection_f1(Detector(fp32, config), Detector(int8, config), frames)
+        ea, eb = evaluate(a, data), evaluate(b, data)
+        out.update(map50_fp32=ea.map50, map50_int8=eb.map50, map_fp32=ea.map, map_int8=eb.map)
+    f1, ta, tb = detection_f1(a, b, frames)
     out.update(agreement_f1=f1, ms_per_frame_fp32=ta, ms_per_frame_int8=tb)
     return out
 
@@ -206,15 +242,27 @@ def score_method(
     scales: list[str],
     data: DetectionDataset | None,
     threads: int | None = None,
+    cascade: Detector | None = None,
 ) -> MethodResult:
-    """FP32 vs the CPU's INT8 model in ``dest`` on the held-out images: outputs, detections, mAP, worst layers."""
+    """FP32 vs the CPU's INT8 model in ``dest`` on the held-out images: outputs, detections, mAP, worst layers;
+    with ``cascade`` (the FP32 cascade), each stage's INT8 network and the whole INT8 cascade too."""
     from overfeat_edge.runtime import load_runner
 
     int8 = load_runner("onnxruntime", str(dest / CPU_QDQ), threads=threads)  # what the CPU runs
     inputs = held_out_inputs(held, fp32, scales)
     cos, err = output_agreement(fp32, int8, inputs)
-    pair = evaluate_pair(fp32, int8, DetectorConfig(scales=scales), data, held[:32])
-    r = MethodResult(method, cos, err, **pair)
+    config = DetectorConfig(scales=scales)
+    # a cascade's mAP and ms/frame are the whole cascade's (below); its first network alone has no labels' boxes
+    alone = evaluate_pair(Detector(fp32, config), Detector(int8, config), data if cascade is None else None, held[:32])
+    r = MethodResult(method, cos, err, **alone)
     same_shape = [x for x in inputs if x.shape == inputs[0].shape][:8]  # the debugger pairs like shapes
     r.worst_layers = worst_layers(onnx_path, dest / "model.qdq.onnx", same_shape)
+    if cascade is not None:
+        from overfeat_edge.pipeline.load import load_detector
+
+        r.stages = score_stages(cascade, dest, held, threads)
+        int8_cascade = load_detector(str(dest / CPU_QDQ), backend="onnxruntime", config=cascade.config, threads=threads)
+        whole = evaluate_pair(cascade, int8_cascade, data, held[:32])
+        r.cascade_f1 = whole.pop("agreement_f1")
+        r = replace(r, **whole)
     return r

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import typer
 from typing_extensions import Annotated
@@ -16,8 +17,11 @@ from overfeat_edge.paths import slug, under
 from overfeat_edge.words import plural
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from overfeat_edge.calibrate.quantize import CalibrationSet
     from overfeat_edge.calibrate.report import MethodResult
+    from overfeat_edge.pipeline.detector import Detector
     from overfeat_edge.spec import ModelSpec
 
 
@@ -72,14 +76,17 @@ def calibrate(
     name = model if model in shipped_models() else slug(onnx.stem)  # ".." (a file "...onnx") -> "unknown"
     under(out, out / name, "the report folder")
     onnx_sha = sha256_file(onnx)
+    cascade, crops, stage_files, key_sha = _cascade(onnx, pyramid, calib, threads, onnx_sha)
+    score = partial(score_method, onnx_path=onnx, fp32=fp32, held=held, scales=pyramid, data=data, threads=threads)
     results = []
     for m in methods:
-        dest = out / name / f"{m}-{q.calibration_key(onnx_sha, spec, pyramid, m, exclude or [], calib.digest)}"
-        if q.is_calibrated(dest):
+        dest = out / name / f"{m}-{q.calibration_key(key_sha, spec, pyramid, m, exclude or [], calib.digest)}"
+        if q.is_calibrated(dest, stage_files):
             console.print(f"{m}: up to date ({dest})")
         else:
             _quantize(dest, m, calib, pyramid, onnx_path=onnx, spec=spec, exclude=exclude or [], trt=trt_version)
-        r = score_method(m, onnx_path=onnx, dest=dest, fp32=fp32, held=held, scales=pyramid, data=data, threads=threads)
+            _quantize_stages(dest, m, cascade, crops, onnx)
+        r = score(m, dest=dest, cascade=cascade)
         results.append(r)
         _print_result(r)
     info = {
@@ -120,14 +127,48 @@ def _quantize(
     trt: str,
 ) -> None:
     """Calibrate one method into ``dest`` with a progress line; say what was written."""
-    from overfeat_edge.calibrate.quantize import CPU_QDQ, Quantization, quantize_to
+    from overfeat_edge.calibrate.quantize import CPU_QDQ, Quantization, level_count, quantize_to
 
-    total = 2 * len(pyramid) * len(calib.frames)  # ranges twice: TensorRT's (symmetric), the CPU's
+    total = 2 * level_count(calib.frames, spec, pyramid)  # ranges twice: TensorRT's (symmetric), the CPU's
     what = f"calibrating ({method}, {plural(len(calib.frames), 'image')} x {plural(len(pyramid), 'scale')})"
     with Steps(what, total) as steps:
         job = Quantization(onnx_path, spec, calib.frames, pyramid, method, exclude, on_frame=steps.advance)
         qdq = quantize_to(job, dest, trt)
     console.print(f"{method}: wrote {qdq} (TensorRT's), {dest / CPU_QDQ} (CPU runtimes') and {dest / 'trt.cache'}")
+
+
+def _cascade(
+    onnx: Path, pyramid: List[str], calib: CalibrationSet, threads: Optional[int], onnx_sha: str
+) -> Tuple[Optional[Detector], Dict[str, np.ndarray], List[str], str]:
+    """A cascade's FP32 reference, its stages' calibration crops (too few: one line, before any work),
+    the files its calibration folder holds besides the detector's, and the hash its key takes; a plain
+    detector's: (None, {}, [], its ONNX's hash)."""
+    from overfeat_edge.calibrate import stages as st
+
+    cascade = st.fp32_cascade(onnx, pyramid, threads)
+    if cascade is None:
+        return None, {}, [], onnx_sha
+    crops = st.calibration_crops(cascade, calib.frames)
+    return cascade, crops, st.stage_files(cascade), f"{onnx_sha}+{st.stages_digest(cascade)}"
+
+
+def _quantize_stages(
+    dest: Path, method: str, cascade: Optional[Detector], crops: Dict[str, np.ndarray], onnx: Path
+) -> None:
+    """A cascade's crop stages calibrated into ``dest`` beside the detector (nothing for a plain one)."""
+    from overfeat_edge.calibrate.stages import CROP_BATCH, quantize_stages
+
+    if cascade is None:
+        return
+    total = sum(-(-len(c) // CROP_BATCH) for c in crops.values())
+    with Steps(
+        f"calibrating the cascade's stages ({method}, {', '.join(f'{len(c)} {k} crops' for k, c in crops.items())})",
+        total,
+    ) as steps:
+        written = quantize_stages(dest, cascade, crops, detector_onnx=onnx, method=method, on_input=steps.advance)
+    console.print(
+        f"{method}: wrote {', '.join(str(p) for p in written)}; run with --model {dest / 'model.cpu.qdq.onnx'}"
+    )
 
 
 def _warn_small_set(calib: CalibrationSet, images: str) -> None:
@@ -149,6 +190,13 @@ def _print_result(r: MethodResult) -> None:
         f"detection F1 {r.agreement_f1:.3f}"
         + (f", mAP@.5 {r.map50_fp32:.3f} -> {r.map50_int8:.3f}" if r.map50_int8 is not None else "")
     )
+    for st in r.stages:
+        cos = ", ".join(f"{k} cosine {v:.5f}" for k, v in st.cosine.items()) or "(no held-out crops to compare)"
+        console.print(
+            f"{r.method}: {st.name} on {plural(st.crops, 'crop')}: {cos}, keep agreement {st.keep_agreement:.3f}"
+        )
+    if r.cascade_f1 is not None:
+        console.print(f"{r.method}: the INT8 cascade's detections against FP32's: F1 {r.cascade_f1:.3f}")
 
 
 def register(app: typer.Typer) -> None:
