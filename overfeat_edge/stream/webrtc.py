@@ -81,6 +81,7 @@ class WebRtcServer(ThreadingHTTPServer):
 
     async def answer(self, sink: WebRtcSink, offer: Dict[str, str]) -> Dict[str, str]:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+        from aiortc.exceptions import OperationError
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: see the module's docstring
         self.peers.add(pc)
@@ -97,17 +98,19 @@ class WebRtcServer(ThreadingHTTPServer):
         # a viewer's PLI/FIR: aiortc's hook forces a keyframe from the sender's own encoder, which a
         # pre-encoded track has not; the shared encoder makes it
         sender._send_keyframe = sink.encoder.request_keyframe  # type: ignore[method-assign]
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in (VP8, "video/rtx")]
+        for transceiver in pc.getTransceivers():  # before the offer: aiortc picks the codecs as it reads it
+            transceiver.setCodecPreferences(vp8)  # the one codec the shared encoder makes
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
-            vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in (VP8, "video/rtx")]
-            for transceiver in pc.getTransceivers():
-                transceiver.setCodecPreferences(vp8)  # the one codec the shared encoder makes
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception:
-            track.stop()
-            self.peers.discard(pc)
-            await pc.close()
-            raise
+        except OperationError as e:  # no codec in common
+            raise ValueError(f"{e}: this server sends VP8, which the offer lacks") from None
+        finally:
+            if pc.localDescription is None:  # refused: this viewer is gone
+                track.stop()
+                self.peers.discard(pc)
+                await pc.close()
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
     def stop(self) -> None:
@@ -155,7 +158,7 @@ class SignalHandler(Handler):
             job = asyncio.run_coroutine_threadsafe(self.server.answer(sink, offer), self.server.loop)
             answer = job.result(timeout=OFFER_TIMEOUT_S)
         except (ValueError, KeyError, TypeError) as e:
-            self._send(400, f"not an SDP offer: {e}\n".encode(), "text/plain")
+            self._send(400, f"cannot answer this offer: {e}\n".encode(), "text/plain")
             return
         self._send(200, json.dumps(answer).encode(), "application/json")
 

@@ -192,6 +192,26 @@ def test_two_viewers_receive_the_boxes(netns: list[str], tmp_path: Path) -> None
         assert edge_distance(img, box(near, SIZE)) < 60 and edge_distance(img, box(near + 50, SIZE)) > 100
 
 
+def test_an_offer_without_vp8_is_refused(netns: list[str], tmp_path: Path) -> None:
+    """The one encode is VP8: an offer of H.264 only gets 400 and why; the next viewer still plays."""
+    port, env = free_port(), {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = [*netns, sys.executable, "-m", "tests.net.drive", f"webrtc://127.0.0.1:{port}/cam", "--size", "640x480"]
+    p = subprocess.Popen(server, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = [*netns, sys.executable, "-m", "tests.net.webrtc_client", f"http://127.0.0.1:{port}/cam"]
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        only = [*client, str(tmp_path / "a.npy"), "--codec", "video/H264"]
+        h264 = subprocess.run(only, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        vp8 = subprocess.run([*client, str(tmp_path / "b.npy")], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    finally:
+        p.terminate()
+        err = p.communicate(timeout=30)[1]
+    assert h264.returncode == 1 and "HTTP 400: cannot answer this offer" in h264.stderr, h264.stderr
+    assert "this server sends VP8, which the offer lacks" in h264.stderr
+    assert vp8.returncode == 0 and np.load(tmp_path / "b.npy").shape == (480, 640, 3), vp8.stderr
+    assert p.returncode == 0 and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize(
     ("uri", "says"),
     [("webrtc://127.0.0.1:8554", "give the stream's name"), ("webrtc://127.0.0.1:8554/a/b", "stream's name")],
