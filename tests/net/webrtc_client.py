@@ -1,7 +1,7 @@
 """``python -m tests.net.webrtc_client http://HOST:PORT/NAME OUT.npy [--frames N] [--codec MIME]``: a
-receive-only aiortc peer, signalled as the page's script is (POST /NAME/offer), that saves the ``N``-th
-frame it decodes; ``--codec`` offers only that codec (e.g. ``video/H264``). A refused offer: exit 1,
-the HTTP status and body on stderr."""
+receive-only aiortc peer, signalled as the page's script is (POST /NAME/offer), that saves the
+``N``-th frame it decodes (within ``--timeout`` seconds); ``--codec`` offers only that codec (e.g.
+``video/H264``). A refused offer: exit 1, the HTTP status and body on stderr."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 
 
-async def receive(url: str, n: int, codec: str | None = None) -> np.ndarray:
+async def receive(url: str, n: int, codec: str | None = None, timeout: float = 60) -> np.ndarray:
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     pc = RTCPeerConnection()
@@ -41,7 +41,7 @@ async def receive(url: str, n: int, codec: str | None = None) -> np.ndarray:
     answer = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=30).read()))
     await pc.setRemoteDescription(RTCSessionDescription(**answer))
     try:
-        return await asyncio.wait_for(got, 60)
+        return await asyncio.wait_for(got, timeout)
     finally:
         await pc.close()
 
@@ -52,9 +52,10 @@ def main() -> int:
     p.add_argument("out")
     p.add_argument("--frames", type=int, default=10)
     p.add_argument("--codec")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the N-th frame")
     a = p.parse_args()
     try:
-        np.save(a.out, asyncio.run(receive(a.url.rstrip("/"), a.frames, a.codec)))
+        np.save(a.out, asyncio.run(receive(a.url.rstrip("/"), a.frames, a.codec, a.timeout)))
     except urllib.error.HTTPError as e:
         print(f"HTTP {e.code}: {e.read().decode()}", file=sys.stderr)
         return 1
