@@ -116,7 +116,7 @@ def open_vp8(width: int, height: int, fps: float) -> Any:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt, codec.time_base = width, height, "yuv420p", CLOCK
     codec.bit_rate = BITRATE
-    codec.gop_size = max(1, round(KEYFRAME_S * fps))
+    codec.gop_size = max(1, round(KEYFRAME_S * (fps if fps > 0 else 30.0)))  # a source that gives no rate: 30
     codec.options = {
         "deadline": "realtime",
         "cpu-used": "-6",
