@@ -4,13 +4,16 @@
 
 Each mode is one ``overfeat-edge run VIDEO --max-frames F --stats-json S`` with the shipped shapes model:
 ``none`` (no output), ``http`` (``--output http://127.0.0.1:PORT/`` with ``--viewers`` MJPEG readers),
-``rtsp`` (``--output rtsp://127.0.0.1:PORT/cam`` with ``--viewers`` OpenCV readers) and ``rtp``
-(``--output rtp://127.0.0.1:PORT``; UDP needs no reader). The viewers attach as soon as the output is
-open, so a few frames at the start go unwatched. The figures are the run's frames/s (its own
-``--stats-json``), the ratio to ``none`` (target >= 0.9) and the capture-to-output latency it adds
-(p50 and p95). RTSP and RTP run in the interpreter that has GStreamer (``python -m tests.net.setup``),
-and so do all modes then, for a like-for-like baseline. Writes the "net_outputs" section of
-BENCHMARKS.md (not with ``--dry``).
+``rtsp`` (``--output rtsp://127.0.0.1:PORT/cam`` with ``--viewers`` OpenCV readers), ``rtp``
+(``--output rtp://127.0.0.1:PORT``; UDP needs no reader) and ``webrtc`` (``--output
+webrtc://127.0.0.1:PORT/cam`` with ``--viewers`` aiortc peers, ``tests.net.webrtc_client``, signalled
+on 127.0.0.1 and the media over another address of this machine: aiortc's ICE skips 127.0.0.1). The
+viewers attach as soon as the output is open, so a few frames at the start go unwatched. The figures
+are the run's frames/s (its own ``--stats-json``), the ratio to ``none`` (target >= 0.9) and the
+capture-to-output latency it adds (p50 and p95). RTSP and RTP run in the interpreter that has
+GStreamer (``python -m tests.net.setup``), and so do the other modes then, for a like-for-like
+baseline; WebRTC runs in one with aiortc (this one), with a ``none`` of its own where that is
+another interpreter. Writes the "net_outputs" section of BENCHMARKS.md (not with ``--dry``).
 """
 
 from __future__ import annotations
@@ -90,17 +93,33 @@ def http_url(port: int) -> tuple[str, str, Callable[[], str]]:
     return url, "live page", stream
 
 
+def webrtc_viewer(url: str, stop: threading.Event) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "tests.net.webrtc_client", url, str(Path(tmp) / "last.npy")]
+        cmd += ["--frames", str(10**9), "--timeout", "86400"]  # until the run ends and closes the peer
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stop.wait()
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def webrtc_url(port: int) -> tuple[str, str, Callable[[], str]]:
+    return f"webrtc://127.0.0.1:{port}/cam", "WebRTC page", lambda: f"http://127.0.0.1:{port}/cam"
+
+
 # mode -> (output URI, the stderr text saying it is open, where a viewer reads) from a free port
 MODES: Dict[str, Callable[[int], Any]] = {
     "none": lambda port: None,
     "http": http_url,
     "rtsp": lambda port: (f"rtsp://127.0.0.1:{port}/cam", "RTSP server", lambda: f"rtsp://127.0.0.1:{port}/cam"),
     "rtp": lambda port: (f"rtp://127.0.0.1:{port}", "RTP/H.264", None),
+    "webrtc": webrtc_url,
 }
-VIEWERS = {"http": mjpeg_viewer, "rtsp": rtsp_viewer}
+VIEWERS = {"http": mjpeg_viewer, "rtsp": rtsp_viewer, "webrtc": webrtc_viewer}
 
 
-def one_run(python: str, video: Path, frames: int, mode: str, viewers: int, work: Path) -> dict[str, Any]:
+def one_run(python: str, mode: str, video: Path, frames: int, viewers: int, work: Path) -> dict[str, Any]:
     """A run's --stats-json summary, with ``viewers`` readers attached to its output."""
     stats = work / f"{mode}.json"
     cmd = [python, str(ROOT / "cli.py"), "run", str(video), "--max-frames", str(frames), "--no-live"]
@@ -131,12 +150,24 @@ def one_run(python: str, video: Path, frames: int, mode: str, viewers: int, work
 
 
 def interpreter() -> tuple[str, List[str]]:
-    """The interpreter to run every mode in, and the modes it can run."""
+    """The interpreter to run every mode but webrtc in, and the modes it can run."""
     for python in (sys.executable, str(VENV / "bin" / "python")):
         if Path(python).exists() and has_gi(python):
-            return python, list(MODES)
+            return python, ["none", "http", "rtsp", "rtp"]
     print("net_outputs: no GStreamer (python -m tests.net.setup): rtsp and rtp left out", file=sys.stderr)
     return sys.executable, ["none", "http"]
+
+
+def plan() -> List[tuple[str, str]]:
+    """(interpreter, mode) to run: webrtc in this interpreter, with its own ``none`` if ``interpreter()``
+    is another one (each ratio is to the ``none`` of the same interpreter)."""
+    python, modes = interpreter()
+    runs = [(python, m) for m in modes]
+    if subprocess.run([sys.executable, "-c", "import aiortc"], capture_output=True).returncode != 0:
+        print("net_outputs: no aiortc here (pip install 'overfeat-edge[webrtc]'): webrtc left out", file=sys.stderr)
+    else:
+        runs += [(sys.executable, m) for m in (["none"] if python != sys.executable else []) + ["webrtc"]]
+    return runs
 
 
 def latency(summary: dict[str, Any], q: str) -> float:
@@ -152,21 +183,22 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--dry", action="store_true", help="print the figures, do not write BENCHMARKS.md")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
-    python, modes = interpreter()
+    runs = plan()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         video = make_video(work / "in.mp4", args.frames, (w, h))
-        best: Dict[str, dict[str, Any]] = {}
+        best: Dict[tuple[str, str], dict[str, Any]] = {}
         for _ in range(args.repeats):  # modes interleaved, the best of each kept
-            for mode in modes:
-                s = one_run(python, video, args.frames, mode, args.viewers, work)
-                if mode not in best or s["fps"] > best[mode]["fps"]:
-                    best[mode] = s
-        base = best["none"]
-        for mode in modes:
-            s = best[mode]
-            row = (mode, s["fps"], s["fps"] / base["fps"] if base["fps"] else 0.0)
+            for run in runs:
+                s = one_run(*run, video, args.frames, args.viewers, work)
+                if run not in best or s["fps"] > best[run]["fps"]:
+                    best[run] = s
+        two_bases = sum(m == "none" for _, m in runs) > 1
+        for python, mode in runs:
+            s, base = best[(python, mode)], best[(python, "none")]
+            name = f"none ({Path(python).parents[1].name})" if mode == "none" and two_bases else mode
+            row = (name, s["fps"], s["fps"] / base["fps"] if base["fps"] else 0.0)
             row += tuple(latency(s, q) - latency(base, q) for q in ("p50_ms", "p95_ms"))
             rows.append(row)
             added = f"{row[3]:+.0f}/{row[4]:+.0f} ms p50/p95"

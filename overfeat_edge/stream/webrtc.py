@@ -3,11 +3,16 @@
 What jetson-inference's ``webrtc://`` output does: an HTTP server on the port serves a page per stream
 (``/NAME``) whose script makes a receive-only RTCPeerConnection, POSTs its offer to ``/NAME/offer``
 and plays the answer's video; any WebRTC peer can do the same (the ``webrtc`` extra: ``aiortc``, whose
-wheels bundle their codecs). aiortc runs in its own asyncio loop in a thread. ``write`` only replaces
-the stream's latest frame and wakes the viewers' tracks: each viewer's track sends the newest frame
-when its encoder is ready, so a slow viewer skips frames and never holds the loop. Unlike the page's
-MJPEG and RTSP's shared media, aiortc encodes once per viewer (its encoders are per sender).
+wheels bundle their codecs). aiortc runs in its own asyncio loop in a thread. ``write`` only leaves
+the stream's newest frame for its one VP8 encoder (webrtc_media), which encodes it once for every
+viewer while someone watches; a slow viewer loses frames and never holds the loop.
 
+A page with no camera permission gets its host candidates hidden behind random mDNS names
+(``UUID.local``; Chromium does, seen here): aioice resolves them by multicast on a LAN, and where
+that fails (another subnet, multicast filtered) the browser's first connectivity check makes it a
+peer-reflexive candidate, so the answer holds every candidate of ours and needs none of theirs.
+No STUN server: aiortc's default (stun.l.google.com) only delayed each answer (~5 s on a box with
+no internet) for a server-reflexive candidate that a viewer on the same network does not use.
 aiortc's ICE leaves 127.0.0.1 out of its candidates: a peer on the same machine connects through
 another address of this machine. With ``OVERFEAT_EDGE_VIEW_TOKEN`` set, the page and the offer need
 HTTP basic auth with it as password, as the web page output does.
@@ -20,9 +25,8 @@ import json
 import sys
 import threading
 from dataclasses import replace
-from fractions import Fraction
 from http.server import ThreadingHTTPServer
-from typing import Any, Dict, Optional, Set
+from typing import Any, Dict, Set
 
 import numpy as np
 
@@ -32,6 +36,7 @@ from overfeat_edge.stream import endpoint
 from overfeat_edge.stream.endpoint import Endpoint
 from overfeat_edge.stream.sinks import Sink
 from overfeat_edge.stream.web import Handler
+from overfeat_edge.stream.webrtc_media import VP8, SharedEncoder
 from overfeat_edge.types import Detections
 
 INSTALL = "pip install 'overfeat-edge[webrtc]' (aiortc)"
@@ -52,53 +57,6 @@ def _parse(uri: str) -> Endpoint:
     if not name or "/" in name or ep.query:
         raise InputError(f"--output {uri}: give the stream's name as the path, e.g. webrtc://@:8554/cam")
     return ep
-
-
-class Latest:
-    """One stream's newest frame and the tracks waiting for it (woken in the asyncio loop's thread)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.frame: Optional[np.ndarray] = None
-        self.seq = 0
-        self.waiting: Set[asyncio.Event] = set()
-
-    def put(self, frame: np.ndarray) -> None:
-        self.frame, self.seq = frame, self.seq + 1
-        self.loop.call_soon_threadsafe(self._wake)
-
-    def _wake(self) -> None:
-        for event in self.waiting:
-            event.set()
-
-
-def make_track(latest: Latest) -> Any:
-    """A video track that sends ``latest``'s frame each time a newer one comes (aiortc's MediaStreamTrack)."""
-    import av
-    from aiortc import MediaStreamTrack
-
-    class LatestTrack(MediaStreamTrack):
-        kind = "video"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.event, self.seen, self.start = asyncio.Event(), 0, latest.loop.time()
-            latest.waiting.add(self.event)
-
-        async def recv(self) -> Any:
-            while latest.seq == self.seen or latest.frame is None:
-                self.event.clear()
-                await self.event.wait()
-            self.seen = latest.seq
-            out = av.VideoFrame.from_ndarray(latest.frame, format="bgr24")
-            out.pts, out.time_base = int((latest.loop.time() - self.start) * 90000), Fraction(1, 90000)
-            return out
-
-        def stop(self) -> None:
-            latest.waiting.discard(self.event)
-            super().stop()
-
-    return LatestTrack()
 
 
 class WebRtcServer(ThreadingHTTPServer):
@@ -122,20 +80,37 @@ class WebRtcServer(ThreadingHTTPServer):
             t.start()
 
     async def answer(self, sink: WebRtcSink, offer: Dict[str, str]) -> Dict[str, str]:
-        from aiortc import RTCPeerConnection, RTCSessionDescription
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+        from aiortc.exceptions import OperationError
 
-        pc = RTCPeerConnection()
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: see the module's docstring
         self.peers.add(pc)
+        track = sink.encoder.track()
 
         @pc.on("connectionstatechange")
         async def gone() -> None:
             if pc.connectionState in ("failed", "closed"):
+                track.stop()
                 self.peers.discard(pc)
                 await pc.close()
 
-        pc.addTrack(make_track(sink.latest))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
-        await pc.setLocalDescription(await pc.createAnswer())
+        sender = pc.addTrack(track)
+        # a viewer's PLI/FIR: aiortc's hook forces a keyframe from the sender's own encoder, which a
+        # pre-encoded track has not; the shared encoder makes it
+        sender._send_keyframe = sink.encoder.request_keyframe  # type: ignore[method-assign]
+        vp8 = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in (VP8, "video/rtx")]
+        for transceiver in pc.getTransceivers():  # before the offer: aiortc picks the codecs as it reads it
+            transceiver.setCodecPreferences(vp8)  # the one codec the shared encoder makes
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type=offer["type"]))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except OperationError as e:  # no codec in common
+            raise ValueError(f"{e}: this server sends VP8, which the offer lacks") from None
+        finally:
+            if pc.localDescription is None:  # refused: this viewer is gone
+                track.stop()
+                self.peers.discard(pc)
+                await pc.close()
         return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
 
     def stop(self) -> None:
@@ -183,7 +158,7 @@ class SignalHandler(Handler):
             job = asyncio.run_coroutine_threadsafe(self.server.answer(sink, offer), self.server.loop)
             answer = job.result(timeout=OFFER_TIMEOUT_S)
         except (ValueError, KeyError, TypeError) as e:
-            self._send(400, f"not an SDP offer: {e}\n".encode(), "text/plain")
+            self._send(400, f"cannot answer this offer: {e}\n".encode(), "text/plain")
             return
         self._send(200, json.dumps(answer).encode(), "application/json")
 
@@ -213,7 +188,7 @@ class WebRtcSink(Sink):
                 server = _servers[ep.key] = WebRtcServer(ep)
             if self.name in server.streams:
                 raise InputError(f"--output {uri}: two streams named {self.name!r}; put {{name}} in the path")
-            self.latest = Latest(server.loop)
+            self.encoder = SharedEncoder(server.loop, fps)
             server.streams[self.name] = self
         self.server, self.url = server, ep.url("/" + self.name)
 
@@ -221,9 +196,10 @@ class WebRtcSink(Sink):
         return self.url
 
     def write(self, index: int, timestamp: float, frame: np.ndarray, det: Detections) -> None:
-        self.latest.put(frame)
+        self.encoder.put(frame)
 
     def close(self) -> None:
+        self.encoder.stop()
         with _servers_lock:
             self.server.streams.pop(self.name, None)
             last = not self.server.streams and _servers.get(self.server.ep.key) is self.server

@@ -1,5 +1,7 @@
-"""``python -m tests.net.webrtc_client http://HOST:PORT/NAME OUT.npy [--frames N]``: a receive-only aiortc
-peer, signalled as the page's script is (POST /NAME/offer), that saves the ``N``-th frame it decodes."""
+"""``python -m tests.net.webrtc_client http://HOST:PORT/NAME OUT.npy [--frames N] [--codec MIME]``: a
+receive-only aiortc peer, signalled as the page's script is (POST /NAME/offer), that saves the
+``N``-th frame it decodes (within ``--timeout`` seconds); ``--codec`` offers only that codec (e.g.
+``video/H264``). A refused offer: exit 1, the HTTP status and body on stderr."""
 
 from __future__ import annotations
 
@@ -7,16 +9,20 @@ import argparse
 import asyncio
 import json
 import sys
+import urllib.error
 import urllib.request
 
 import numpy as np
 
 
-async def receive(url: str, n: int) -> np.ndarray:
-    from aiortc import RTCPeerConnection, RTCSessionDescription
+async def receive(url: str, n: int, codec: str | None = None, timeout: float = 60) -> np.ndarray:
+    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    if codec:
+        offered = [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
+        transceiver.setCodecPreferences(offered)
     got: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
     reading: list[asyncio.Future[None]] = []
 
@@ -35,7 +41,7 @@ async def receive(url: str, n: int) -> np.ndarray:
     answer = json.loads(await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=30).read()))
     await pc.setRemoteDescription(RTCSessionDescription(**answer))
     try:
-        return await asyncio.wait_for(got, 60)
+        return await asyncio.wait_for(got, timeout)
     finally:
         await pc.close()
 
@@ -45,8 +51,14 @@ def main() -> int:
     p.add_argument("url")
     p.add_argument("out")
     p.add_argument("--frames", type=int, default=10)
+    p.add_argument("--codec")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the N-th frame")
     a = p.parse_args()
-    np.save(a.out, asyncio.run(receive(a.url.rstrip("/"), a.frames)))
+    try:
+        np.save(a.out, asyncio.run(receive(a.url.rstrip("/"), a.frames, a.codec, a.timeout)))
+    except urllib.error.HTTPError as e:
+        print(f"HTTP {e.code}: {e.read().decode()}", file=sys.stderr)
+        return 1
     print("received", flush=True)
     return 0
 
