@@ -21,8 +21,6 @@ float parts in ``f32``. Other options (OpenVINO's properties): ``threads`` (``IN
 from __future__ import annotations
 
 import importlib.util
-import os
-import queue
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -35,8 +33,7 @@ from overfeat_edge.lazy import require
 from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx, read_spec
 from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
 
-HINTS = ("latency", "lanes", "throughput")
-MAX_LANES = 16
+HINTS = ("latency", "throughput")
 SHAPES = ("reshape", "dynamic")
 MAX_COMPILED = 64  # compiled shapes kept per runner (a folder of photos of many sizes compiles more)
 HINT_OF = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}  # --precision -> INFERENCE_PRECISION_HINT
@@ -47,13 +44,7 @@ DESCRIPTOR = BackendDescriptor(
     options=(
         BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
         BackendOption("ov_device", str, "CPU (default), GPU (an Intel iGPU) or NPU.", metavar="DEVICE"),
-        BackendOption(
-            "ov_hint",
-            str,
-            "latency (default), lanes (one thread per request, levels and crops spread over them) or throughput.",
-            metavar="HINT",
-            choices=HINTS,
-        ),
+        BackendOption("ov_hint", str, "performance hint (default: latency).", metavar="HINT", choices=HINTS),
         BackendOption(
             "ov_shapes",
             str,
@@ -110,16 +101,9 @@ class OpenVinoRunner(Runner):
             raise InputError(
                 f"OpenVINO device {device!r} is not here (available: {', '.join(self.core.available_devices)})"
             )
-        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINT_OF[precision]}
-        self.lanes = 1
-        if hint == "lanes" and device.startswith("CPU") and shapes == "reshape":
-            # one stream of one thread per lane: requests run side by side (see run_levels)
-            self.lanes = max(1, min(threads or os.cpu_count() or 1, MAX_LANES))
-            self.config.update({"NUM_STREAMS": self.lanes, "INFERENCE_NUM_THREADS": self.lanes})
-        else:
-            self.config["PERFORMANCE_HINT"] = "LATENCY" if hint == "lanes" else hint.upper()
-            if threads is not None and device.startswith("CPU"):
-                self.config["INFERENCE_NUM_THREADS"] = threads
+        self.config: dict[str, Any] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": HINT_OF[precision]}
+        if threads is not None and device.startswith("CPU"):
+            self.config["INFERENCE_NUM_THREADS"] = threads
         try:
             self.model = self.core.read_model(str(path))
         except RuntimeError as exc:
@@ -129,109 +113,48 @@ class OpenVinoRunner(Runner):
         if inputs != [INPUT_NAME]:
             raise ModelError(f"{path}: expected one input {INPUT_NAME!r}, got {inputs}")
         self.output_names = names
-        # (C, H, W) (reshape: any batch) or None (dynamic) -> its requests (one per lane), least recently used first
+        # (C, H, W) (reshape: any batch) or None (dynamic) -> its infer request, least recently used first
         self._compiled: OrderedDict[tuple[int, ...] | None, Any] = OrderedDict()
         self._lock = threading.Lock()
         self.precision = precision
 
-    def _requests(self, key: tuple[int, ...] | None, x: np.ndarray) -> list[Any]:
-        """The infer requests of an input size (one per lane), compiled on first use. A size's compile and
-        first inference (OpenVINO's lazy set-up of the CPU streams that serve it) run alone in the
-        process, under ``_FIRST``; ``x`` is that first inference's input. Call with ``self._lock`` held."""
-        requests = self._compiled.get(key)
-        if requests is not None:
-            self._compiled.move_to_end(key)
-            return requests
+    def _compile(self, key: tuple[int, ...] | None) -> Any:
         model = self.model
         if key is not None:
             model = self.model.clone()
             model.reshape({INPUT_NAME: [-1, *key]})
-        with _FIRST:
-            compiled = self.core.compile_model(model, self.device, self.config)
-            requests = [compiled.create_infer_request() for _ in range(self.lanes)]
-            for r in requests:
-                r.infer({INPUT_NAME: x[:1]})
-        self._compiled[key] = requests
-        if len(self._compiled) > MAX_COMPILED:
-            self._compiled.popitem(last=False)
-        return requests
-
-    def _outputs(self, request: Any) -> dict[str, np.ndarray]:
-        return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
+        return self.core.compile_model(model, self.device, self.config).create_infer_request()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """One inference. Each runner serves one thread at a time (``self._lock``: a request's output
-        tensors are read after it ends); workers run side by side on runners of their own. With lanes,
-        a batch's rows are shared out over them (a cascade stage's crops)."""
+        """One inference. A shape's first one (its compile, and OpenVINO's lazy set-up of the CPU
+        streams that serve the calling thread) runs alone in the process, under ``_FIRST``; later
+        ones run side by side, each worker on its own runner. An InferRequest serves one thread at
+        a time (``self._lock``: its output tensors are read after ``infer``)."""
         x = self.check_input(batch)
         key = None if self.shapes == "dynamic" else tuple(x.shape[1:])
         with self._lock:
-            requests = self._requests(key, x)
-            if self.lanes == 1 or len(x) < 2:
-                requests[0].infer({INPUT_NAME: x})
-                return self._outputs(requests[0])
-            parts = np.array_split(x, min(self.lanes, len(x)))
-            outs = self._side_by_side([(requests[k], p) for k, p in enumerate(parts)])
-            return {n: np.concatenate([o[n] for o in outs]) for n in self.output_names}
-
-    def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        """Every level; with lanes, side by side, the largest first, each on the next free lane."""
-        if self.lanes == 1 or len(batches) < 2:
-            return [self.run(b) for b in batches]
-        xs = [self.check_input(b) for b in batches]
-        order = sorted(range(len(xs)), key=lambda i: -xs[i].size)
-        with self._lock:
-            jobs = [(self._requests(tuple(xs[i].shape[1:]), xs[i]), xs[i]) for i in order]
-            outs = self._side_by_side(jobs, pick_lane=True)
-        result: list[dict[str, np.ndarray]] = [{} for _ in xs]
-        for i, out in zip(order, outs):
-            result[i] = out
-        return result
-
-    def _side_by_side(self, jobs: list[tuple[Any, np.ndarray]], pick_lane: bool = False) -> list[dict[str, np.ndarray]]:
-        """Each job (a request, or with ``pick_lane`` a size's requests, and its input) started as soon as
-        a lane is free; their outputs in the jobs' order. A lane runs one request at a time, so two jobs
-        of one size never share a request while one of them is running."""
-        free: queue.Queue[int] = queue.Queue()
-        for k in range(self.lanes):
-            free.put(k)
-        outs: list[Any] = [None] * len(jobs)
-        errors: list[BaseException] = []
-        try:
-            for j, (target, x) in enumerate(jobs):
-                lane = free.get()
-                request = target[lane] if pick_lane else target
-
-                def done(_: Any, j: int = j, lane: int = lane, request: Any = request) -> None:
-                    try:
-                        outs[j] = self._outputs(request)
-                    except BaseException as exc:  # raised in the caller, below
-                        errors.append(exc)
-                    free.put(lane)
-
-                request.set_callback(done, None)
-                try:
-                    request.start_async({INPUT_NAME: x})
-                except BaseException:
-                    free.put(lane)  # never started: its callback will not give the lane back
-                    raise
-        finally:
-            for _ in range(self.lanes):  # every started request's callback has ended and returned its lane
-                free.get()
-        if errors:
-            raise errors[0]
-        return outs
+            request = self._compiled.get(key)
+            if request is None:
+                with _FIRST:
+                    request = self._compile(key)
+                    request.infer({INPUT_NAME: x})
+                self._compiled[key] = request
+                if len(self._compiled) > MAX_COMPILED:
+                    self._compiled.popitem(last=False)
+            else:
+                self._compiled.move_to_end(key)
+                request.infer({INPUT_NAME: x})
+            return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
     def describe(self) -> str:
         ov = require("openvino", "the openvino backend")
         version = ov.__version__.split("-")[0]
         hint = self.config["INFERENCE_PRECISION_HINT"]
         if self._compiled:  # what the device really computes in (bf16 asked on a CPU without it: f32)
-            compiled = next(iter(self._compiled.values()))[0].get_compiled_model()
+            compiled = next(iter(self._compiled.values())).get_compiled_model()
             got = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
             hint = hint if got == hint else f"{hint} asked, {got} run"
-        lanes = f", {self.lanes} lanes" if self.lanes > 1 else ""
-        return f"openvino {version} {self.precision} {self.device} ({hint}, {self.shapes}{lanes}, {self.path.name})"
+        return f"openvino {version} {self.precision} {self.device} ({hint}, {self.shapes}, {self.path.name})"
 
 
 def load(

@@ -51,26 +51,6 @@ def test_reshape_compiles_once_per_size_whatever_the_batch(monkeypatch: pytest.M
     assert list(ov._compiled) == [(3, 72, 80), (3, 96, 80)]  # type: ignore[attr-defined]
 
 
-def test_lanes_give_every_level_and_row_its_own_result(inputs: list[np.ndarray]) -> None:
-    """``--ov-hint lanes``: levels run side by side (largest first, on the next free lane) and a batch's rows
-    are shared out, yet each level and each row gets the outputs one request at a time gives it, in order."""
-    lanes = load_runner("openvino", "overfeat-mini-shapes", threads=2, precision="fp32", ov_hint="lanes")
-    one = load_runner("openvino", "overfeat-mini-shapes", threads=2, precision="fp32")
-    assert lanes.lanes == 2 and one.lanes == 1  # type: ignore[attr-defined]
-    levels = [*inputs, inputs[0][:, :, :90, :100].copy(), inputs[1]]  # a size twice: its requests reused
-    for a, b in zip(lanes.run_levels(levels), one.run_levels(levels)):
-        for k in b:
-            np.testing.assert_allclose(a[k], b[k], atol=1e-5, rtol=1e-5)
-    rows = np.random.default_rng(3).normal(size=(5, 3, 64, 64)).astype(np.float32)
-    got, want = lanes.run(rows), one.run(rows)
-    for k in want:
-        assert got[k].shape == want[k].shape
-        np.testing.assert_allclose(got[k], want[k], atol=1e-5, rtol=1e-5)
-    assert "2 lanes" in lanes.describe()
-    single = load_runner("openvino", "overfeat-mini-shapes", threads=1, precision="fp32", ov_hint="lanes")
-    assert single.lanes == 1  # type: ignore[attr-defined]
-
-
 def test_default_precision_is_fp32_and_the_cascade_runs() -> None:
     """The default is f32 (not the device's own choice, bf16 on AMX or avx512_bf16 CPUs); MTCNN's three
     nets with landmarks load too."""
