@@ -58,11 +58,21 @@ DESCRIPTOR = BackendDescriptor(
     available=lambda: None if importlib.util.find_spec("openvino") else "pip install openvino",
 )
 
-# One Core per process (OpenVINO's own advice) and one shape's compile and first inference at a time
-# in the process: with a Core per worker, two workers' first inferences each set up OpenVINO's CPU
-# streams for their calling thread at the same moment (see run()).
-_CORE: list[Any] = []
+# The process's first inference runs alone (``_FIRST``, then ``_WARM``), because of a deadlock in
+# OpenVINO's Python bindings (issue 22 item 6; both workers' gdb stacks, 2-core AMD EPYC, 2026.4.1).
+# The first numpy view of a Tensor in the process (``tensor.data[:] = inputs`` in the
+# ``_data_dispatch`` of ``InferRequest.infer``) builds a function-local C++ static, the dtype table
+# of ``Common::type_helpers::ov_type_to_dtype()`` (pyopenvino core/common.cpp), and its initializer
+# makes pybind11's first ``npy_api::get()``, which releases the GIL and takes it back
+# (``gil_safe_call_once_and_store``). Two workers there at once take two locks in opposite orders:
+# worker A holds the static's initialization guard and waits for the GIL; worker B holds the GIL and
+# waits for that guard in ``__cxa_guard_acquire``. It is the case pybind/pybind11#4877 describes
+# (a ``static`` whose initializer touches the GIL). With the GIL held for ever no Python code runs
+# again, not the SIGINT/SIGTERM handlers nor the watchdog they arm. A Python lock cannot deadlock
+# that way: a thread waiting for it has released the GIL.
 _FIRST = threading.Lock()
+_WARM = threading.Event()  # set once the process's first inference (and those statics) is done
+_CORE: list[Any] = []  # one Core per process (OpenVINO's advice; not the deadlock's cause)
 
 
 def shared_core(ov: Any) -> Any:
@@ -126,25 +136,28 @@ class OpenVinoRunner(Runner):
         return self.core.compile_model(model, self.device, self.config).create_infer_request()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """One inference. A shape's first one (its compile, and OpenVINO's lazy set-up of the CPU
-        streams that serve the calling thread) runs alone in the process, under ``_FIRST``; later
-        ones run side by side, each worker on its own runner. An InferRequest serves one thread at
-        a time (``self._lock``: its output tensors are read after ``infer``)."""
+        """One inference; the process's first one alone (see ``_FIRST``). A runner serves one thread
+        at a time (``self._lock``: its compiled shapes and their requests are not thread-safe)."""
         x = self.check_input(batch)
         key = None if self.shapes == "dynamic" else tuple(x.shape[1:])
         with self._lock:
             request = self._compiled.get(key)
             if request is None:
-                with _FIRST:
-                    request = self._compile(key)
-                    request.infer({INPUT_NAME: x})
-                self._compiled[key] = request
+                request = self._compiled[key] = self._compile(key)
                 if len(self._compiled) > MAX_COMPILED:
                     self._compiled.popitem(last=False)
             else:
                 self._compiled.move_to_end(key)
-                request.infer({INPUT_NAME: x})
-            return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
+            if _WARM.is_set():
+                return self._infer(request, x)
+            with _FIRST:
+                out = self._infer(request, x)
+                _WARM.set()
+            return out
+
+    def _infer(self, request: Any, x: np.ndarray) -> dict[str, np.ndarray]:
+        request.infer({INPUT_NAME: x})
+        return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
     def describe(self) -> str:
         ov = require("openvino", "the openvino backend")
