@@ -156,7 +156,7 @@ class OpenVinoRunner(Runner):
             return out
 
     def _infer(self, request: Any, x: np.ndarray) -> dict[str, np.ndarray]:
-        request.infer({INPUT_NAME: x})
+        request.infer({INPUT_NAME: x}, share_inputs=True)  # check_input made x C-contiguous float32: no copy
         return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
     def describe(self) -> str:
