@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,8 @@ def resolve_onnx(model: str) -> Path:
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise InputError(f"ONNX file not found: {path}")
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read the model {path}: permission denied")
         return path
     shipped = shipped_models()
     if model in shipped:
