@@ -180,10 +180,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--size", default="640x480")
     ap.add_argument("--viewers", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--modes", default="", help="comma-separated outputs to measure (default: all; none always)")
     ap.add_argument("--dry", action="store_true", help="print the figures, do not write BENCHMARKS.md")
     args = ap.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
-    runs = plan()
+    wanted = {m for m in args.modes.split(",") if m}
+    runs = [r for r in plan() if not wanted or r[1] in wanted | {"none"}]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
