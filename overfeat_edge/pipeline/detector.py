@@ -17,7 +17,7 @@ import numpy as np
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pipeline.decode import classify, decode_level
 from overfeat_edge.pipeline.merge import MERGERS, nms
-from overfeat_edge.pipeline.preprocess import level_inputs, to_bgr8
+from overfeat_edge.pipeline.preprocess import level_inputs, one_integral, to_bgr8
 from overfeat_edge.pipeline.pyramid import Scale, parse_scales, plan_levels
 from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import Runner
@@ -175,16 +175,18 @@ class Detector:
         return out
 
     def refine(self, frame_bgr: np.ndarray, detections: Detections) -> Detections:
-        """The steps after the merge (a cascade's crop classifiers), in order."""
-        for step in self.steps:
-            detections = step(frame_bgr, detections)
+        """The steps after the merge (a cascade's crop classifiers), in order, sharing one integral image."""
+        with one_integral(frame_bgr):
+            for step in self.steps:
+                detections = step(frame_bgr, detections)
         return detections
 
     def detect(self, frame: np.ndarray) -> Detections:
         """Detections for one frame (H, W[, C]) in its own pixels, best first."""
         frame = to_bgr8(frame)
-        levels, maps = self.infer(frame)
-        return self.refine(frame, self.postprocess(levels, maps))
+        with one_integral(frame):  # the pyramid's and the crop stages' (an adaptive model's), computed once
+            levels, maps = self.infer(frame)
+            return self.refine(frame, self.postprocess(levels, maps))
 
     def classify(self, frame: np.ndarray, flips: bool = True, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k classes over every scale (and its horizontal flip): spatial max, then mean."""

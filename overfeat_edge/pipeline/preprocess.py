@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import cv2
 import numpy as np
 
@@ -51,9 +55,37 @@ def _bin_edges(n: int, out: int) -> tuple[np.ndarray, np.ndarray]:
     return (i * n) // out, -(-((i + 1) * n) // out)
 
 
+_KEPT = threading.local()  # this thread's (frame, its integral image or None) while one_integral() holds it
+
+
+@contextmanager
+def one_integral(frame: np.ndarray) -> Iterator[None]:
+    """While the block runs in this thread, :func:`integral` of this very ``frame`` object is computed
+    once (a photo's pyramid and each of its crop stages share it); nested blocks of one frame share it."""
+    before = getattr(_KEPT, "entry", None)
+    if before is not None and before[0] is frame:
+        yield
+        return
+    _KEPT.entry = [frame, None]
+    try:
+        yield
+    finally:
+        _KEPT.entry = before
+
+
 def integral(image: np.ndarray) -> np.ndarray:
     """(H + 1, W + 1, C) sums of ``image`` (H, W, C) above and left of each corner (OpenCV's): exact
-    int32 for a uint8 image that cannot overflow them (up to 8.4 megapixels), else float64."""
+    int32 for a uint8 image that cannot overflow them (up to 8.4 megapixels), else float64. Inside
+    :func:`one_integral` of ``image``, computed once."""
+    entry = getattr(_KEPT, "entry", None)
+    if entry is None or entry[0] is not image:
+        return _integral(image)
+    if entry[1] is None:
+        entry[1] = _integral(image)
+    return entry[1]
+
+
+def _integral(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8 and image.shape[0] * image.shape[1] * 255 < 2**31:
         s = cv2.integral(np.ascontiguousarray(image), sdepth=cv2.CV_32S)
     else:

@@ -101,3 +101,21 @@ def test_compiled_pooling_refuses_a_region_outside_the_image() -> None:
     for bad in ([0, 0, 11, 5], [4, 4, 4, 8], [-1, 0, 3, 3]):
         with pytest.raises(ValueError, match="region 0 is empty or outside the 10x10 image"):
             adaptive_normalized(integral(img), np.array([bad]), (4, 4), spec, compiled=True)
+
+
+def test_one_integral_per_frame_inside_the_block() -> None:
+    """A photo's pyramid and crop stages share one integral image: the same array inside the block for that
+    frame object (nested blocks too), a fresh one for another frame or outside, the values OpenCV's."""
+    import cv2
+
+    from overfeat_edge.pipeline.preprocess import one_integral
+
+    rng = np.random.default_rng(4)
+    frame, other = (rng.integers(0, 256, (30, 40, 3), dtype=np.uint8) for _ in range(2))
+    with one_integral(frame):
+        a = integral(frame)
+        with one_integral(frame):
+            assert integral(frame) is a
+        assert integral(frame) is a and integral(other) is not integral(other)
+    assert integral(frame) is not a
+    np.testing.assert_array_equal(a[:, :, 0], cv2.integral(frame[:, :, 0]))
