@@ -49,12 +49,6 @@ def to_bgr8(frame: np.ndarray) -> np.ndarray:
 RESIZES = ("area", "adaptive")
 
 
-def _bin_edges(n: int, out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Adaptive average pooling's bins: output i averages [floor(i n / out), ceil((i + 1) n / out))."""
-    i = np.arange(out)
-    return (i * n) // out, -(-((i + 1) * n) // out)
-
-
 _KEPT = threading.local()  # this thread's (frame, its integral image or None) while one_integral() holds it
 
 
@@ -91,16 +85,6 @@ def _integral(image: np.ndarray) -> np.ndarray:
     else:
         s = cv2.integral(np.ascontiguousarray(image, dtype=np.float32), sdepth=cv2.CV_64F)
     return s.reshape(s.shape[0], s.shape[1], -1)
-
-
-def adaptive_from_integral(sums: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """:func:`adaptive_resize` of the image whose :func:`integral` is ``sums``: four look-ups per bin."""
-    r0, r1 = _bin_edges(sums.shape[0] - 1, hw[0])
-    c0, c1 = _bin_edges(sums.shape[1] - 1, hw[1])
-    rows = np.take(sums, r1, axis=0) - np.take(sums, r0, axis=0)  # (h, W + 1, C): row bins, then column bins
-    total = np.take(rows, c1, axis=1) - np.take(rows, c0, axis=1)
-    area = ((r1 - r0)[:, None] * (c1 - c0)[None, :])[:, :, None]
-    return np.ascontiguousarray(total / area, dtype=np.float32)
 
 
 def adaptive_crops(sums: np.ndarray, regions: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -141,7 +125,8 @@ def adaptive_resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """(H, W, C) -> (h, w, C) float32 by adaptive average pooling: torch's ``interpolate(mode="area")``,
     which MTCNN's reference implementation resizes with (a bin per output pixel, its pixels averaged
     with equal weight; neighbouring bins overlap where the ratio is not whole)."""
-    return adaptive_from_integral(integral(image), hw)
+    whole = np.array([[0, 0, image.shape[1], image.shape[0]]])
+    return adaptive_crops(integral(image), whole, hw)[0]
 
 
 def resize(frame_bgr: np.ndarray, hw: tuple[int, int], method: str = "area") -> np.ndarray:
