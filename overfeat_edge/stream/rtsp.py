@@ -85,7 +85,10 @@ def pipeline(Gst: Any, size: Tuple[int, int], fps: float, tail: list[str]) -> st
         f"appsrc name=src is-live=true format=time do-timestamp=true block=false caps={caps}",
         "queue leaky=downstream max-size-buffers=2 max-size-bytes=0 max-size-time=0",
         *ENCODERS[encoder(Gst)](gop),
-        "rtph264pay name=pay0 pt=96 config-interval=-1",
+        # SPS/PPS in band once a second (a GOP), not "with every IDR" (-1): x264's sliced threads cut an IDR
+        # into one NAL per thread and rtph264pay (1.22) then puts SPS/PPS before each, which FFmpeg's RTSP
+        # client (OpenCV, ffplay) reads as a new picture: every keyframe decoded half missing, concealed
+        "rtph264pay name=pay0 pt=96 config-interval=1",
         *tail,
     ]
     return " ! ".join(elements)

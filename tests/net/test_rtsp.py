@@ -116,6 +116,17 @@ def test_rtsp_reads_back_as_h264_with_the_boxes(rtsp_url: str) -> None:
         second.release()
 
 
+@needs_gst
+@needs_ffprobe
+def test_every_keyframe_decodes_whole(rtsp_url: str) -> None:
+    """FFmpeg's RTSP client (OpenCV's, ffplay's) decodes three seconds, three GOPs and the keyframe sent on
+    PLAY, without concealing a macroblock: each picture arrives as one access unit (x264's sliced threads cut
+    an IDR into one NAL per thread; SPS/PPS before each of them made FFmpeg split the picture in two)."""
+    cmd = ["ffmpeg", "-v", "info", "-rtsp_transport", "tcp", "-i", rtsp_url, "-t", "3", "-f", "null", "-"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "conceal" not in r.stderr and "corrupt" not in r.stderr, r.stderr[-2000:]
+
+
 def stalled_rtsp_viewer(url: str) -> socket.socket:
     """A viewer that DESCRIBEs, SETUPs (RTP interleaved in its TCP connection) and PLAYs, then never reads."""
     host, port = url.split("//")[1].split("/")[0].split(":")
