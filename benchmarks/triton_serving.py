@@ -88,7 +88,7 @@ def per_frame(
         p50 = statistics.median(m)
         rows.append({"way": w, "p50_ms": p50, "mean_ms": statistics.fmean(m), "fps": 1000 / p50, "ratio": p50 / base})
     for d in dets.values():
-        d.runner.deactivate()
+        d.runner.close()
     return rows
 
 
@@ -178,7 +178,7 @@ def breakdown(urls: dict[str, str], images: list[np.ndarray], scales: list[str])
     after = server_stats(urls["grpc"])
     per = {k: (after[k][1] - before[k][1]) / 1e6 / len(images) for k in after}
     levels = (after["success"][0] - before["success"][0]) / len(images)
-    remote.runner.deactivate()
+    remote.runner.close()
     server = per["compute_input"] + per["compute_infer"] + per["compute_output"]
     return [
         ("pyramid levels (requests) per frame", levels),

@@ -111,6 +111,10 @@ class Runner(ABC):
     def deactivate(self) -> None:  # noqa: B027 - optional hook
         """Release what :meth:`activate` acquired."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release for good what the runner keeps from call to call (a server's shared-memory
+        regions); the runner is not used again. The default keeps nothing."""
+
     @abstractmethod
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output by name (``scores``, ``boxes`` and any extra head, e.g. ``landmarks``)."""

@@ -184,7 +184,9 @@ class TritonRunner(Runner):
     def infer_many(self, batches: List[np.ndarray]) -> List[tuple[np.ndarray, np.ndarray]]:
         return [(r["scores"], r["boxes"]) for r in self.run_levels(batches)]
 
-    def deactivate(self) -> None:
+    def close(self) -> None:
+        """The shared-memory regions unregistered and removed (not in :meth:`deactivate`, which ends
+        every frame's :meth:`Detector.forward`: the regions live from frame to frame)."""
         if self.shm is not None:
             self.shm.close()
 

@@ -39,7 +39,7 @@ class SharedMemory:
         self.regions: Dict[Tuple[int, Shape], Region] = {}
         self.registered: Set[str] = set()
         self.outputs: Dict[Shape, List[Tuple[str, Shape]]] = {}  # input shape -> learned output shapes
-        atexit.register(self.close)  # a runner never deactivated (a cascade stage) still removes its regions
+        atexit.register(self.close)  # a runner never closed (a cascade stage) still removes its regions
 
     def _region(self, slot: int, shape: Shape, size: int) -> Region:
         key = (slot, shape)

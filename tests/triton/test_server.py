@@ -70,6 +70,33 @@ def test_shapes_detections_equal_local_onnxruntime(server: Server, kind: str) ->
             np.testing.assert_allclose(got[k], want[k], atol=1e-5)
 
 
+def test_shared_memory_regions_live_from_frame_to_frame(server: Server) -> None:
+    """One region per pyramid level, registered once and kept across frames (not made, registered,
+    unregistered and removed again on every frame), and gone from the server and /dev/shm on close."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url.split("://", 1)[1])
+    det = load_detector("overfeat-mini-shapes", backend="triton", triton_url=server.grpc_url, triton_shm=True)
+    prefix = det.runner.shm.prefix
+
+    def ours() -> tuple[set[str], set[str]]:
+        regions = client.get_system_shared_memory_status(as_json=True).get("regions", {})
+        files = {p.name for p in Path("/dev/shm").glob(prefix + "*")}
+        return {n for n in regions if n.startswith(prefix)}, files
+
+    rng = np.random.default_rng(3)
+    frames = [scene(rng, SMALL)[0] for _ in range(3)]
+    seen = []
+    for f in frames:
+        det.detect(f)
+        seen.append(ours())
+    levels = len(det.levels(frames[0].shape[:2]))
+    assert len(seen[0][0]) == levels and seen[0][1] == seen[0][0]  # registered and on /dev/shm, one per level
+    assert seen[1] == seen[0] and seen[2] == seen[0]
+    det.runner.close()
+    assert ours() == (set(), set())
+
+
 def test_mtcnn_every_stage_through_the_server(server: Server) -> None:
     import tritonclient.grpc as grpcclient
 
@@ -223,7 +250,7 @@ def test_credentials_come_from_the_environment(
     want = load_runner("onnxruntime", "overfeat-mini-shapes", threads=1).run(x)
     for _ in range(2):
         np.testing.assert_allclose(r.run(x)["boxes"], want["boxes"], atol=1e-5)
-    r.deactivate()
+    r.close()
 
 
 def test_server_away_from_a_live_source_drops_and_counts(own_server: Server, tmp_path: Path) -> None:
