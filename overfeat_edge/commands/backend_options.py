@@ -17,7 +17,7 @@ import typer
 from typing_extensions import Annotated, get_type_hints
 
 from overfeat_edge.runtime import AUTO, descriptors
-from overfeat_edge.runtime.descriptor import PRECISIONS, BackendDescriptor, BackendOption
+from overfeat_edge.runtime.descriptor import PRECISIONS, BackendOption
 
 PANEL = "Model and backend"
 PRECISION_HELP = (
@@ -32,12 +32,10 @@ def backend_help() -> str:
     return f"{AUTO} (the fastest CPU one here at --precision), {names}. Their own options: overfeat-edge backends."
 
 
-def merged_options(keep: Callable[[BackendDescriptor], bool]) -> List[Tuple[BackendOption, List[str]]]:
-    """Every option of the kept backends, once, with the backends that take it (in table order)."""
+def merged_options() -> List[Tuple[BackendOption, List[str]]]:
+    """Every backend's options, once each, with the backends that take it (in table order)."""
     seen: Dict[str, Tuple[BackendOption, List[str]]] = {}
     for d in descriptors():
-        if not keep(d):
-            continue
         for o in d.options:
             if o.name in seen and seen[o.name][0].type is not o.type:
                 raise TypeError(f"backend option {o.name} is {o.type.__name__} in {d.name}, not {seen[o.name][0].type}")
@@ -63,13 +61,10 @@ def _parameter(option: BackendOption, backends: List[str], help: Optional[str]) 
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def backend_options(
-    *, cpu_only: bool = False, help: Optional[Dict[str, str]] = None
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorate a command whose last parameter is ``options: dict``: the backends' options (only the
-    CPU backends' with ``cpu_only``; ``help`` replaces an option's text) become its Typer options."""
-    keep = (lambda d: d.cpu) if cpu_only else (lambda d: True)
-    extra = [_parameter(o, names, (help or {}).get(o.name)) for o, names in merged_options(keep)]
+def backend_options(*, help: Optional[Dict[str, str]] = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a command whose last parameter is ``options: dict``: every backend's options (``help``
+    replaces an option's text) become its Typer options."""
+    extra = [_parameter(o, names, (help or {}).get(o.name)) for o, names in merged_options()]
     precision = Annotated[
         str, typer.Option("--precision", help=PRECISION_HELP, metavar="PRECISION", rich_help_panel=PANEL)
     ]

@@ -13,16 +13,17 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from overfeat_edge.commands.backend_options import backend_options
-from overfeat_edge.commands.common import Scales, check_number, check_output, command, console
+from overfeat_edge.commands.common import BackendOption, Scales, check_number, check_output, command, console
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import atomic_write_text
 from overfeat_edge.runtime.auto import cpu
 from overfeat_edge.words import plural
 
 
-@backend_options(cpu_only=True, help={"threads": "onnxruntime threads in all (default: all cores)."})
+@backend_options(help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."})
 def bench(
     model: Annotated[str, typer.Option(help="An exported .onnx or a shipped model name.")] = "overfeat-mini-shapes",
+    backend: BackendOption = "auto",
     frames: Annotated[int, typer.Option(help="Frames of the generated 384x512 video.")] = 60,
     workers: Annotated[Optional[int], typer.Option(help="Inference workers (default: as `run` on a file).")] = None,
     scales: Scales = None,
@@ -34,38 +35,44 @@ def bench(
     eval_data: Annotated[Optional[Path], typer.Option(help="--backends: a labelled held-out set for mAP@.5.")] = None,
     options: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Model-only throughput vs `run` end to end on the same frames; GFLOP/s vs this CPU's matmul peak.
+    """Model-only throughput vs `run` end to end on the same frames, on any backend (a Triton server
+    too); on a CPU backend, GFLOP/s vs this CPU's matmul peak.
 
     Example: overfeat-edge bench --frames 30 --json bench.json
     """
     from overfeat_edge.measure import pipeline_figures
-    from overfeat_edge.pipeline.detector import Detector, DetectorConfig
-    from overfeat_edge.runtime import load_runner
-    from overfeat_edge.stream.plan import inference_workers, worker_threads
+    from overfeat_edge.pipeline.detector import DetectorConfig
+    from overfeat_edge.pipeline.load import describe
+    from overfeat_edge.runtime import is_cpu, load_runner
+    from overfeat_edge.stream.plan import load_workers, worker_threads
 
     options = dict(options or {})
-    threads = options.pop("threads")
+    threads = options.get("threads")
     check_number("--frames", frames, 2, 100000)
-    check_number("--threads", threads, 1, 256)
+    if threads is not None:
+        check_number("--threads", threads, 1, 256)
     if json_out is not None:
         check_output(json_out, "--json")
-    threads = threads or os.cpu_count() or 1
     console.print(f"CPU: {cpu()}, {os.cpu_count()} cores", soft_wrap=True)
     if backends:
-        _side_by_side(model, frames, threads, int8, eval_data, json_out)
+        if backend != "auto":
+            raise InputError("--backends compares every installed CPU backend itself: leave out --backend")
+        _side_by_side(model, frames, threads or os.cpu_count() or 1, int8, eval_data, json_out)
         return
-    n_workers = inference_workers(workers, "onnxruntime", live=False)
-    runner = load_runner("onnxruntime", model, threads=threads, **options)
-    det = Detector(runner, DetectorConfig(scales=scales or []))
-    per_worker = worker_threads(threads, n_workers)
-    pool = [load_runner("onnxruntime", model, threads=per_worker, **options) for _ in range(n_workers)]
+    det, pool = load_workers(model, backend, workers, False, options, DetectorConfig(scales=scales or []))
+    console.print(describe(det, model), soft_wrap=True)
+    name, cores = det.runner.name, threads or os.cpu_count() or 1
+    per_worker = worker_threads(threads, len(pool)) if is_cpu(name) else None
+    runner = pool[0]
+    if per_worker is not None and per_worker != cores:  # the network alone: one session with every thread
+        runner = load_runner(name, model, **{**options, "threads": cores})
     out: dict[str, Any] = {
         "model": model,
         "backend": runner.describe(),
         "frames": frames,
         "cpus": os.cpu_count(),
-        "threads": threads,
-        "workers": n_workers,
+        "threads": cores if per_worker is not None else None,
+        "workers": len(pool),
         "per_worker_threads": per_worker,
         **pipeline_figures(det, runner, pool, frames),
     }
@@ -77,8 +84,9 @@ def bench(
 TABLE_WIDTH = 100  # bench's tables fit 100 columns, on a terminal or in a log
 
 
-def figures_table(out: dict[str, Any], n_levels: int, per_worker: int) -> Table:
-    """bench's figures (``out``, as its JSON holds them) as a table of short rows."""
+def figures_table(out: dict[str, Any], n_levels: int, per_worker: Optional[int]) -> Table:
+    """bench's figures (``out``, as its JSON holds them) as a table of short rows; ``per_worker`` is
+    None for a backend that does not compute on these cores (a GPU, a Triton server)."""
     threads, n_workers = out["threads"], out["workers"]
     t = Table(
         title=f"overfeat-edge bench: {out['model']}, {out['frames']} frames 384x512, {plural(n_levels, 'scale')}",
@@ -86,12 +94,11 @@ def figures_table(out: dict[str, Any], n_levels: int, per_worker: int) -> Table:
     )
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row(f"network only: 1 session x {plural(threads, 'thread')}", f"{out['model_fps_one_session']:.1f} frames/s")
+    one = f"1 session x {plural(threads, 'thread')}" if threads else "1 runner"
+    t.add_row(f"network only: {one}", f"{out['model_fps_one_session']:.1f} frames/s")
     if n_workers > 1 or per_worker != threads:  # else the same row again
-        t.add_row(
-            f"network only: {n_workers} sessions x {plural(per_worker, 'thread')}",
-            f"{out['model_fps_workers']:.1f} frames/s",
-        )
+        each = f"sessions x {plural(per_worker, 'thread')}" if per_worker else "runners"
+        t.add_row(f"network only: {n_workers} {each}", f"{out['model_fps_workers']:.1f} frames/s")
     t.add_row(f"run end to end, {plural(n_workers, 'worker')} (video to MP4 + JSONL)", f"{out['run_fps']:.1f} frames/s")
     t.add_row("pipeline efficiency (run / the faster network only)", f"{out['pipeline_efficiency']:.0%}")
     alone = out["other_stages_cpu_ms_per_frame"]
@@ -101,8 +108,9 @@ def figures_table(out: dict[str, Any], n_levels: int, per_worker: int) -> Table:
     )
     t.add_row("ceiling: network CPU / all stages' CPU", f"{out['pipeline_ceiling']:.0%}")
     t.add_row("network GFLOP/frame; achieved GFLOP/s", f"{out['gflop_per_frame']:.2f}; {out['model_gflops_per_s']:.0f}")
-    peak, reached = out["matmul_peak_gflops_per_s"], out["fraction_of_peak"]
-    t.add_row("float32 matmul peak (numpy BLAS)", f"{peak:.0f} GFLOP/s ({reached:.0%} reached)")
+    if per_worker is not None:  # the network computes on these cores: how close to their peak
+        peak, reached = out["matmul_peak_gflops_per_s"], out["fraction_of_peak"]
+        t.add_row("float32 matmul peak (numpy BLAS)", f"{peak:.0f} GFLOP/s ({reached:.0%} reached)")
     t.add_row("peak resident memory", f"{out['peak_rss_mib']:.0f} MiB")
     return t
 

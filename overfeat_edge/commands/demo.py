@@ -28,9 +28,7 @@ from overfeat_edge.words import plural
 DEMO_MODEL = "overfeat-mini-shapes"
 
 
-@backend_options(
-    cpu_only=True, help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."}
-)
+@backend_options(help={"threads": "CPU threads in all, shared out among the workers (default: all cores)."})
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for input.mp4, demo.mp4 and detections.jsonl.")] = Path("runs/demo"),
     model: Annotated[str, typer.Option(help="A shipped model name or an exported .onnx.")] = DEMO_MODEL,
@@ -48,51 +46,54 @@ def demo(
     ] = None,
     options: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """Generate a short video, detect on every frame on the CPU, write an annotated MP4 and JSON Lines.
+    """Generate a short video, detect on every frame (on the CPU by default), write an annotated MP4 and JSON Lines.
 
     Example: overfeat-edge demo --model mtcnn-face --out runs/demo
     """
     scales = pyramid(scales, min_size, scale_factor)
     from overfeat_edge.pipeline.detector import DetectorConfig
-    from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import descriptors, is_cpu, load_runner, resolve_backend
-    from overfeat_edge.runtime.base import resolve_onnx
-    from overfeat_edge.stream.plan import inference_workers, worker_threads
+    from overfeat_edge.pipeline.load import describe
+    from overfeat_edge.stream.plan import load_workers
     from overfeat_edge.train.synth import write_demo_video
 
     check_number("--frames", frames, 1, 100000)
     check_number("--seed", seed, 0, 2**32 - 1)
     check_output(out, "--out", folder=True)
-    options = dict(options or {})
-    backend, why = resolve_backend(backend, model, options.get("threads"), options["precision"])
-    if not is_cpu(backend):
-        cpus = ", ".join(d.name for d in descriptors() if d.cpu)
-        raise InputError(f"demo runs on a CPU backend ({cpus}), not {backend}")
-    n_workers = inference_workers(workers, backend, live=False)
-    options["threads"] = worker_threads(options.get("threads"), n_workers)
     config = DetectorConfig(scales=scales or [], threshold=threshold, min_score=min_score)
-    det = load_detector(model, backend=backend, config=config, **options)
-    det.runner.choice = why
+    det, runners = load_workers(model, backend, workers, False, dict(options or {}), config)
     console.print(describe(det, model), soft_wrap=True)
-    runner = det.runner
-    runners = [runner] + [load_runner(backend, model, **options) for _ in range(n_workers - 1)]
-    sample = resolve_onnx(model).parent / "sample.jpg"
-    src = write_demo_video(out / "input.mp4", frames, seed, photo=sample if sample.is_file() else None)
-    what = f"a camera tour of {sample.name}" if sample.is_file() else f"seed {seed}"
+    runner, n_workers = det.runner, len(runners)
+    sample = _sample_photo(model)
+    src = write_demo_video(out / "input.mp4", frames, seed, photo=sample)
+    what = f"a camera tour of {sample.name}" if sample is not None else f"seed {seed}"
     console.print(f"generated {src} ({frames} frames, {what}); detecting with {n_workers} x {runner.describe()}")
     _detect_video(det, runners, src, out, model)
+
+
+def _sample_photo(model: str) -> Optional[Path]:
+    """The photo shipped beside the model (mtcnn-face's), also for a served model of a shipped name."""
+    from overfeat_edge.errors import OverfeatEdgeError
+    from overfeat_edge.runtime.base import resolve_onnx
+
+    try:
+        sample = resolve_onnx(model).parent / "sample.jpg"
+    except OverfeatEdgeError:  # a name only a server knows (--backend triton), an engine
+        return None
+    return sample if sample.is_file() else None
 
 
 def _detect_video(det: Any, runners: list[Any], src: Path, out: Path, model: str) -> None:
     """The same loop as `run` on a file (every frame, in order) -> demo.mp4 and detections.jsonl."""
     from overfeat_edge.pipeline.draw import pyramid_caption
+    from overfeat_edge.runtime import is_cpu
     from overfeat_edge.stream.loop import Stream, StreamLoop
     from overfeat_edge.stream.sinks import JsonlSink, VideoSink
     from overfeat_edge.stream.sources import Source, parse_source
 
     runner, n_workers = det.runner, len(runners)
     source = Source(parse_source(str(src)))
-    overlay = f"{model} on {runner.name} (CPU), {pyramid_caption(det.scales)}"
+    where = " (CPU)" if is_cpu(runner.name) else ""
+    overlay = f"{model} on {runner.name}{where}, {pyramid_caption(det.scales)}"
     keep(f"{out / 'demo.mp4'} and {out / 'detections.jsonl'} closed and readable up to the last frame written")
     try:
         with VideoSink(out / "demo.mp4", source.fps) as video:

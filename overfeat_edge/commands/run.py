@@ -146,19 +146,13 @@ def _load(
 ) -> tuple[Any, list[Any]]:
     """The detector and one runner per inference worker."""
     from overfeat_edge.pipeline.detector import DetectorConfig
-    from overfeat_edge.pipeline.load import describe, load_detector
-    from overfeat_edge.runtime import is_cpu, load_runner, resolve_backend
+    from overfeat_edge.pipeline.load import describe
 
-    threads = options.get("threads")
-    backend, why = resolve_backend(backend, model, threads, options["precision"])
-    n = planning.inference_workers(workers, backend, plan.live)
-    options["threads"] = planning.worker_threads(threads, n) if is_cpu(backend) else threads
     scales, threshold, merge, min_score = config
     cfg = DetectorConfig(scales=scales or [], threshold=threshold, merge=merge, min_score=min_score)
-    det = load_detector(model, backend=backend, config=cfg, **options)
-    det.runner.choice = why
+    det, runners = planning.load_workers(model, backend, workers, plan.live, options, cfg)
     console.print(describe(det, model), soft_wrap=True)
-    return det, [det.runner] + [load_runner(backend, model, **options) for _ in range(n - 1)]
+    return det, runners
 
 
 def _way(runners: list[Any]) -> str:

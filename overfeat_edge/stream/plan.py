@@ -152,6 +152,25 @@ def worker_threads(threads: int | None, n_workers: int) -> int:
     return max(1, (threads or os.cpu_count() or 1) // n_workers)
 
 
+def load_workers(
+    model: str, backend: str, workers: int | None, live: bool, options: dict[str, Any], config: Any
+) -> tuple[Detector, list[Runner]]:
+    """The detector (``config``: a DetectorConfig) and one runner per inference worker, the first being
+    the detector's own: ``backend`` resolved (``auto``), the workers checked against it and the CPU
+    threads (``options["threads"]``, in all) shared out among them. What ``run`` and ``bench`` load."""
+    from overfeat_edge.pipeline.load import load_detector
+    from overfeat_edge.runtime import is_cpu, load_runner, resolve_backend
+
+    options = dict(options)
+    threads = options.get("threads")
+    name, why = resolve_backend(backend, model, threads, options.get("precision") or "fp32")
+    n = inference_workers(workers, name, live)
+    options["threads"] = worker_threads(threads, n) if is_cpu(name) else threads
+    det = load_detector(model, backend=name, config=config, **options)
+    det.runner.choice = why
+    return det, [det.runner] + [load_runner(name, model, **options) for _ in range(n - 1)]
+
+
 # ---- outputs -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Output:

@@ -171,8 +171,7 @@ def test_every_backends_options_are_on_the_commands_and_foreign_ones_refused(
 
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     flags = {o.flag for d in runtime.descriptors() for o in d.options}
-    cpu_flags = {o.flag for d in runtime.descriptors() if d.cpu for o in d.options}
-    for command, want in (("detect", flags), ("run", flags), ("demo", cpu_flags), ("bench", cpu_flags)):
+    for command, want in (("detect", flags), ("run", flags), ("demo", flags), ("bench", flags)):
         params = {opt for p in commands[command].params for opt in p.opts}
         assert want | {"--precision", "--threads"} <= params, command
     image = str(ROOT / "overfeat_edge" / "assets" / "mtcnn-face" / "sample.jpg")

@@ -201,6 +201,44 @@ def served(server: Server) -> int:
         return 0
 
 
+def test_demo_through_the_server_writes_local_onnxruntimes_detections(server: Server, tmp_path: Path) -> None:
+    """`demo --backend triton`: the same generated video, the same records as the demo on local ONNX Runtime."""
+    args = ["demo", "--model", "overfeat-mini-shapes", "--frames", "12", "--scales", "200"]
+    local = cli(*args, "--backend", "onnxruntime", "--out", str(tmp_path / "local"))
+    assert local.returncode == 0, local.stderr
+    before = served(server)
+    remote = cli(*args, "--backend", "triton", "--triton-url", server.grpc_url, "--out", str(tmp_path / "served"))
+    assert remote.returncode == 0, remote.stderr
+    assert served(server) - before >= 12  # every frame's level went to the server
+
+    def records(folder: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / folder / "detections.jsonl").read_text().splitlines()]
+
+    want, got = records("local"), records("served")
+    assert len(got) == len(want) == 12 and sum(len(r["detections"]) for r in want) > 0
+    for a, b in zip(got, want):
+        assert [d["label"] for d in a["detections"]] == [d["label"] for d in b["detections"]]
+        for da, db in zip(a["detections"], b["detections"]):
+            np.testing.assert_allclose(da["box"], db["box"], atol=1e-2)
+    assert (tmp_path / "served" / "demo.mp4").stat().st_size > 0
+
+
+def test_bench_through_the_server(server: Server, tmp_path: Path) -> None:
+    """`bench --backend triton`: the network alone and `run` end to end through the server, its requests
+    counted by the server itself; no CPU-peak row for a network that does not run on these cores."""
+    out = tmp_path / "bench.json"
+    before = served(server)
+    r = cli("bench", "--backend", "triton", "--triton-url", server.grpc_url, "--model", "overfeat-mini-shapes",
+            "--frames", "4", "--scales", "131", "--json", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    figures = json.loads(out.read_text())
+    assert figures["backend"].startswith("triton overfeat-mini-shapes at grpc://127.0.0.1")
+    assert figures["workers"] == 1 and figures["threads"] is None and figures["run_fps"] > 0
+    # the network alone (one runner, then the pool), the other stages' pass and the run: 4 frames each
+    assert served(server) - before >= 4 * 4
+    assert "network only: 1 runner" in r.stdout and "matmul peak" not in r.stdout
+
+
 def test_server_away_mid_run_the_run_goes_on(own_server: Server, tmp_path: Path) -> None:
     frames = tmp_path / "frames"
     frames.mkdir()
