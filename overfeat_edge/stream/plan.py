@@ -27,7 +27,7 @@ from typing import Any, Callable, List, Optional
 from overfeat_edge.errors import InputError
 from overfeat_edge.io import check_name, read_bounded
 from overfeat_edge.paths import is_safe_name, safe_name
-from overfeat_edge.pipeline.detector import Detector
+from overfeat_edge.pipeline.detector import Detector, DetectorConfig
 from overfeat_edge.runtime.base import Runner
 from overfeat_edge.stream.loop import Stream, StreamLoop
 from overfeat_edge.stream.sinks import Sink
@@ -153,11 +153,11 @@ def worker_threads(threads: int | None, n_workers: int) -> int:
 
 
 def load_workers(
-    model: str, backend: str, workers: int | None, live: bool, options: dict[str, Any], config: Any
+    model: str, backend: str, workers: int | None, live: bool, options: dict[str, Any], config: DetectorConfig
 ) -> tuple[Detector, list[Runner]]:
-    """The detector (``config``: a DetectorConfig) and one runner per inference worker, the first being
-    the detector's own: ``backend`` resolved (``auto``), the workers checked against it and the CPU
-    threads (``options["threads"]``, in all) shared out among them. What ``run`` and ``bench`` load."""
+    """The detector and one runner per inference worker, the first being the detector's own: ``backend``
+    resolved (``auto``), the workers checked against it and the CPU threads (``options["threads"]``, in
+    all) shared out among them. What ``run``, ``demo`` and ``bench`` load."""
     from overfeat_edge.pipeline.load import load_detector
     from overfeat_edge.runtime import is_cpu, load_runner, resolve_backend
 
