@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 
 import cv2
 import numpy as np
@@ -179,9 +182,50 @@ def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpe
     resized = any(lv.input_hw != frame_bgr.shape[:2] for lv in levels)
     if resize_method(spec) == "adaptive" and resized:  # one integral image serves every level
         sums, whole = integral(frame_bgr), np.array([[0, 0, frame_bgr.shape[1], frame_bgr.shape[0]]])
-        return [adaptive_normalized(sums, whole, lv.input_hw, spec) for lv in levels]
+        jobs = [partial(adaptive_normalized, sums, whole, lv.input_hw, spec) for lv in levels]
+        return two_ways(jobs, [lv.input_hw[0] * lv.input_hw[1] for lv in levels])
     frame = frame_bgr.astype(np.float32) if resized else frame_bgr
     return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]
+
+
+PARALLEL_PIXELS = 60_000  # output pixels below which splitting the levels over two threads costs more than it saves
+_HELPER: list[tuple[int, ThreadPoolExecutor]] = []  # (pid, the one helper thread of two_ways), made on first use
+_HELPER_LOCK = threading.Lock()
+
+
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def two_ways(jobs: Sequence[Callable[[], np.ndarray]], weights: Sequence[int]) -> list[np.ndarray]:
+    """Every job's result, in order: on a machine of two cores or more, the jobs (C kernels that release
+    the GIL: a pyramid's levels) are split in two halves of about equal ``weights`` (longest first, each
+    to the lighter half), one run by a helper thread while this thread runs the other; else one by one."""
+    if len(jobs) < 2 or sum(weights) < PARALLEL_PIXELS or _cores() < 2:
+        return [job() for job in jobs]
+    halves: tuple[list[int], list[int]] = ([], [])
+    load = [0, 0]
+    for i in sorted(range(len(jobs)), key=lambda k: -weights[k]):
+        lighter = int(load[1] < load[0])
+        halves[lighter].append(i)
+        load[lighter] += weights[i]
+    with _HELPER_LOCK:
+        if not _HELPER or _HELPER[0][0] != os.getpid():  # a forked child has the executor but not its thread
+            _HELPER[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="overfeat-pyramid"))]
+        helper = _HELPER[0][1]
+    out: list[np.ndarray | None] = [None] * len(jobs)
+
+    def run(half: list[int]) -> None:
+        for i in half:
+            out[i] = jobs[i]()
+
+    other = helper.submit(run, halves[1])
+    try:
+        run(halves[0])
+    finally:
+        other.result()  # the helper's error, if any, is raised here (after both halves ended)
+    return out  # type: ignore[return-value]
 
 
 def resize_method(spec: ModelSpec) -> str:

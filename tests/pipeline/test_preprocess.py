@@ -77,11 +77,17 @@ def test_compiled_pooling_equals_numpy_bit_for_bit() -> None:
         np.testing.assert_array_equal(a, adaptive_normalized(integral(big), whole, hw, base, compiled=False))
 
 
-def test_pyramid_levels_are_the_whole_frame_pooled(compiled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An adaptive model's level inputs are the whole frame pooled to each level's size (a plain-loop reference)."""
+@pytest.mark.parametrize("split", [False, True], ids=["one thread", "two threads"])
+def test_pyramid_levels_are_the_whole_frame_pooled(
+    compiled: bool, split: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An adaptive model's level inputs are the whole frame pooled to each level's size (a plain-loop reference),
+    whether the levels are pooled in this thread or split over two."""
     from overfeat_edge.pipeline.pyramid import parse_scales, plan_levels
 
     monkeypatch.setattr(preprocess, "COMPILED", compiled)
+    monkeypatch.setattr(preprocess, "PARALLEL_PIXELS", 0 if split else 10**12)
+    monkeypatch.setattr(preprocess, "_cores", lambda: 2)
     rng = np.random.default_rng(2)
     img = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
     spec = shipped_spec("mtcnn-face")
@@ -91,6 +97,34 @@ def test_pyramid_levels_are_the_whole_frame_pooled(compiled: bool, monkeypatch: 
     for lv, x in zip(levels, inputs):
         ref = (naive_pool(img, (0, 0, 90, 60), lv.input_hw)[:, :, ::-1] - 127.5) / 128
         np.testing.assert_allclose(x[0], ref.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_two_ways_keeps_the_order_balances_the_halves_and_raises_a_jobs_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The jobs' results come back in their own order; the two halves' weights differ by at most the lightest
+    job (longest first, each to the lighter half: 8 4 2 and 6 5 3 here); a job's error reaches the caller."""
+    import threading
+
+    monkeypatch.setattr(preprocess, "PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(preprocess, "_cores", lambda: 2)
+    weights = [5, 8, 2, 6, 3, 4]
+    where: dict[int, str] = {}
+
+    def job(i: int) -> np.ndarray:
+        where[i] = threading.current_thread().name
+        return np.full(2, i)
+
+    out = preprocess.two_ways([lambda i=i: job(i) for i in range(len(weights))], weights)
+    assert [int(x[0]) for x in out] == list(range(len(weights)))
+    threads = {name: sum(weights[i] for i, n in where.items() if n == name) for name in set(where.values())}
+    assert sorted(threads.values()) == [14, 14]
+
+    def fails() -> np.ndarray:
+        raise ValueError("job 3 broke")
+
+    with pytest.raises(ValueError, match="job 3 broke"):
+        preprocess.two_ways([lambda: np.zeros(1), lambda: np.zeros(1), lambda: np.zeros(1), fails], [1, 1, 1, 1])
 
 
 def test_compiled_pooling_refuses_a_region_outside_the_image() -> None:
