@@ -40,12 +40,15 @@ Maps = Dict[str, np.ndarray]  # one level's outputs by name, batch index dropped
 DETECTOR_OUTPUTS = ("scores", "boxes")  # what a detector (and a crop stage) needs of its network
 
 
-def require_outputs(outputs: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    """``outputs`` (a runner's, by name) unchanged if it has ``scores`` and ``boxes``; else one ModelError."""
+def require_outputs(outputs: dict[str, np.ndarray], source: str | Callable[[], str]) -> dict[str, np.ndarray]:
+    """``outputs`` (a runner's, by name) unchanged if it has ``scores`` and ``boxes``; else one ModelError
+    naming ``source`` (or what it returns: a runner's ``describe``, which may ask the device, is only
+    called for the error)."""
     missing = [n for n in DETECTOR_OUTPUTS if n not in outputs]
     if missing:
+        name = source if isinstance(source, str) else source()
         raise ModelError(
-            f"{source}: a detector needs outputs {', '.join(DETECTOR_OUTPUTS)}; the network has {', '.join(outputs)}"
+            f"{name}: a detector needs outputs {', '.join(DETECTOR_OUTPUTS)}; the network has {', '.join(outputs)}"
         )
     return outputs
 
@@ -128,7 +131,7 @@ class Detector:
         runner = runner or self.runner
         with runner:  # a GPU backend makes its context current in this thread
             outs = runner.run_levels(inputs)
-        return [{name: v[0] for name, v in require_outputs(out, runner.describe()).items()} for out in outs]
+        return [{name: v[0] for name, v in require_outputs(out, runner.describe).items()} for out in outs]
 
     def infer(self, frame: np.ndarray) -> tuple[list[ScaleLevel], list[Maps]]:
         """Raw maps of every level (see :meth:`forward`)."""
