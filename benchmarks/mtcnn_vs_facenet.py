@@ -103,7 +103,6 @@ CHILD = textwrap.dedent(
     args = json.loads(sys.argv[1])
     torch.set_num_threads(args["threads"])
     mtcnn = MTCNN(keep_all=True, device="cpu")
-    out = {"facenet_pytorch": facenet_pytorch.__file__, "torch": torch.__version__, "photos": {}}
 
     def detect(img):
         boxes, probs, points = mtcnn.detect(img, landmarks=True)
@@ -111,18 +110,25 @@ CHILD = textwrap.dedent(
             return [], [], []
         return boxes.tolist(), probs.tolist(), points.tolist()
 
-    for name, path in args["photos"].items():
-        img = np.load(path)
-        detect(img)  # warm-up
-        times = []
-        for _ in range(args["repeats"]):
-            t0 = time.perf_counter(); res = detect(img); times.append(time.perf_counter() - t0)
-        out["photos"][name] = {"boxes": res[0], "probs": res[1], "points": res[2], "ms": 1000 * float(np.median(times))}
-    lfw = np.load(args["lfw"])
-    t0 = time.perf_counter()
-    out["lfw"] = [len(detect(im)[0]) for im in lfw]
-    out["lfw_ms"] = 1000 * (time.perf_counter() - t0) / len(lfw)
-    print("RESULT " + json.dumps(out))
+    def reply(out):
+        sys.stdout.write("RESULT " + json.dumps(out) + "\\n"); sys.stdout.flush()
+
+    reply({"facenet_pytorch": facenet_pytorch.__file__, "torch": torch.__version__})
+    for line in sys.stdin:  # one command a line, answered at once: the parent times ours in between
+        cmd = json.loads(line)
+        if cmd["op"] == "photo":
+            img = np.load(cmd["path"])
+            if cmd["warm"]:
+                detect(img)
+            times = []
+            for _ in range(cmd["repeats"]):
+                t0 = time.perf_counter(); res = detect(img); times.append(time.perf_counter() - t0)
+            reply({"boxes": res[0], "probs": res[1], "points": res[2], "times": times})
+        elif cmd["op"] == "lfw":
+            lfw = np.load(cmd["path"])
+            t0 = time.perf_counter()
+            found = [len(detect(im)[0]) for im in lfw]
+            reply({"lfw": found, "lfw_ms": 1000 * (time.perf_counter() - t0) / len(lfw)})
     """
 )
 
@@ -172,19 +178,52 @@ def photos(work: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return out, np.repeat(lfw[..., None], 3, axis=3)
 
 
-def facenet(py: Path, work: Path, imgs: dict[str, np.ndarray], lfw: np.ndarray, repeats: int, threads: int) -> dict:
-    paths = {}
-    for name, img in imgs.items():
-        paths[name] = str(work / f"{name.replace('/', '_')}.npy")
-        np.save(paths[name], img)
-    np.save(work / "lfw_rgb.npy", lfw)
-    arg = json.dumps({"photos": paths, "lfw": str(work / "lfw_rgb.npy"), "repeats": repeats, "threads": threads})
-    env = {"PYTHONPATH": str(work / "standin"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
-    r = subprocess.run([str(py), "-c", CHILD, arg], capture_output=True, text=True, env=env, check=False)
-    if r.returncode != 0:
-        raise SystemExit(f"facenet-pytorch failed:\n{r.stderr[-3000:]}")
-    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT ") :])
+class Theirs:
+    """facenet-pytorch in its venv, one process for the whole run, answering one command at a time, so
+    that its repeats of a photo and ours take turns (the ratio of two medians taken minutes apart on a
+    VM carries its drift)."""
+
+    def __init__(self, py: Path, work: Path, threads: int) -> None:
+        self.work = work
+        env = {"PYTHONPATH": str(work / "standin"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
+        self.proc = subprocess.Popen(
+            [str(py), "-c", CHILD, json.dumps({"threads": threads})],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.about = self._read()
+
+    def _read(self) -> dict:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])
+        assert self.proc.stderr is not None
+        raise SystemExit(f"facenet-pytorch failed:\n{self.proc.stderr.read()[-3000:]}")
+
+    def ask(self, **cmd: Any) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def photo(self, name: str, img: np.ndarray, repeats: int, warm: bool) -> dict:
+        path = self.work / f"{name.replace('/', '_')}.npy"
+        if warm:
+            np.save(path, img)
+        return self.ask(op="photo", path=str(path), repeats=repeats, warm=warm)
+
+    def lfw(self, lfw: np.ndarray) -> dict:
+        np.save(self.work / "lfw_rgb.npy", lfw)
+        return self.ask(op="lfw", path=str(self.work / "lfw_rgb.npy"))
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
 CONFIGS: dict[str, dict[str, Any]] = {  # name -> load_detector options (besides threads)
@@ -236,36 +275,74 @@ class NetworkClock:
         return timed
 
 
-def ours(imgs: dict[str, np.ndarray], lfw: np.ndarray | None, repeats: int, threads: int, options: dict) -> dict:
-    det = load_detector(options.get("model", "mtcnn-face"), threads=threads, **options.get("load", options))
-    out: dict = {"photos": {}, "runs": describe(det, "mtcnn-face").split(" on ", 1)[-1]}
-    clock = NetworkClock(det)
-    with det.runner:
-        for name, rgb in imgs.items():
-            bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-            det.detect(bgr)
+class Ours:
+    """One way of ours (a loaded detector), timed photo by photo."""
+
+    def __init__(self, threads: int, options: dict) -> None:
+        self.det = load_detector(options.get("model", "mtcnn-face"), threads=threads, **options.get("load", options))
+        self.clock = NetworkClock(self.det)
+
+    def photo(self, rgb: np.ndarray, repeats: int, warm: bool) -> dict:
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        with self.det.runner:
+            if warm:
+                self.det.detect(bgr)
             times, network = [], []
             for _ in range(repeats):
-                clock.seconds = 0.0
+                self.clock.seconds = 0.0
                 t0 = time.perf_counter()
-                d = det.detect(bgr)
+                d = self.det.detect(bgr)
                 times.append(time.perf_counter() - t0)
-                network.append(clock.seconds)
-            pts = d.data.get("landmarks", np.zeros((0, 5, 2)))
-            out["photos"][name] = {
-                "boxes": d.xyxy.tolist(),
-                "probs": d.score.tolist(),
-                "points": pts.tolist(),
-                "ms": 1000 * float(np.median(times)),
-                "network_ms": 1000 * float(np.median(network)),
-            }
-        if lfw is not None:
+                network.append(self.clock.seconds)
+        pts = d.data.get("landmarks", np.zeros((0, 5, 2)))
+        return {
+            "boxes": d.xyxy.tolist(),
+            "probs": d.score.tolist(),
+            "points": pts.tolist(),
+            "times": times,
+            "network": network,
+        }
+
+    def lfw(self, lfw: np.ndarray) -> dict:
+        with self.det.runner:
             t0 = time.perf_counter()
-            out["lfw"] = [len(det.detect(np.ascontiguousarray(im[:, :, ::-1]))) for im in lfw]
-            out["lfw_ms"] = 1000 * (time.perf_counter() - t0) / len(lfw)
-        out["runs"] = describe(det, "mtcnn-face").split(" on ", 1)[-1]  # after a run: what OpenVINO really computed in
-        out["pipeline"] = det.runner.describe()
-    return out
+            found = [len(self.det.detect(np.ascontiguousarray(im[:, :, ::-1]))) for im in lfw]
+        return {"lfw": found, "lfw_ms": 1000 * (time.perf_counter() - t0) / len(lfw)}
+
+    def runs(self) -> str:
+        return describe(self.det, "mtcnn-face").split(" on ", 1)[-1]  # after a run: what OpenVINO computed in
+
+
+def side_by_side(
+    theirs: Theirs, mine: Ours, imgs: dict[str, np.ndarray], lfw: np.ndarray | None, repeats: int, rounds: int
+) -> tuple[dict, dict]:
+    """Each photo ``rounds`` times: ``repeats`` of theirs, then ``repeats`` of ours; ms are the medians of all
+    the repeats (after a warm-up each, its shapes compiled). Returns (theirs', ours') results."""
+    t_out: dict = {"photos": {}, "torch": theirs.about["torch"]}
+    m_out: dict = {"photos": {}}
+    for name, rgb in imgs.items():
+        t_times: list[float] = []
+        m_times: list[float] = []
+        m_net: list[float] = []
+        for r in range(rounds):
+            t = theirs.photo(name, rgb, repeats, warm=r == 0)
+            m = mine.photo(rgb, repeats, warm=r == 0)
+            t_times += t["times"]
+            m_times += m["times"]
+            m_net += m["network"]
+        t_out["photos"][name] = {k: t[k] for k in ("boxes", "probs", "points")} | {
+            "ms": 1000 * float(np.median(t_times))
+        }
+        m_out["photos"][name] = {k: m[k] for k in ("boxes", "probs", "points")} | {
+            "ms": 1000 * float(np.median(m_times)),
+            "network_ms": 1000 * float(np.median(m_net)),
+        }
+    if lfw is not None:
+        t_out |= theirs.lfw(lfw)
+        m_out |= mine.lfw(lfw)
+    m_out["runs"] = mine.runs()
+    m_out["pipeline"] = mine.det.runner.describe()
+    return t_out, m_out
 
 
 def agreement(theirs: dict, mine: dict) -> dict[str, Any]:
@@ -322,7 +399,7 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
         )
     summary = []
     for cname, m in mine.items():
-        a = agreement(theirs, m)
+        a = agreement(m["theirs"], m)  # each way against theirs measured in turn with it
         summary.append(
             f"| {cname} | {m['runs']} | {a['iou_099']}/{a['faces']} | {a['iou_min']:.3f} | {a['extra']} | "
             f"{a['points_max']:.2f} | {min(a['speed']):.2f}x | {float(np.median(a['speed'])):.2f}x |"
@@ -334,9 +411,8 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
         [
             *header(
                 "MTCNN faces: ours vs facenet-pytorch (issues R2 2/6, R3 3/6)",
-                f"`python3 benchmarks/mtcnn_vs_facenet.py --repeats {args.repeats} --threads {args.threads}"
-                + (f" --int8 {args.int8}" if args.int8 else "")
-                + "`",
+                f"`python3 benchmarks/mtcnn_vs_facenet.py --repeats {args.repeats} --rounds {args.rounds} "
+                f"--threads {args.threads}" + (f" --int8 {args.int8}" if args.int8 else "") + "`",
                 f"{args.threads} threads each (ONNX Runtime / OpenVINO threads; torch.set_num_threads)",
             ),
             f"- **Theirs**: {FACENET} (torch {theirs['torch']}, CPU; torchvision's `batched_nms` and `to_tensor` from "
@@ -344,8 +420,9 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
             "then R-Net and O-Net as batched crop stages), each way below; the photo table is the default, "
             f"`detect --model mtcnn-face` as typed: {base['runs']}.",
             "- **Photos**: five photos, each as it is, x0.6, x1.5, grey and turned a quarter, and a 2x2 group of "
-            "four; ms per photo are the median of the repeats after a warm-up (its shapes compiled), both sides "
-            "measured in this one run.",
+            "four; each photo in turns, theirs then ours, --rounds times --repeats repeats (facenet-pytorch "
+            "in a process of its own that waits while ours runs); ms per photo are the median of all the repeats, "
+            "after a warm-up (its shapes compiled); each way has its own turns with theirs.",
             "",
             "| way | runs on | faces at IoU >= 0.99 | IoU min | extra faces | landmarks max px | speed-up min | "
             "median |",
@@ -367,7 +444,8 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mtcnn-bench"))
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of a photo per round, each side")
+    ap.add_argument("--rounds", type=int, default=3, help="turns theirs and ours take on each photo")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--int8", help="the INT8 model calibrate wrote for mtcnn-face (its ways are skipped without)")
     ap.add_argument("--ways", default=",".join(CONFIGS), help="comma-separated ways to measure ('default' always)")
@@ -381,20 +459,30 @@ def main() -> None:
     for name, rgb in base.items():
         imgs.update(variants(name, rgb) if not name.startswith("tests/") else {name: rgb})
     imgs["group of four"] = group([base[k] for k in ("astronaut", "camera", "grace_hopper", "tests/astronaut.jpg")])
-    theirs = facenet(py, args.work, imgs, lfw, args.repeats, args.threads)
+    their = Theirs(py, args.work, args.threads)
     mine: dict[str, dict] = {}
     skipped: dict[str, str] = {}
-    for cname in ["default", *[w for w in args.ways.split(",") if w and w != "default"]]:
-        options = dict(CONFIGS[cname])
-        if options.get("precision") == "int8":
-            if not args.int8:
-                skipped[cname] = "no --int8 model"
+    theirs: dict = {}
+    try:
+        for cname in ["default", *[w for w in args.ways.split(",") if w and w != "default"]]:
+            options = dict(CONFIGS[cname])
+            if options.get("precision") == "int8":
+                if not args.int8:
+                    skipped[cname] = "no --int8 model"
+                    continue
+                options = {"model": args.int8, "load": {k: v for k, v in options.items()}}
+            try:
+                way = Ours(args.threads, options)
+                t, mine[cname] = side_by_side(
+                    their, way, imgs, lfw if cname == "default" else None, args.repeats, args.rounds
+                )
+            except OverfeatEdgeError as exc:
+                skipped[cname] = str(exc).splitlines()[0][:120]
                 continue
-            options = {"model": args.int8, "load": {k: v for k, v in options.items()}}
-        try:
-            mine[cname] = ours(imgs, lfw if cname == "default" else None, args.repeats, args.threads, options)
-        except OverfeatEdgeError as exc:
-            skipped[cname] = str(exc).splitlines()[0][:120]
+            mine[cname]["theirs"] = t
+            theirs = theirs or t  # the default way's pairing is the photo table's
+    finally:
+        their.close()
     text = report(args, theirs, mine, skipped)
     print(text)
     if args.record:
