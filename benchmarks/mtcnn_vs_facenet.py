@@ -256,12 +256,14 @@ def group(imgs: list[np.ndarray], side: int = 320) -> np.ndarray:
 
 
 class NetworkClock:
-    """The wall time a detect spends inside its networks' ``run`` calls (P-Net's levels, R-Net, O-Net):
+    """The wall time a detect spends inside its networks' ``run`` calls (P-Net's levels, R-Net, O-Net;
+    the packed graph's call of the small levels):
     what is left of the pipeline if everything but the convolutions took no time at all."""
 
     def __init__(self, det: Any) -> None:
         self.seconds = 0.0
-        for runner in [det.runner, *(s.runner for s in det.steps if hasattr(s, "runner"))]:
+        packed = [det.runner.packed] if det.runner.packed is not None else []  # the small levels' one call
+        for runner in [det.runner, *packed, *(s.runner for s in det.steps if hasattr(s, "runner"))]:
             runner.run = self._timed(runner.run)
 
     def _timed(self, run: Any) -> Any:

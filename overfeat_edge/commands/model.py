@@ -124,6 +124,8 @@ def export(
         + (", float16" if half else "")
         + ")"
     )
+    if isinstance(report.packed, Path):
+        console.print(f"wrote {report.packed} (the small pyramid levels packed in one call)")
     for name, err in report.max_abs_error.items():
         console.print(
             f"  parity {name}: max |onnxruntime - torch| = {err:.2e} (tolerance {report.tolerance[name]:.1e}) "
@@ -228,6 +230,8 @@ def _import_facenet(files: list[Path], out: Path) -> None:
             report = export_onnx(net, spec, path, half=half)
             worst = max(report.max_abs_error.values())
             console.print(f"wrote {path} ({spec.arch.name}, {spec.arch.params()} parameters; parity {worst:.1e})")
+            if isinstance(report.packed, Path):
+                console.print(f"wrote {report.packed} (its small pyramid levels packed in one call)")
     console.print(f"detect with it: overfeat-edge detect IMAGES --model {out / 'model.onnx'}")
 
 

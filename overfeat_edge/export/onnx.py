@@ -28,6 +28,7 @@ class ExportReport:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     max_abs_error: dict[str, float] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
+    packed: Path | str | None = None  # the packed graph written beside it, or why it has none (export.packed)
 
 
 def parity_sizes(spec: ModelSpec) -> list[tuple[int, int]]:
@@ -91,6 +92,10 @@ def export_onnx(
         onnx.save(model, str(tmp))
         if check:
             _parity(net, spec, tmp, report, seed, (ATOL_HALF, RTOL_HALF) if half else (ATOL, RTOL))
+    if not half and spec.arch.kind == "detector":  # a pyramid's small levels in one call, where it can be exact
+        from overfeat_edge.export.packed import write_packed
+
+        report.packed = write_packed(out)
     return report
 
 

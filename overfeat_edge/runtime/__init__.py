@@ -12,6 +12,7 @@ options left at None or False are not given.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Dict
 
@@ -87,6 +88,13 @@ def load_runner(backend: str, model: str, **options: Any) -> Runner:
     given = check_options(backend, options)
     runner: Runner = backend_module(backend).load(model, **given)
     runner.choice = why  # how --backend auto chose it ("" when a backend was named)
+    path = getattr(runner, "path", None)
+    if descriptor(backend).spec_source == "onnx" and isinstance(path, Path) and path.name.endswith(".onnx"):
+        from overfeat_edge.runtime.canvas import packed_name
+
+        packed = packed_name(path)  # beside the ONNX it loaded: model.onnx's, not an FP16 or INT8 one's
+        if packed.is_file() and runner.spec.arch.kind == "detector":
+            runner.packed = backend_module(backend).load(str(packed), **given)
     return runner
 
 

@@ -104,6 +104,7 @@ class Runner(ABC):
     precision: str = "fp32"  # what it computes in (one of descriptor.PRECISIONS)
     max_batch: int | None = None  # the most inputs one call takes (an engine's profile), None: any
     choice: str = ""  # how --backend auto chose this runner (empty when the backend was named)
+    packed: Runner | None = None  # the packed graph beside its ONNX, where it has one (runtime.canvas)
 
     def activate(self) -> None:  # noqa: B027 - optional hook
         """Acquire device resources (a context, a stream); the default has none."""
@@ -121,7 +122,12 @@ class Runner(ABC):
 
     def run_levels(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         """:meth:`run` on every batch (a frame's pyramid levels); a GPU backend enqueues them all and
-        synchronizes once."""
+        synchronizes once. Where the model has a packed graph (:attr:`packed`), the small levels run in
+        one call of it (:mod:`overfeat_edge.runtime.canvas`)."""
+        if self.packed is not None and len(batches) > 2:
+            from overfeat_edge.runtime.canvas import run_packed
+
+            return run_packed(self, self.packed, batches)
         return [self.run(x) for x in batches]
 
     def describe(self) -> str:
