@@ -401,9 +401,10 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
         )
     summary = []
     for cname, m in mine.items():
+        computed = f" ({m['pipeline']})" if " asked, " in m["pipeline"] else ""  # bf16 asked on a CPU without it
         a = agreement(m["theirs"], m)  # each way against theirs measured in turn with it
         summary.append(
-            f"| {cname} | {m['runs']} | {a['iou_099']}/{a['faces']} | {a['iou_min']:.3f} | {a['extra']} | "
+            f"| {cname} | {m['runs']}{computed} | {a['iou_099']}/{a['faces']} | {a['iou_min']:.3f} | {a['extra']} | "
             f"{a['points_max']:.2f} | {min(a['speed']):.2f}x | {float(np.median(a['speed'])):.2f}x |"
         )
     summary += [f"| {cname} | not run: {why} | | | | | | |" for cname, why in skipped.items()]

@@ -12,6 +12,7 @@ the rounding of the convolution (bit for bit on OpenVINO here); the larger level
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -37,7 +38,8 @@ def packed_name(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".packed.onnx")
 
 
-def layout(sizes: list[tuple[int, int]], align: int) -> tuple[list[tuple[int, int]], tuple[int, int]]:
+@lru_cache(maxsize=64)  # a video keeps one pyramid
+def layout(sizes: tuple[tuple[int, int], ...], align: int) -> tuple[tuple[tuple[int, int], ...], tuple[int, int]]:
     """(y, x) of each (h, w) in a canvas as high as the highest (rounded up to ``align``), and the
     canvas's (H, W): skyline packing from the left, each at the place that leaves it leftmost (then
     lowest), every corner a multiple of ``align``, no two overlapping."""
@@ -63,7 +65,7 @@ def layout(sizes: list[tuple[int, int]], align: int) -> tuple[list[tuple[int, in
                     cut.append((lo, hi, f))
         sky = cut
     width = up(max(x + w for (_, x), (_, w) in zip(places, sizes)))
-    return places, (height, width)
+    return tuple(places), (height, width)
 
 
 def run_packed(runner: Runs, packed: Runs, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -79,7 +81,7 @@ def run_packed(runner: Runs, packed: Runs, batches: list[np.ndarray]) -> list[di
     out: list[dict[str, np.ndarray] | None] = [None if i in group else runner.run(b) for i, b in enumerate(batches)]
     geometry = packed.spec.extra["packed"]
     lost, stride = int(geometry["lost"]), int(geometry["stride"])
-    sizes = [(batches[i].shape[2], batches[i].shape[3]) for i in group]
+    sizes = tuple((int(batches[i].shape[2]), int(batches[i].shape[3])) for i in group)
     places, (height, width) = layout(sizes, stride)
     n, c = batches[group[0]].shape[:2]
     canvas = np.zeros((n, c + 1, height, width), np.float32)

@@ -28,7 +28,7 @@ def test_layout_keeps_every_level_inside_aligned_and_apart() -> None:
             sizes = [(max(12, int(side * 0.709**k)), max(12, int(side * 1.3 * 0.709**k))) for k in range(8)]
         else:
             sizes = [(int(rng.integers(12, 90)), int(rng.integers(12, 90))) for _ in range(int(rng.integers(1, 9)))]
-        places, (height, width) = canvas.layout(sizes, align)
+        places, (height, width) = canvas.layout(tuple(sizes), align)
         assert height == -(-max(h for h, _ in sizes) // align) * align and width % align == 0
         paint = np.zeros((height, width), np.int32)
         for (y, x), (h, w) in zip(places, sizes):
