@@ -186,14 +186,16 @@ class Theirs:
     def __init__(self, py: Path, work: Path, threads: int) -> None:
         self.work = work
         env = {"PYTHONPATH": str(work / "standin"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": str(threads)}
-        self.proc = subprocess.Popen(
-            [str(py), "-c", CHILD, json.dumps({"threads": threads})],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
+        self.errors = work / "facenet.stderr"  # a file, not a pipe: a pipe nobody reads fills and blocks the child
+        with self.errors.open("w") as err:
+            self.proc = subprocess.Popen(
+                [str(py), "-c", CHILD, json.dumps({"threads": threads})],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
         self.about = self._read()
 
     def _read(self) -> dict:
@@ -201,8 +203,8 @@ class Theirs:
         for line in self.proc.stdout:
             if line.startswith("RESULT "):
                 return json.loads(line[len("RESULT ") :])
-        assert self.proc.stderr is not None
-        raise SystemExit(f"facenet-pytorch failed:\n{self.proc.stderr.read()[-3000:]}")
+        self.proc.wait(timeout=60)
+        raise SystemExit(f"facenet-pytorch failed:\n{self.errors.read_text()[-3000:]}")
 
     def ask(self, **cmd: Any) -> dict:
         assert self.proc.stdin is not None
