@@ -92,10 +92,13 @@ def export_onnx(
         onnx.save(model, str(tmp))
         if check:
             _parity(net, spec, tmp, report, seed, (ATOL_HALF, RTOL_HALF) if half else (ATOL, RTOL))
-    if not half and spec.arch.kind == "detector":  # a pyramid's small levels in one call, where it can be exact
-        from overfeat_edge.export.packed import write_packed
+    from overfeat_edge.export.packed import write_packed
+    from overfeat_edge.runtime.canvas import packed_name
 
+    if not half and spec.arch.kind == "detector":  # a pyramid's small levels in one call, where it can be exact
         report.packed = write_packed(out)
+    else:
+        packed_name(out).unlink(missing_ok=True)  # an earlier export's, now stale
     return report
 
 

@@ -10,9 +10,12 @@ the max of that level's own values only (as it does alone), and multiplies the p
 ``-2**30``, which would swamp its neighbours' rounding in a Winograd convolution). After the pool
 come convolutions alone, so an output cell inside a level reads that level's cells only.
 
-A graph qualifies when it is: stride-1 unpadded convolutions (with PReLU/ReLU), one MaxPool
-without padding, then stride-1 unpadded convolutions, activations and a softmax over channels
-(MTCNN's P-Net). Any other graph gets no packed file and runs level by level, as before.
+A graph qualifies when it is: stride-1 unpadded convolutions (with PReLU/ReLU), one unpadded
+ceil-mode MaxPool whose window is as wide as its stride, then stride-1 unpadded convolutions,
+activations and a softmax over channels (MTCNN's P-Net). Any other graph gets no packed file and
+runs level by level, as before; and a graph that qualifies is kept only if ONNX Runtime gives the
+model's own outputs through it on odd-sized levels. Its spec keeps the source file's sha256: a
+loader uses it only beside that very file (:func:`overfeat_edge.runtime.canvas.matches`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from overfeat_edge.io import atomic_path
 from overfeat_edge.lazy import require
 from overfeat_edge.runtime.base import INPUT_NAME
-from overfeat_edge.runtime.canvas import MASKED, packed_name
+from overfeat_edge.runtime.canvas import MASKED, packed_name, source_digest
 from overfeat_edge.spec import METADATA_KEY, ModelSpec
 
 ELEMENTWISE = {"PRelu", "Relu", "LeakyRelu"}
@@ -38,46 +41,56 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _plain_conv(node: Any) -> bool:
+def _plain(node: Any) -> bool:
+    """A Conv or MaxPool with no padding, no dilation and square windows (and stride 1 for a Conv)."""
     a = _attrs(node)
+    kernel = a.get("kernel_shape", [1, 1])
     return (
         all(p == 0 for p in a.get("pads", [0]))
-        and all(s == 1 for s in a.get("strides", [1]))
-        and a.get("group", 1) == 1
-    ) and all(d == 1 for d in a.get("dilations", [1]))
+        and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET", b"VALID", "VALID")
+        and all(d == 1 for d in a.get("dilations", [1]))
+        and len(set(kernel)) == 1
+        and (node.op_type != "Conv" or (all(s == 1 for s in a.get("strides", [1])) and a.get("group", 1) == 1))
+    )
 
 
 def qualifies(model: Any) -> tuple[int, int] | str:
-    """(rows and columns lost before the pool, the pool's stride) if ``model`` can be packed, else why not."""
+    """(rows and columns lost before the pool, the pool's stride) if ``model`` can be packed, else why not.
+
+    The pool must be ceil-mode with its window as wide as its stride (P-Net's 2/2): then a window never
+    reaches past the next level's first cell, and the pooled map is as large as the mask read at each
+    window's first element."""
     nodes = list(model.graph.node)
     pools = [n for n in nodes if n.op_type == "MaxPool"]
     if len(pools) != 1:
         return f"{len(pools)} pools (packing needs exactly one)"
     k = nodes.index(pools[0])
+    if k == 0 or nodes[0].op_type != "Conv":
+        return "the graph does not begin with a convolution"
     lost = 0
     for n in nodes[:k]:
-        if n.op_type == "Conv" and _plain_conv(n):
-            kernel = _attrs(n).get("kernel_shape", [1, 1])
-            if kernel[0] != kernel[1]:
-                return "a non-square convolution before the pool"
-            lost += kernel[0] - 1
+        if n.op_type == "Conv" and _plain(n):
+            lost += _attrs(n).get("kernel_shape", [1, 1])[0] - 1
         elif n.op_type not in ELEMENTWISE:
-            return f"a {n.op_type} before the pool"
+            return f"a {n.op_type} before the pool that is not a plain convolution"
     pool = _attrs(pools[0])
-    if any(p != 0 for p in pool.get("pads", [0])) or len(set(pool.get("strides", [1]))) != 1:
-        return "a padded or non-square pool"
+    kernel, strides = pool.get("kernel_shape", []), pool.get("strides", [])
+    if not _plain(pools[0]) or len(set(strides)) != 1 or list(kernel) != list(strides) or pool.get("ceil_mode") != 1:
+        return "the pool is not a ceil-mode one with its window as wide as its stride, unpadded"
     for n in nodes[k + 1 :]:
-        if n.op_type not in AFTER_POOL or (n.op_type == "Conv" and not _plain_conv(n)):
+        if n.op_type not in AFTER_POOL or (n.op_type == "Conv" and not _plain(n)):
             return f"a {n.op_type} after the pool that is not a plain convolution"
         if n.op_type == "Softmax" and _attrs(n).get("axis", -1) != 1:
             return "a softmax over other than the channels"
     if nodes[0].input[0] != INPUT_NAME or sum(INPUT_NAME in n.input for n in nodes) != 1:
         return "the input feeds other than one first convolution"
-    return lost, int(pool["strides"][0])
+    return lost, int(strides[0])
 
 
-def packed_graph(model: Any) -> Any:
-    """The packed graph of ``model`` (an ONNX ModelProto that :func:`qualifies`), or the reason it has none."""
+def packed_graph(model: Any, source_sha256: str = "") -> Any:
+    """The packed graph of ``model`` (an ONNX ModelProto that :func:`qualifies`), or the reason it has none.
+    ``source_sha256``: the digest of the file it was made from, kept in its spec (a loader uses the packed
+    graph only beside that very file)."""
     onnx = require("onnx", "the packed graph")
     from onnx import helper, numpy_helper
 
@@ -136,7 +149,9 @@ def packed_graph(model: Any) -> Any:
             spec = ModelSpec.from_json(p.value, "the packed graph")
             arch = replace(spec.arch, in_channels=rgb + 1)
             p.value = replace(
-                spec, arch=arch, extra={**spec.extra, "packed": {"lost": lost, "stride": stride}}
+                spec,
+                arch=arch,
+                extra={**spec.extra, "packed": {"lost": lost, "stride": stride, "source_sha256": source_sha256}},
             ).to_json()
     onnx.checker.check_model(packed, full_check=True)
     return packed
@@ -144,14 +159,36 @@ def packed_graph(model: Any) -> Any:
 
 def write_packed(onnx_path: str | Path) -> Path | str:
     """Write ``<stem>.packed.onnx`` beside ``onnx_path`` (atomically) and return its path, or the reason
-    the graph has none (nothing written, and a stale packed file beside it removed)."""
+    the graph has none (nothing written, and a stale packed file beside it removed). Before it is kept,
+    ONNX Runtime runs it on odd-sized levels against the model itself: any difference refuses it."""
     onnx = require("onnx", "the packed graph")
     src = Path(onnx_path)
-    packed = packed_graph(onnx.load(str(src)))
     dest = packed_name(src)
+    packed = packed_graph(onnx.load(str(src)), source_digest(src))
+    if not isinstance(packed, str):
+        with atomic_path(dest, keep_suffix=True) as tmp:
+            onnx.save(packed, str(tmp))
+            packed = _self_check(src, tmp) or packed
     if isinstance(packed, str):
         dest.unlink(missing_ok=True)
         return packed
-    with atomic_path(dest, keep_suffix=True) as tmp:
-        onnx.save(packed, str(tmp))
     return dest
+
+
+def _self_check(src: Path, packed: Path) -> str:
+    """ "" if the packed graph gives each level's outputs as the model does, else why not (ONNX Runtime, FP32)."""
+    from overfeat_edge.runtime.canvas import run_packed
+    from overfeat_edge.runtime.onnxruntime import OnnxRuntimeRunner
+
+    model, together = OnnxRuntimeRunner(src, threads=1), OnnxRuntimeRunner(packed, threads=1)
+    w = model.spec.arch.window
+    rng = np.random.default_rng(0)
+    sizes = [(w + 1, w + 3), (w + 5, w + 1), (w, w), (2 * w + 1, 3 * w + 1)]
+    batches = [rng.uniform(-1, 1, (1, model.spec.arch.in_channels, h, x)).astype(np.float32) for h, x in sizes]
+    for x, got in zip(batches, run_packed(model, together, batches, pack_pixels=None)):
+        for name, want in model.run(x).items():
+            if got[name].shape != want.shape or not np.allclose(got[name], want, atol=1e-5, rtol=1e-5):
+                return (
+                    f"the packed graph's {name!r} differs from the model's own on a level of {x.shape[2]}x{x.shape[3]}"
+                )
+    return ""

@@ -191,6 +191,7 @@ def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpe
 PARALLEL_PIXELS = 60_000  # output pixels below which splitting the levels over two threads costs more than it saves
 _HELPER: list[tuple[int, ThreadPoolExecutor]] = []  # (pid, the one helper thread of two_ways), made on first use
 _HELPER_LOCK = threading.Lock()
+_HELPER_BUSY = threading.Lock()  # held while a pyramid uses the helper: another thread's runs in its own thread
 
 
 def _cores() -> int:
@@ -201,7 +202,8 @@ def _cores() -> int:
 def two_ways(jobs: Sequence[Callable[[], np.ndarray]], weights: Sequence[int]) -> list[np.ndarray]:
     """Every job's result, in order: on a machine of two cores or more, the jobs (C kernels that release
     the GIL: a pyramid's levels) are split in two halves of about equal ``weights`` (longest first, each
-    to the lighter half), one run by a helper thread while this thread runs the other; else one by one."""
+    to the lighter half), one run by a helper thread while this thread runs the other; else (or while
+    another thread's pyramid has the helper) one by one."""
     if len(jobs) < 2 or sum(weights) < PARALLEL_PIXELS or _cores() < 2:
         return [job() for job in jobs]
     halves: tuple[list[int], list[int]] = ([], [])
@@ -210,22 +212,30 @@ def two_ways(jobs: Sequence[Callable[[], np.ndarray]], weights: Sequence[int]) -
         lighter = int(load[1] < load[0])
         halves[lighter].append(i)
         load[lighter] += weights[i]
-    with _HELPER_LOCK:
-        if not _HELPER or _HELPER[0][0] != os.getpid():  # a forked child has the executor but not its thread
-            _HELPER[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="overfeat-pyramid"))]
-        helper = _HELPER[0][1]
-    out: list[np.ndarray | None] = [None] * len(jobs)
-
-    def run(half: list[int]) -> None:
-        for i in half:
-            out[i] = jobs[i]()
-
-    other = helper.submit(run, halves[1])
+    if not _HELPER_BUSY.acquire(blocking=False):  # another thread's pyramid has it (two stream workers)
+        return [job() for job in jobs]
     try:
-        run(halves[0])
+        with _HELPER_LOCK:
+            if not _HELPER or _HELPER[0][0] != os.getpid():  # a forked child has the executor, not its thread
+                _HELPER[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="overfeat-pyramid"))]
+            helper = _HELPER[0][1]
+        out: list[np.ndarray | None] = [None] * len(jobs)
+
+        def run(half: list[int]) -> None:
+            for i in half:
+                out[i] = jobs[i]()
+
+        try:
+            other = helper.submit(run, halves[1])
+        except RuntimeError:  # the interpreter is shutting down: no new futures
+            return [job() for job in jobs]
+        try:
+            run(halves[0])
+        finally:
+            other.result()  # the helper's error, if any, is raised here (after both halves ended)
+        return out  # type: ignore[return-value]
     finally:
-        other.result()  # the helper's error, if any, is raised here (after both halves ended)
-    return out  # type: ignore[return-value]
+        _HELPER_BUSY.release()
 
 
 def resize_method(spec: ModelSpec) -> str:

@@ -88,14 +88,29 @@ def load_runner(backend: str, model: str, **options: Any) -> Runner:
     given = check_options(backend, options)
     runner: Runner = backend_module(backend).load(model, **given)
     runner.choice = why  # how --backend auto chose it ("" when a backend was named)
-    path = getattr(runner, "path", None)
-    if descriptor(backend).spec_source == "onnx" and isinstance(path, Path) and path.name.endswith(".onnx"):
-        from overfeat_edge.runtime.canvas import packed_name
-
-        packed = packed_name(path)  # beside the ONNX it loaded: model.onnx's, not an FP16 or INT8 one's
-        if packed.is_file() and runner.spec.arch.kind == "detector":
-            runner.packed = backend_module(backend).load(str(packed), **given)
+    runner.packed = _packed(backend, runner, given)
     return runner
+
+
+def _packed(backend: str, runner: Runner, given: dict[str, Any]) -> Runner | None:
+    """The packed graph beside the ONNX ``runner`` loaded (model.onnx's, not an FP16 or INT8 one's), made
+    from that very file, on a CPU (its mask is an FP32 one); else None: the levels run one by one, as they
+    always can (a packed file that does not load, or is stale, changes nothing but the speed)."""
+    path = getattr(runner, "path", None)
+    on_cpu = str(getattr(runner, "device", "CPU")).upper().startswith("CPU")
+    if descriptor(backend).spec_source != "onnx" or not isinstance(path, Path) or not on_cpu:
+        return None
+    from overfeat_edge.errors import OverfeatEdgeError
+    from overfeat_edge.runtime.canvas import matches, packed_name
+
+    file = packed_name(path) if path.name.endswith(".onnx") else None
+    if file is None or not file.is_file() or runner.spec.arch.kind != "detector":
+        return None
+    try:
+        packed = backend_module(backend).load(str(file), **given)
+    except (OverfeatEdgeError, OSError, RuntimeError):
+        return None
+    return packed if matches(runner, packed, path) else None
 
 
 def is_cpu(backend: str) -> bool:

@@ -12,6 +12,7 @@ the rounding of the convolution (bit for bit on OpenVINO here); the larger level
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,22 @@ PACK_PIXELS = 12_500  # a level of at most this many pixels (about 110x110) is p
 def packed_name(onnx_path: Path) -> Path:
     """``model.onnx`` -> ``model.packed.onnx`` (beside it)."""
     return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".packed.onnx")
+
+
+def source_digest(onnx_path: Path) -> str:
+    """The sha256 of the ONNX a packed graph was made from (kept in the packed graph's spec)."""
+    return hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+
+
+def matches(runner: Runs, packed: Runs, onnx_path: Path) -> bool:
+    """Whether ``packed`` is the packed graph of the very file ``runner`` loaded (``onnx_path``): made
+    from it (its digest), with one channel more; a stale or foreign file beside a model is not used."""
+    geometry = packed.spec.extra.get("packed")
+    return (
+        isinstance(geometry, dict)
+        and geometry.get("source_sha256") == source_digest(onnx_path)
+        and packed.spec.arch.in_channels == runner.spec.arch.in_channels + 1
+    )
 
 
 @lru_cache(maxsize=64)  # a video keeps one pyramid
@@ -68,12 +85,18 @@ def layout(sizes: tuple[tuple[int, int], ...], align: int) -> tuple[tuple[tuple[
     return tuple(places), (height, width)
 
 
-def run_packed(runner: Runs, packed: Runs, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
+def run_packed(
+    runner: Runs, packed: Runs, batches: list[np.ndarray], pack_pixels: int | None = PACK_PIXELS
+) -> list[dict[str, np.ndarray]]:
     """``runner.run`` of every batch (a frame's levels, or one level of many frames each), the small ones
-    of the most common batch size in one call of ``packed`` (their outputs cut out of its outputs)."""
+    (at most ``pack_pixels``; None: any) of the most common batch size in one call of ``packed`` (their
+    outputs cut out of its outputs). A batch the runner would refuse (too small, other channels) is left
+    to the runner, which says why."""
     small: dict[int, list[int]] = {}
+    arch = runner.spec.arch
     for i, b in enumerate(batches):
-        if b.shape[2] * b.shape[3] <= PACK_PIXELS:
+        fits = b.ndim == 4 and b.shape[1] == arch.in_channels and min(b.shape[2:]) >= arch.window
+        if fits and (pack_pixels is None or b.shape[2] * b.shape[3] <= pack_pixels):
             small.setdefault(b.shape[0], []).append(i)
     group = max(small.values(), key=len, default=[])
     if len(group) < 2:
@@ -90,7 +113,7 @@ def run_packed(runner: Runs, packed: Runs, batches: list[np.ndarray]) -> list[di
         canvas[:, :c, y : y + h, x : x + w] = batches[i]
         canvas[:, c, y : y + h - lost, x : x + w - lost] = 0.0
     maps = packed.run(canvas)
-    arch, fine = runner.spec.arch, runner.spec.fine_stride
+    fine = runner.spec.fine_stride
     for i, (y, x), (h, w) in zip(group, places, sizes):
         oy, ox, oh, ow = y // stride, x // stride, arch.out_size(h, fine), arch.out_size(w, fine)
         out[i] = {name: np.ascontiguousarray(v[:, :, oy : oy + oh, ox : ox + ow]) for name, v in maps.items()}

@@ -160,7 +160,7 @@ class OpenVinoRunner(Runner):
         # infer() without arguments skips the Python dispatch of infer({name: x}), which cost 0.08 ms a
         # call, as much as P-Net's whole inference on a 14x14 level (MTCNN makes ten or more calls a photo)
         request.set_input_tensor(self._ov.Tensor(x, shared_memory=True))
-        request.infer()
+        request.infer(share_outputs=True)  # its own OVDict of views: the copies are made below, once
         return {name: np.array(request.get_tensor(name).data, copy=True) for name in self.output_names}
 
     def describe(self) -> str:

@@ -103,3 +103,53 @@ def test_only_a_one_pool_graph_is_packed_and_the_shipped_file_is_what_export_wri
     (tmp_path / "rnet.packed.onnx").write_bytes(b"stale")
     assert write_packed(tmp_path / "rnet.onnx") == "2 pools (packing needs exactly one)"
     assert not (tmp_path / "rnet.packed.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"kernel_shape": [3, 3]}, "the pool is not a ceil-mode one"),  # a 3/2 window reads the next level
+        ({"ceil_mode": 0}, "the pool is not a ceil-mode one"),  # floor mode: the pooled map is smaller than the mask's
+        ({"pads": [1, 1, 1, 1]}, "the pool is not a ceil-mode one"),
+    ],
+)
+def test_a_pool_packing_cannot_keep_exact_is_refused(change: dict, why: str) -> None:
+    """P-Net with its pool changed to one whose windows would reach past a level (or whose map would not match
+    the mask) gets no packed graph."""
+    onnx = pytest.importorskip("onnx", reason="the packed graph is written with the onnx package (export)")
+    from onnx import helper
+
+    from overfeat_edge.export.packed import packed_graph
+
+    model = onnx.load(str(ASSETS / "model.onnx"))
+    pool = next(n for n in model.graph.node if n.op_type == "MaxPool")
+    attrs = {a.name: helper.get_attribute_value(a) for a in pool.attribute} | change
+    del pool.attribute[:]
+    pool.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+    assert str(packed_graph(model)).startswith(why)
+
+
+def test_a_stale_or_broken_packed_file_is_not_used(tmp_path: Path) -> None:
+    """The packed graph is used only beside the very file it was made from: after the model changes (its
+    weights), or with a packed file that does not load, the levels run one by one and detect still works."""
+    import shutil
+
+    onnx = pytest.importorskip("onnx", reason="the packed graph is written with the onnx package (export)")
+    from overfeat_edge.export.packed import write_packed
+
+    for name in ("model.onnx", "rnet.onnx", "onet.onnx"):
+        shutil.copy(ASSETS / name, tmp_path / name)
+    write_packed(tmp_path / "model.onnx")
+    assert load_runner("onnxruntime", str(tmp_path / "model.onnx"), threads=1).packed is not None
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    weight = next(t for t in model.graph.initializer if t.name.endswith("weight"))
+    values = onnx.numpy_helper.to_array(weight) * np.float32(1.01)
+    weight.CopyFrom(onnx.numpy_helper.from_array(values, weight.name))
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    assert load_runner("onnxruntime", str(tmp_path / "model.onnx"), threads=1).packed is None  # stale
+    (tmp_path / "model.packed.onnx").write_bytes(b"not an onnx file")
+    runner = load_runner("onnxruntime", str(tmp_path / "model.onnx"), threads=1)
+    assert runner.packed is None
+    x = np.zeros((1, 3, 20, 20), np.float32)
+    side = -(-(20 - 2) // 2) - 4  # P-Net on 20 px: a 3x3 conv, a 2/2 ceil-mode pool, two 3x3 convs
+    assert [o["scores"].shape for o in runner.run_levels([x, x, x])] == [(1, 2, side, side)] * 3
