@@ -225,7 +225,11 @@ class Theirs:
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 CONFIGS: dict[str, dict[str, Any]] = {  # name -> load_detector options (besides threads)
