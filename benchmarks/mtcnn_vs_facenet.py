@@ -237,6 +237,9 @@ CONFIGS: dict[str, dict[str, Any]] = {  # name -> load_detector options (besides
     "onnxruntime fp32": {"backend": "onnxruntime", "precision": "fp32"},
     "openvino fp32": {"backend": "openvino", "precision": "fp32"},
     "openvino bf16": {"backend": "openvino", "precision": "bf16"},
+    # bf16 in one part of the cascade only (the stages swapped for another precision's): where the faces move
+    "openvino bf16 P-Net + fp32 stages": {"backend": "openvino", "precision": "bf16", "stages": "fp32"},
+    "openvino fp32 P-Net + bf16 stages": {"backend": "openvino", "precision": "fp32", "stages": "bf16"},
     "onnxruntime int8": {"backend": "onnxruntime", "precision": "int8"},
     "openvino int8": {"backend": "openvino", "precision": "int8"},
 }
@@ -287,7 +290,12 @@ class Ours:
     """One way of ours (a loaded detector), timed photo by photo."""
 
     def __init__(self, threads: int, options: dict) -> None:
+        options = dict(options)
+        stages = options.pop("stages", None)  # R-Net and O-Net at another precision than P-Net's
         self.det = load_detector(options.get("model", "mtcnn-face"), threads=threads, **options.get("load", options))
+        if stages is not None:
+            other = {**options, "precision": stages}
+            self.det.steps = load_detector("mtcnn-face", threads=threads, **other).steps
         self.clock = NetworkClock(self.det)
 
     def photo(self, rgb: np.ndarray, repeats: int, warm: bool) -> dict:
@@ -318,7 +326,11 @@ class Ours:
         return {"lfw": found, "lfw_ms": 1000 * (time.perf_counter() - t0) / len(lfw)}
 
     def runs(self) -> str:
-        return describe(self.det, "mtcnn-face").split(" on ", 1)[-1]  # after a run: what OpenVINO computed in
+        text = describe(self.det, "mtcnn-face").split(" on ", 1)[-1]  # after a run: what OpenVINO computed in
+        stages = {s.runner.precision for s in self.det.steps if hasattr(s, "runner")}
+        if stages and stages != {self.det.runner.precision}:
+            text += f"; R-Net and O-Net {', '.join(sorted(stages))}"
+        return text
 
 
 def side_by_side(
@@ -450,6 +462,20 @@ def report(args: argparse.Namespace, theirs: dict, mine: dict[str, dict], skippe
     )
 
 
+def calib_images(lfw: np.ndarray, dest: Path, count: int = 16, holdout: int = 3, side: int = 80) -> None:
+    """The INT8 calibration set: 3x3 collages of lfw_subset's faces at ``side`` px (faces in turn, wrapping),
+    ``count`` under dest/calib and ``holdout`` more under dest/holdout (BGR .png, what calibrate reads)."""
+    faces = lfw[:100]
+    for k in range(count + holdout):
+        tiles = [
+            cv2.resize(faces[(9 * k + j) % len(faces)], (side, side), interpolation=cv2.INTER_LINEAR) for j in range(9)
+        ]
+        rows = [np.concatenate(tiles[r * 3 : r * 3 + 3], axis=1) for r in range(3)]
+        folder = dest / ("calib" if k < count else "holdout")
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"collage_{k:02d}.png"), np.concatenate(rows, axis=0)[:, :, ::-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=Path("/tmp/mtcnn-bench"))
@@ -460,10 +486,20 @@ def main() -> None:
     ap.add_argument("--ways", default=",".join(CONFIGS), help="comma-separated ways to measure ('default' always)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--record", action="store_true", help="write tests/data/mtcnn_facenet.json")
+    ap.add_argument(
+        "--calib-images",
+        type=Path,
+        metavar="DIR",
+        help="only write the INT8 calibration collages (DIR/calib, DIR/holdout: lfw_subset faces) and stop",
+    )
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    py = setup(args.work)
     base, lfw = photos(args.work)
+    if args.calib_images:
+        calib_images(lfw, args.calib_images)
+        print(f"calibration collages: {args.calib_images}/calib (16), {args.calib_images}/holdout (3)")
+        return
+    py = setup(args.work)
     imgs: dict[str, np.ndarray] = {}
     for name, rgb in base.items():
         imgs.update(variants(name, rgb) if not name.startswith("tests/") else {name: rgb})
