@@ -99,9 +99,14 @@ class Detector:
     """Runs one model over a multi-scale pyramid and merges the boxes of every scale."""
 
     def __init__(
-        self, runner: Runner, config: DetectorConfig | None = None, steps: Sequence[Step] | None = None
+        self,
+        runner: Runner,
+        config: DetectorConfig | None = None,
+        steps: Sequence[Step] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.runner = runner
+        self.threads = threads  # the user's --threads: 1 keeps the pyramid's pooling in one thread too
         self.spec = runner.spec
         self.config = (config or DetectorConfig()).resolved(self.spec.extra.get("detector", {}))
         self.steps = list(steps or [])
@@ -123,7 +128,7 @@ class Detector:
     def preprocess(self, frame_bgr: np.ndarray) -> tuple[list[ScaleLevel], list[np.ndarray]]:
         """The pyramid plan of a BGR uint8 frame and the network input of every level."""
         levels = self.levels(frame_bgr.shape[:2])
-        return levels, level_inputs(frame_bgr, levels, self.spec)
+        return levels, level_inputs(frame_bgr, levels, self.spec, self.threads)
 
     def forward(self, inputs: list[np.ndarray], runner: Runner | None = None) -> list[Maps]:
         """Raw maps of every level by output name (``scores`` (C', H, W), ``boxes`` (4C, H, W), and any

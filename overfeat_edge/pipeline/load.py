@@ -27,7 +27,7 @@ def load_detector(
     else:  # found by the backend (TensorRT: each stage's engine, run at the precision it was built with)
         stage_options.pop("precision", None)
     stages = load_stages(runner, name, **stage_options)
-    return Detector(runner, config, steps=stages)
+    return Detector(runner, config, steps=stages, threads=options.get("threads"))
 
 
 def describe(det: Detector, model: str) -> str:

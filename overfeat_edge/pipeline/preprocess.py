@@ -171,8 +171,11 @@ def normalize_batch(images_bgr: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpec) -> list[np.ndarray]:
-    """The network input of each pyramid level for one BGR uint8 frame.
+def level_inputs(
+    frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpec, threads: int | None = None
+) -> list[np.ndarray]:
+    """The network input of each pyramid level for one BGR uint8 frame (an adaptive model's levels pooled
+    in two threads unless ``threads``, the user's --threads, is 1: see :func:`two_ways`).
 
     Every resized level comes from a float32 copy of the frame, however many levels there are:
     OpenCV's area resize is about twice as fast on float32 as on uint8 here, and skips rounding
@@ -183,7 +186,7 @@ def level_inputs(frame_bgr: np.ndarray, levels: list[ScaleLevel], spec: ModelSpe
     if resize_method(spec) == "adaptive" and resized:  # one integral image serves every level
         sums, whole = integral(frame_bgr), np.array([[0, 0, frame_bgr.shape[1], frame_bgr.shape[0]]])
         jobs = [partial(adaptive_normalized, sums, whole, lv.input_hw, spec) for lv in levels]
-        return two_ways(jobs, [lv.input_hw[0] * lv.input_hw[1] for lv in levels])
+        return two_ways(jobs, [lv.input_hw[0] * lv.input_hw[1] for lv in levels], threads)
     frame = frame_bgr.astype(np.float32) if resized else frame_bgr
     return [normalize(resize(frame, lv.input_hw), spec) for lv in levels]
 
@@ -199,12 +202,15 @@ def _cores() -> int:
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
-def two_ways(jobs: Sequence[Callable[[], np.ndarray]], weights: Sequence[int]) -> list[np.ndarray]:
+def two_ways(
+    jobs: Sequence[Callable[[], np.ndarray]], weights: Sequence[int], threads: int | None = None
+) -> list[np.ndarray]:
     """Every job's result, in order: on a machine of two cores or more, the jobs (C kernels that release
     the GIL: a pyramid's levels) are split in two halves of about equal ``weights`` (longest first, each
-    to the lighter half), one run by a helper thread while this thread runs the other; else (or while
-    another thread's pyramid has the helper) one by one."""
-    if len(jobs) < 2 or sum(weights) < PARALLEL_PIXELS or _cores() < 2:
+    to the lighter half), one run by a helper thread while this thread runs the other; else (or with
+    ``threads`` 1: a user who asked for one thread, or while another thread's pyramid has the helper) one
+    by one in this thread."""
+    if len(jobs) < 2 or sum(weights) < PARALLEL_PIXELS or _cores() < 2 or (threads is not None and threads < 2):
         return [job() for job in jobs]
     halves: tuple[list[int], list[int]] = ([], [])
     load = [0, 0]

@@ -43,7 +43,12 @@ DESCRIPTOR = BackendDescriptor(
     name="onnxruntime",
     summary="ONNX Runtime on the CPU (an exported .onnx or a shipped model)",
     options=(
-        BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
+        BackendOption(
+            "threads",
+            int,
+            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
+            metavar="N",
+        ),
         BackendOption("optimization", str, "graph optimization level.", metavar="LEVEL", choices=OPTIMIZATIONS),
     ),
     cpu=True,

@@ -42,7 +42,12 @@ DESCRIPTOR = BackendDescriptor(
     name="openvino",
     summary="OpenVINO on Intel CPUs, iGPUs and NPUs (the same ONNX files)",
     options=(
-        BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
+        BackendOption(
+            "threads",
+            int,
+            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
+            metavar="N",
+        ),
         BackendOption("ov_device", str, "CPU (default), GPU (an Intel iGPU) or NPU.", metavar="DEVICE"),
         BackendOption("ov_hint", str, "performance hint (default: latency).", metavar="HINT", choices=HINTS),
         BackendOption(

@@ -28,7 +28,12 @@ DESCRIPTOR = BackendDescriptor(
     options=(
         BackendOption("weights", str, "a checkpoint (.pt) for a registry name.", metavar="FILE", stages=False),
         BackendOption("device", str, "cpu or cuda.", metavar="DEVICE"),
-        BackendOption("threads", int, "CPU threads of the backend (default: all cores).", metavar="N"),
+        BackendOption(
+            "threads",
+            int,
+            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
+            metavar="N",
+        ),
         BackendOption("channels_last", bool, "channels-last memory (faster FP16 on CUDA)."),
         BackendOption(
             "stride", str, "fine or coarse (default: the checkpoint's; fine for a registry name).", choices=STRIDES

@@ -127,6 +127,40 @@ def test_two_ways_keeps_the_order_balances_the_halves_and_raises_a_jobs_error(
         preprocess.two_ways([lambda: np.zeros(1), lambda: np.zeros(1), lambda: np.zeros(1), fails], [1, 1, 1, 1])
 
 
+@pytest.mark.parametrize("threads", [None, 1, 2])
+def test_one_thread_asked_pools_the_pyramid_in_this_thread(
+    threads: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--threads 1` (load_detector's threads) keeps the pyramid's pooling in the calling thread; unset or 2,
+    the levels are split over two threads where there are two cores. The inputs are the same either way."""
+    import threading
+
+    from overfeat_edge.pipeline.load import load_detector
+
+    monkeypatch.setattr(preprocess, "PARALLEL_PIXELS", 0)
+    monkeypatch.setattr(preprocess, "_cores", lambda: 2)
+    where: set[str] = set()
+    pool = preprocess.adaptive_normalized
+
+    def watched(*args: object, **kw: object) -> np.ndarray:
+        where.add(threading.current_thread().name)
+        return pool(*args, **kw)  # type: ignore[arg-type]
+
+    det = load_detector("mtcnn-face", backend="onnxruntime", threads=threads)
+    assert det.threads == threads
+    img = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    monkeypatch.setattr(preprocess, "adaptive_normalized", watched)
+    levels, inputs = det.preprocess(img)
+    assert len(levels) >= 3
+    if threads == 1:
+        assert where == {threading.current_thread().name}
+    else:
+        assert len(where) == 2
+    monkeypatch.setattr(preprocess, "adaptive_normalized", pool)
+    for x, y in zip(inputs, preprocess.level_inputs(img, levels, det.spec, threads=1)):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_compiled_pooling_refuses_a_region_outside_the_image() -> None:
     if not preprocess.COMPILED:
         pytest.skip("the C extension was not built (no C compiler at install)")
