@@ -34,6 +34,14 @@ class BackendOption:
         return "--" + self.name.replace("_", "-")
 
 
+THREADS = BackendOption(  # the CPU backends' shared --threads (the detector's pyramid pooling honours it too)
+    "threads",
+    int,
+    "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
+    metavar="N",
+)
+
+
 @dataclass(frozen=True)
 class BackendDescriptor:
     """A backend as the rest of the program sees it.

@@ -17,7 +17,7 @@ import numpy as np
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx, read_spec
-from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
+from overfeat_edge.runtime.descriptor import THREADS, BackendDescriptor, BackendOption
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -43,12 +43,7 @@ DESCRIPTOR = BackendDescriptor(
     name="onnxruntime",
     summary="ONNX Runtime on the CPU (an exported .onnx or a shipped model)",
     options=(
-        BackendOption(
-            "threads",
-            int,
-            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
-            metavar="N",
-        ),
+        THREADS,
         BackendOption("optimization", str, "graph optimization level.", metavar="LEVEL", choices=OPTIMIZATIONS),
     ),
     cpu=True,

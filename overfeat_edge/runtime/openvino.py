@@ -31,7 +31,7 @@ import numpy as np
 from overfeat_edge.errors import InputError, ModelError
 from overfeat_edge.lazy import require
 from overfeat_edge.runtime.base import INPUT_NAME, Runner, precision_onnx, read_spec
-from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
+from overfeat_edge.runtime.descriptor import THREADS, BackendDescriptor, BackendOption
 
 HINTS = ("latency", "throughput")
 SHAPES = ("reshape", "dynamic")
@@ -42,12 +42,7 @@ DESCRIPTOR = BackendDescriptor(
     name="openvino",
     summary="OpenVINO on Intel CPUs, iGPUs and NPUs (the same ONNX files)",
     options=(
-        BackendOption(
-            "threads",
-            int,
-            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
-            metavar="N",
-        ),
+        THREADS,
         BackendOption("ov_device", str, "CPU (default), GPU (an Intel iGPU) or NPU.", metavar="DEVICE"),
         BackendOption("ov_hint", str, "performance hint (default: latency).", metavar="HINT", choices=HINTS),
         BackendOption(

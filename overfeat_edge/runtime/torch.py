@@ -17,7 +17,7 @@ from overfeat_edge.errors import InputError
 from overfeat_edge.lazy import require
 from overfeat_edge.pycompat import zip_strict
 from overfeat_edge.runtime.base import Runner
-from overfeat_edge.runtime.descriptor import BackendDescriptor, BackendOption
+from overfeat_edge.runtime.descriptor import THREADS, BackendDescriptor, BackendOption
 from overfeat_edge.spec import ModelSpec
 from overfeat_edge.types import ScaleLevel
 
@@ -28,12 +28,7 @@ DESCRIPTOR = BackendDescriptor(
     options=(
         BackendOption("weights", str, "a checkpoint (.pt) for a registry name.", metavar="FILE", stages=False),
         BackendOption("device", str, "cpu or cuda.", metavar="DEVICE"),
-        BackendOption(
-            "threads",
-            int,
-            "CPU threads of the backend (default: all cores; 1 pools the pyramid in one thread too).",
-            metavar="N",
-        ),
+        THREADS,
         BackendOption("channels_last", bool, "channels-last memory (faster FP16 on CUDA)."),
         BackendOption(
             "stride", str, "fine or coarse (default: the checkpoint's; fine for a registry name).", choices=STRIDES
