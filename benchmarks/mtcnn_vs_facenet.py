@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import header, write_section  # noqa: E402
 
 from overfeat_edge.errors import OverfeatEdgeError  # noqa: E402
+from overfeat_edge.pipeline.cascade import load_stages  # noqa: E402
 from overfeat_edge.pipeline.load import describe, load_detector  # noqa: E402
 from overfeat_edge.pipeline.merge import box_iou  # noqa: E402
 
@@ -293,9 +294,8 @@ class Ours:
         options = dict(options)
         stages = options.pop("stages", None)  # R-Net and O-Net at another precision than P-Net's
         self.det = load_detector(options.get("model", "mtcnn-face"), threads=threads, **options.get("load", options))
-        if stages is not None:
-            other = {**options, "precision": stages}
-            self.det.steps = load_detector("mtcnn-face", threads=threads, **other).steps
+        if stages is not None:  # only the stages, loaded again at their own precision
+            self.det.steps = load_stages(self.det.runner, options["backend"], threads=threads, precision=stages)
         self.clock = NetworkClock(self.det)
 
     def photo(self, rgb: np.ndarray, repeats: int, warm: bool) -> dict:
